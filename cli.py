@@ -1,0 +1,138 @@
+"""The ``nsynth`` command line: glue only; every command calls one library function.
+
+Heavy libraries (torch, matplotlib, zarr, numba) are imported inside the commands, so
+``nsynth --help`` is instant and ``nsynth prep`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+DATA_DIR = Path(__file__).resolve().parent / "data"  # the embedded default
+DEFAULT_CACHE = DATA_DIR / "cache"
+DEFAULT_CORPUS = DATA_DIR / "nsynth"
+FEATURE_NAMES = ("pooled", "framed", "trimmed")
+
+log = logging.getLogger("nsynth")
+
+
+def _fail(exc: Exception) -> None:
+    """Print a library error as one clear line and exit non-zero."""
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """nsynth: NSynth instrument classification, from the shipped files to trained models.
+
+    \b
+    prep     read NSynth (JSON+WAV, .jsonwav.tar.gz, TFRecord) into zarr feature caches
+    inspect  look at a cache: counts, shapes, figures
+    audit    data-quality checks over caches
+    train    train a CNN/RNN on the caches; eval re-scores a run
+    demo     the whole pipeline on a small synthetic corpus in data/
+    """
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = {"progress": not quiet}
+
+
+@main.group()
+def prep() -> None:
+    """Read NSynth as shipped and write zarr feature caches."""
+
+
+@prep.command("synth")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--notes-per-split", default="2400,400,400", show_default=True,
+              help="TRAIN,VALID,TEST note counts, or one number for all three.")
+@click.option("--format", "formats", type=click.Choice(["jsonwav", "targz", "tfrecord"]), multiple=True,
+              default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same corpus.")
+@click.pass_obj
+def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, ...], seed: int) -> None:
+    """Write a synthetic NSynth-format corpus to OUT.
+
+    Family- and source-dependent timbres, instrument-disjoint splits, synth_lead in train
+    only; nsynth-<split>/ folders (examples.json + audio/*.wav), .jsonwav.tar.gz archives
+    and/or .tfrecord files, exactly in NSynth's formats.
+    """
+    from nsynth_prep.synth import parse_notes_per_split, write_corpus
+
+    try:
+        counts = write_corpus(out, parse_notes_per_split(notes_per_split), formats, seed, obj["progress"])
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} ({', '.join(formats)})")
+
+
+@prep.command("build-cache")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
+              show_default="data/cache", help="Folder of the caches: <cache>/<split>.zarr.")
+@click.option("--feature", "features", type=click.Choice(FEATURE_NAMES), multiple=True, default=("pooled",),
+              show_default=True, help="Feature(s) to build; repeat for several. Adds to an existing cache.")
+@click.option("--split", help="Split name when the source's name does not say (nsynth-<split>...).")
+@click.option("--families", help="Keep only these families (comma-separated names).")
+@click.option("--exclude-families", help="Drop these families (comma-separated), e.g. synth_lead.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffled row order.")
+@click.option("--workers", default=2, show_default=True, help="Worker processes.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="Bad notes stop the build, or are skipped and recorded in the cache.")
+@click.pass_obj
+def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, features: tuple[str, ...],
+                     split: str | None, families: str | None, exclude_families: str | None, seed: int,
+                     workers: int, on_error: str) -> None:
+    """Build zarr caches from NSynth SOURCES.
+
+    A SOURCE is a split folder (examples.json + audio/), a .jsonwav.tar.gz, a .tfrecord,
+    or a folder holding several of them (each split is built). An interrupted build resumes
+    when run again; building another --feature adds it to the existing cache.
+    """
+    from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_prep.cache import CacheError
+    from nsynth_prep.sources import SourceError
+
+    try:
+        config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
+                             seed, workers, on_error)
+        for source in sources:
+            for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
+                click.echo(summary.report())
+    except (SourceError, CacheError, ValueError) as exc:
+        _fail(exc)
+
+
+@prep.command("verify")
+@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+def prep_verify(caches: tuple[Path, ...]) -> None:
+    """Check CACHES (<split>.zarr): completeness, shapes, label ranges and checksums."""
+    from nsynth_prep.verify import verify_cache
+
+    failed = False
+    for path in caches:
+        problems = verify_cache(path)
+        if problems:
+            failed = True
+            click.secho(f"{path}: {len(problems)} problem(s)", fg="red")
+            for p in problems:
+                click.echo(f"  {p}")
+        else:
+            click.secho(f"{path}: ok", fg="green")
+    sys.exit(1 if failed else 0)
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip()) if text else ()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Build caches: scan a source, plan the shuffled rows, write feature chunks in parallel, resume.
+
+The rows of a cache are the source's notes sorted by ``note_str`` and permuted with
+``seed``, so the same notes give the same cache whatever the format or record order. Work is
+split in blocks of whole chunks; each worker owns its blocks' chunks and marks each chunk
+done (with its checksum) in ``<split>.zarr.build/`` after zarr has written it, atomically.
+A rerun after an interruption skips the marked chunks and ends with the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from . import cache
+from .features import FeatureSpec, feature_spec
+from .labels import FAMILIES, SOURCES, LabelTable, family_id
+from .progress import Progress
+from .sources import Catalog, FeatureReader, Source, discover
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How a cache is built; stored in the cache's attrs (``attrs['nsynth']['build']``)."""
+
+    features: tuple[str, ...] = ("pooled",)
+    families: tuple[str, ...] = ()  # keep only these (empty: all)
+    exclude_families: tuple[str, ...] = ()
+    seed: int = 0  # row-order seed
+    workers: int = 1
+    on_error: str = "fail"  # "fail" or "skip"
+
+    def __post_init__(self) -> None:
+        for name in self.features:
+            feature_spec(name)
+        for name in (*self.families, *self.exclude_families):
+            family_id(name)
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+
+    def rows_key(self) -> dict[str, Any]:
+        """What decides which notes are in the cache and in which order."""
+        return {"families": list(self.families), "exclude_families": list(self.exclude_families),
+                "seed": self.seed, "on_error": self.on_error}
+
+
+@dataclass
+class BuildSummary:
+    """What one split's build did, for the end-of-build report."""
+
+    split: str
+    path: Path
+    notes: int
+    features: list[str]
+    built_now: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    family_counts: dict[str, int] = field(default_factory=dict)
+    source_counts: dict[str, int] = field(default_factory=dict)
+
+    def report(self) -> str:
+        """A few human-readable lines."""
+        rate = f", {self.notes / self.seconds:,.0f} notes/s" if self.built_now and self.seconds else ""
+        built = ", ".join(self.built_now) if self.built_now else "nothing (up to date)"
+        lines = [f"{self.split}: {self.path}  {self.notes:,} notes; built {built} in {self.seconds:.1f} s{rate}",
+                 "  families: " + ", ".join(f"{k} {v:,}" for k, v in self.family_counts.items() if v),
+                 "  sources:  " + ", ".join(f"{k} {v:,}" for k, v in self.source_counts.items() if v),
+                 f"  features: {', '.join(self.features)}"]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} notes:")
+            lines += [f"    {s['note']}: {s['reason']}" for s in self.skipped[:10]]
+            if len(self.skipped) > 10:
+                lines.append(f"    ... and {len(self.skipped) - 10} more (attrs['nsynth']['build']['skipped'])")
+        return "\n".join(lines)
+
+
+def build_cache(source: Path, cache_dir: Path, config: BuildConfig, split: str | None = None,
+                progress: bool = True) -> list[BuildSummary]:
+    """Build (or resume, or extend with new features) the cache of every split at ``source``."""
+    return [build_split(s, Path(cache_dir), config, progress) for s in discover(Path(source), split)]
+
+
+def order_rows(labels: LabelTable, seed: int) -> np.ndarray:
+    """Catalog positions in cache row order: sorted by note_str, then a seeded permutation."""
+    by_name = np.argsort(labels.note_str.astype(str), kind="stable")
+    return by_name[np.random.default_rng(seed).permutation(len(by_name))]
+
+
+def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: bool = True) -> BuildSummary:
+    """Build one split's cache; see :func:`build_cache`."""
+    started = time.perf_counter()
+    path = cache.cache_path(cache_dir, src.split)
+    work = path.with_name(path.name + ".build")
+    specs = [feature_spec(f) for f in config.features]
+    source_info = {"path": str(src.path.resolve()), "format": src.format, "fingerprint": src.fingerprint()}
+    existing = _existing_meta(path)
+    same_rows = existing is not None and all(
+        existing["build"].get(k) == v for k, v in {"source": source_info, **config.rows_key()}.items())
+    if existing is not None and not same_rows:
+        if existing["state"] == "complete":
+            raise cache.CacheError(
+                f"{path}: this cache was built from {existing['build']['source']['path']} with "
+                f"{ {k: existing['build'].get(k) for k in config.rows_key()} }; the source or options differ. "
+                "Remove it or choose another --cache folder")
+        log.info("%s: discarding an interrupted build of other data", path)
+        existing = None
+    if existing is None:
+        shutil.rmtree(work / "done", ignore_errors=True)
+    built = set(existing["features"]) if existing else set()
+    todo = [s for s in specs if s.name not in built]
+    if existing is not None and not todo:
+        group = zarr.open_group(path, mode="r")
+        return _summary(src, path, group, config, [], started)
+
+    work.mkdir(parents=True, exist_ok=True)
+    catalog = src.scan(todo, config.on_error, work)
+    keep = _family_filter(catalog.labels, config)
+    order = keep[order_rows(catalog.labels.take(keep), config.seed)]
+    labels = catalog.labels.take(order)
+    if existing is None:
+        build = {"split": src.split, "source": source_info, **config.rows_key(),
+                 "workers": config.workers, "skipped": catalog.skipped}
+        group = cache.create(path, labels, build)
+        log.info("%s: %d notes planned (%d skipped)", path, len(labels), len(catalog.skipped))
+    else:
+        group = zarr.open_group(path, mode="r+")
+        if existing["label_checksums"]["note_str"] != cache.checksum(labels.note_str):
+            raise cache.CacheError(f"{path}: rows no longer match the source; remove the cache and rebuild")
+    for spec in todo:
+        if spec.name not in cache.meta(group)["building"] or spec.name not in group:
+            cache.add_feature(group, spec)
+    _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
+    for spec in todo:
+        cache.finish_feature(group, spec, _collect_checksums(work, spec, len(labels)))
+    cache.set_meta(group, state="complete", counts=_counts(labels))
+    shutil.rmtree(work, ignore_errors=True)
+    return _summary(src, path, group, config, [s.name for s in todo], started)
+
+
+def _existing_meta(path: Path) -> dict[str, Any] | None:
+    if not (path / "zarr.json").exists():
+        return None
+    try:
+        m = cache.meta(zarr.open_group(path, mode="r"))
+    except (cache.CacheError, ValueError, KeyError):
+        return None
+    return m if m.get("format_version") == cache.FORMAT_VERSION and "label_checksums" in m else None
+
+
+def _family_filter(labels: LabelTable, config: BuildConfig) -> np.ndarray:
+    keep = np.ones(len(labels), bool)
+    if config.families:
+        keep &= np.isin(labels.family, [family_id(f) for f in config.families])
+    if config.exclude_families:
+        keep &= ~np.isin(labels.family, [family_id(f) for f in config.exclude_families])
+    return np.flatnonzero(keep)
+
+
+def _counts(labels: LabelTable) -> dict[str, Any]:
+    table = np.zeros((len(FAMILIES), len(SOURCES)), np.int64)
+    np.add.at(table, (labels.family.astype(np.int64), labels.source.astype(np.int64)), 1)
+    return {"notes": len(labels), "family_source": table.tolist(),
+            "family": dict(zip(FAMILIES, table.sum(1).tolist(), strict=True)),
+            "source": dict(zip(SOURCES, table.sum(0).tolist(), strict=True))}
+
+
+def _summary(src: Source, path: Path, group: zarr.Group, config: BuildConfig, built_now: list[str],
+             started: float) -> BuildSummary:
+    m = cache.meta(group)
+    counts = m.get("counts", {})
+    return BuildSummary(src.split, path, m["notes"], sorted(m["features"]), built_now, m["build"]["skipped"],
+                        time.perf_counter() - started, counts.get("family", {}), counts.get("source", {}))
+
+
+# --- the chunk writers -------------------------------------------------------------------------
+
+# Set in the parent before the pool forks, so workers inherit the reader without pickling.
+_JOB: dict[str, Any] = {}
+
+
+def _write_features(path: Path, work: Path, catalog: Catalog, order: np.ndarray, specs: Sequence[FeatureSpec],
+                    workers: int, progress: bool, desc: str) -> None:
+    n = len(order)
+    block_rows = max(s.chunk_rows for s in specs)
+    blocks = [b for b in range((n + block_rows - 1) // block_rows) if not _block_done(work, specs, b, block_rows, n)]
+    for s in specs:
+        (work / "done" / s.name).mkdir(parents=True, exist_ok=True)
+    remaining = sum(min(block_rows, n - b * block_rows) for b in blocks)
+    if n and not blocks:
+        return
+    _JOB.update(path=path, work=work, reader=catalog.reader, order=order, specs=list(specs), block_rows=block_rows)
+    with Progress(remaining, f"{desc} {'+'.join(s.name for s in specs)}", enabled=progress) as bar:
+        if workers == 1 or len(blocks) == 1:
+            for b in blocks:
+                bar.update(_write_block(b))
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(min(workers, len(blocks))) as pool:
+                for done in pool.imap_unordered(_write_block, blocks):
+                    bar.update(done)
+    _JOB.clear()
+
+
+def _block_done(work: Path, specs: Sequence[FeatureSpec], block: int, block_rows: int, n: int) -> bool:
+    for s in specs:
+        first = block * block_rows // s.chunk_rows
+        last = (min(n, (block + 1) * block_rows) - 1) // s.chunk_rows
+        if not all((work / "done" / s.name / f"{c}.json").exists() for c in range(first, last + 1)):
+            return False
+    return True
+
+
+def _write_block(block: int) -> int:
+    """Compute and write every chunk of rows ``[block * B, (block + 1) * B)``; returns notes done."""
+    path, work, specs = _JOB["path"], _JOB["work"], _JOB["specs"]
+    reader: FeatureReader = _JOB["reader"]
+    order: np.ndarray = _JOB["order"]
+    group = zarr.open_group(path, mode="r+")
+    arrays: dict[str, Any]
+    arrays = {s.name: group[s.name] for s in specs}  # zarr arrays, written whole chunks at a time
+    start, stop = block * _JOB["block_rows"], min(len(order), (block + 1) * _JOB["block_rows"])
+    step = min(s.chunk_rows for s in specs)  # every chunk size is a multiple of this
+    pending: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
+    for sub in range(start, stop, step):
+        end = min(stop, sub + step)
+        feats = reader.read_features(order[sub:end], specs)
+        for s in specs:
+            pending[s.name].append(feats[s.name])
+            if end % s.chunk_rows == 0 or end == stop:  # a whole chunk (or the array's last)
+                data = np.concatenate(pending[s.name])
+                pending[s.name] = []
+                arrays[s.name][end - len(data) : end] = data
+                _mark_done(work, s, (end - len(data)) // s.chunk_rows, cache.checksum(data))
+    return stop - start
+
+
+def _collect_checksums(work: Path, spec: FeatureSpec, n: int) -> list[str]:
+    chunks = (n + spec.chunk_rows - 1) // spec.chunk_rows
+    return [json.loads((work / "done" / spec.name / f"{c}.json").read_text())["crc"] for c in range(chunks)]
+
+
+def _mark_done(work: Path, spec: FeatureSpec, chunk: int, crc: str) -> None:
+    tmp = work / "done" / spec.name / f"{chunk}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"crc": crc}))
+    os.replace(tmp, work / "done" / spec.name / f"{chunk}.json")
+

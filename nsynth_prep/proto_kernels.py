@@ -1,0 +1,325 @@
+"""Numba kernels for TFRecord files: CRC32C and the ``tf.train.Example`` protobuf wire format.
+
+Pure functions over uint8 arrays, each with a plain-Python/numpy reference used by the tests.
+Malformed input never raises inside numba: kernels return a negative error code that
+:mod:`nsynth_prep.tfrecord` turns into a message naming the file and record.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+CRC32C_POLY = 0x82F63B78  # Castagnoli, bit-reflected
+MASK_DELTA = 0xA282EAD8  # TFRecord's CRC mask constant
+
+# Error codes returned by the protobuf kernels.
+ERR_TRUNCATED = -1
+ERR_WIRE_TYPE = -2
+ERR_TOO_MANY = -3
+ERR_VARINT = -4
+PROTO_ERRORS = {
+    ERR_TRUNCATED: "truncated protobuf message",
+    ERR_WIRE_TYPE: "unsupported protobuf wire type",
+    ERR_TOO_MANY: "more features than expected",
+    ERR_VARINT: "varint longer than 10 bytes",
+}
+
+# Feature kinds, as the field numbers of tf.train.Feature's oneof.
+KIND_BYTES, KIND_FLOAT, KIND_INT64 = 1, 2, 3
+
+
+def _crc32c_tables() -> np.ndarray:
+    """(8, 256) uint64 slicing-by-8 tables; row 0 is the classic byte table."""
+    tables = np.zeros((8, 256), np.uint64)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ CRC32C_POLY if c & 1 else c >> 1
+        tables[0, i] = c
+    for k in range(1, 8):
+        for i in range(256):
+            prev = int(tables[k - 1, i])
+            tables[k, i] = (prev >> 8) ^ int(tables[0, prev & 0xFF])
+    return tables
+
+
+CRC32C_TABLES = _crc32c_tables()
+
+
+@numba.njit(cache=True, nogil=True)
+def _crc32c(buf, start, stop, tables):  # type: ignore[no-untyped-def]
+    m8 = np.uint64(0xFF)
+    crc = np.uint64(0xFFFFFFFF)
+    i = start
+    while i + 8 <= stop:
+        lo = (np.uint64(buf[i]) | (np.uint64(buf[i + 1]) << np.uint64(8))
+              | (np.uint64(buf[i + 2]) << np.uint64(16)) | (np.uint64(buf[i + 3]) << np.uint64(24)))
+        crc ^= lo
+        crc = (tables[7, crc & m8] ^ tables[6, (crc >> np.uint64(8)) & m8]
+               ^ tables[5, (crc >> np.uint64(16)) & m8] ^ tables[4, (crc >> np.uint64(24)) & m8]
+               ^ tables[3, np.uint64(buf[i + 4])] ^ tables[2, np.uint64(buf[i + 5])]
+               ^ tables[1, np.uint64(buf[i + 6])] ^ tables[0, np.uint64(buf[i + 7])])
+        i += 8
+    while i < stop:
+        crc = tables[0, (crc ^ np.uint64(buf[i])) & m8] ^ (crc >> np.uint64(8))
+        i += 1
+    return crc ^ np.uint64(0xFFFFFFFF)
+
+
+def crc32c(buf: np.ndarray, start: int = 0, stop: int | None = None) -> int:
+    """CRC32C (Castagnoli) of ``buf[start:stop]`` ((n,) uint8)."""
+    return int(_crc32c(buf, start, len(buf) if stop is None else stop, CRC32C_TABLES))
+
+
+def crc32c_reference(data: bytes) -> int:
+    """Bit-at-a-time CRC32C, the textbook definition."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ CRC32C_POLY if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc(crc: int) -> int:
+    """TFRecord's masked CRC: rotate right by 15 and add a constant, mod 2**32."""
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+@numba.njit(cache=True, nogil=True)
+def _varint(buf, pos, stop):  # type: ignore[no-untyped-def]
+    """(value as uint64, next position) or (0, error code)."""
+    result = np.uint64(0)
+    shift = np.uint64(0)
+    for _ in range(10):
+        if pos >= stop:
+            return np.uint64(0), ERR_TRUNCATED
+        b = np.uint64(buf[pos])
+        pos += 1
+        result |= (b & np.uint64(0x7F)) << shift
+        if b < np.uint64(0x80):
+            return result, pos
+        shift += np.uint64(7)
+    return np.uint64(0), ERR_VARINT
+
+
+@numba.njit(cache=True, nogil=True)
+def _skip(buf, pos, stop, wire):  # type: ignore[no-untyped-def]
+    """Position after a field's value of the given wire type, or an error code."""
+    if wire == 0:
+        _, pos = _varint(buf, pos, stop)
+        return pos
+    if wire == 1:
+        return pos + 8 if pos + 8 <= stop else ERR_TRUNCATED
+    if wire == 5:
+        return pos + 4 if pos + 4 <= stop else ERR_TRUNCATED
+    if wire == 2:
+        length, pos = _varint(buf, pos, stop)
+        if pos < 0:
+            return pos
+        end = pos + np.int64(length)
+        return end if end <= stop else ERR_TRUNCATED
+    return ERR_WIRE_TYPE
+
+
+@numba.njit(cache=True, nogil=True)
+def _len_field(buf, pos, stop):  # type: ignore[no-untyped-def]
+    """(start, end) of a length-delimited value at ``pos``, or (error, error)."""
+    length, pos = _varint(buf, pos, stop)
+    if pos < 0:
+        return pos, pos
+    end = pos + np.int64(length)
+    if end > stop:
+        return ERR_TRUNCATED, ERR_TRUNCATED
+    return pos, end
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse_feature_entry(buf, pos, stop, row):  # type: ignore[no-untyped-def]
+    """Fill ``row`` = (key_start, key_len, kind, list_start, list_len) from a map entry."""
+    row[:] = -1
+    while pos < stop:
+        tag, pos = _varint(buf, pos, stop)
+        if pos < 0:
+            return pos
+        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
+        if wire != 2:
+            pos = _skip(buf, pos, stop, wire)
+            if pos < 0:
+                return pos
+            continue
+        start, end = _len_field(buf, pos, stop)
+        if start < 0:
+            return start
+        if field == 1:
+            row[0], row[1] = start, end - start
+        elif field == 2:  # tf.train.Feature: oneof bytes_list=1, float_list=2, int64_list=3
+            p = start
+            while p < end:
+                ftag, p = _varint(buf, p, end)
+                if p < 0:
+                    return p
+                fwire = np.int64(ftag & np.uint64(7))
+                if fwire != 2:
+                    p = _skip(buf, p, end, fwire)
+                    if p < 0:
+                        return p
+                    continue
+                ls, le = _len_field(buf, p, end)
+                if ls < 0:
+                    return ls
+                row[2], row[3], row[4] = np.int64(ftag >> np.uint64(3)), ls, le - ls
+                p = le
+        pos = end
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def parse_example(buf, table):  # type: ignore[no-untyped-def]
+    """Walk a serialized ``tf.train.Example``.
+
+    Parameters
+    ----------
+    buf
+        (n,) uint8, the record payload.
+    table
+        (max_features, 5) int64 to fill, one row per feature:
+        key_start, key_len, kind (1 bytes, 2 float, 3 int64), list_start, list_len.
+
+    Returns
+    -------
+    Number of features found, or a negative error code.
+    """
+    stop = len(buf)
+    pos = 0
+    n = 0
+    while pos < stop:
+        tag, pos = _varint(buf, pos, stop)
+        if pos < 0:
+            return pos
+        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
+        if field != 1 or wire != 2:  # Example.features is field 1
+            pos = _skip(buf, pos, stop, wire)
+            if pos < 0:
+                return pos
+            continue
+        fstart, fend = _len_field(buf, pos, stop)
+        if fstart < 0:
+            return fstart
+        p = fstart
+        while p < fend:  # Features.feature: repeated map entries, field 1
+            etag, p = _varint(buf, p, fend)
+            if p < 0:
+                return p
+            ewire = np.int64(etag & np.uint64(7))
+            if np.int64(etag >> np.uint64(3)) != 1 or ewire != 2:
+                p = _skip(buf, p, fend, ewire)
+                if p < 0:
+                    return p
+                continue
+            es, ee = _len_field(buf, p, fend)
+            if es < 0:
+                return es
+            if n >= table.shape[0]:
+                return ERR_TOO_MANY
+            err = _parse_feature_entry(buf, es, ee, table[n])
+            if err < 0:
+                return err
+            n += 1
+            p = ee
+        pos = fend
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_int64_list(buf, start, stop, out):  # type: ignore[no-untyped-def]
+    """Values of an ``Int64List`` message at buf[start:stop], packed or not, into ``out``.
+
+    Returns the count, or a negative error code (or ERR_TOO_MANY if ``out`` is too small).
+    """
+    n = 0
+    pos = start
+    while pos < stop:
+        tag, pos = _varint(buf, pos, stop)
+        if pos < 0:
+            return pos
+        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
+        if field == 1 and wire == 0:
+            v, pos = _varint(buf, pos, stop)
+            if pos < 0:
+                return pos
+            if n >= len(out):
+                return ERR_TOO_MANY
+            out[n] = np.int64(v)
+            n += 1
+        elif field == 1 and wire == 2:
+            ps, pe = _len_field(buf, pos, stop)
+            if ps < 0:
+                return ps
+            while ps < pe:
+                v, ps = _varint(buf, ps, pe)
+                if ps < 0:
+                    return ps
+                if n >= len(out):
+                    return ERR_TOO_MANY
+                out[n] = np.int64(v)  # two's complement, as protobuf encodes negative int64
+                n += 1
+            pos = pe
+        else:
+            pos = _skip(buf, pos, stop, wire)
+            if pos < 0:
+                return pos
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def float_list_span(buf, start, stop, spans):  # type: ignore[no-untyped-def]
+    """Byte spans of the float32 data in a ``FloatList`` at buf[start:stop].
+
+    Packed values give one span each run; unpacked (wire type 5) values give a 4-byte span
+    each. Fills ``spans`` ((k, 2) int64: byte offset, float count) and returns how many
+    spans, or a negative error code.
+    """
+    n = 0
+    pos = start
+    while pos < stop:
+        tag, pos = _varint(buf, pos, stop)
+        if pos < 0:
+            return pos
+        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
+        if field == 1 and (wire == 2 or wire == 5):
+            if wire == 2:
+                s, e = _len_field(buf, pos, stop)
+                if s < 0:
+                    return s
+                if (e - s) % 4 != 0:
+                    return ERR_TRUNCATED
+            else:
+                s, e = pos, pos + 4
+                if e > stop:
+                    return ERR_TRUNCATED
+            if n >= spans.shape[0]:
+                return ERR_TOO_MANY
+            spans[n, 0], spans[n, 1] = s, (e - s) // 4
+            n += 1
+            pos = e
+        else:
+            pos = _skip(buf, pos, stop, wire)
+            if pos < 0:
+                return pos
+    return n
+
+
+def decode_varints_reference(data: bytes) -> list[int]:
+    """Plain-Python packed varint decoding (as signed int64)."""
+    values, value, shift = [], 0, 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            values.append(value - (1 << 64) if value >= 1 << 63 else value)
+            value, shift = 0, 0
+    if shift:
+        raise ValueError("truncated varint")
+    return values

@@ -1,0 +1,286 @@
+"""NSynth as shipped: find the splits in a path and read their labels and audio.
+
+Three formats, one interface. :func:`discover` turns a path (a split folder, a parent folder,
+a ``.jsonwav.tar.gz`` or a ``.tfrecord``) into :class:`Source` objects; ``source.scan()``
+returns a :class:`Catalog`: every good note's labels, the notes skipped and why, and a reader
+that yields features for any set of notes. Folders and TFRecord files are read at random;
+a ``.tar.gz`` is streamed once, its features spooled to disk (see :mod:`.spool`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .features import FeatureSpec
+from .labels import NOTE_SAMPLES, LabelError, LabelTable, NoteLabels, parse_example
+from .tfrecord import TFRecordError, decode_example, iter_records
+from .wav import WavFormatError, pcm16_span
+
+log = logging.getLogger(__name__)
+
+SPLIT_RE = re.compile(r"nsynth-(train|valid|test)")
+AUDIO_BATCH = 32  # notes decoded at once: bounds memory to ~8 MB of audio per worker
+
+
+class SourceError(ValueError):
+    """A source that cannot be read: missing files, malformed metadata, bad audio."""
+
+
+class FeatureReader(Protocol):
+    def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+        """Features of notes ``index`` (positions in the catalog), one (k, ...) array per spec."""
+        ...
+
+
+@dataclass
+class Catalog:
+    """What a scan of one source found."""
+
+    labels: LabelTable  # good notes, in source order
+    reader: FeatureReader
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"note": ..., "reason": ...}
+
+
+class AudioReader:
+    """Base for random-access sources: decode audio in small batches, compute features."""
+
+    def read_audio(self, index: np.ndarray) -> np.ndarray:  # (k, 64000) int16 or float32
+        raise NotImplementedError
+
+    def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+        out = {s.name: np.empty((len(index), *s.row_shape), np.float32) for s in specs}
+        for start in range(0, len(index), AUDIO_BATCH):
+            part = index[start : start + AUDIO_BATCH]
+            audio = self.read_audio(part)
+            for s in specs:
+                s.compute(audio, out[s.name][start : start + len(part)])
+        return out
+
+
+def split_of(path: Path) -> str | None:
+    """``nsynth-valid.jsonwav.tar.gz`` -> ``valid``; None when the name does not say."""
+    m = SPLIT_RE.search(path.name)
+    return m.group(1) if m else None
+
+
+@dataclass
+class Source:
+    """One split of NSynth in one format."""
+
+    path: Path
+    format: str  # "jsonwav" | "targz" | "tfrecord"
+    split: str
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Size and modification time of the files that define this source."""
+        files = [self.path / "examples.json", self.path / "audio"] if self.format == "jsonwav" else [self.path]
+        return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+
+    def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+             progress: Callable[[int], None] | None = None) -> Catalog:
+        """Read every note's labels (and, for ``skip``, validate the audio) of this source."""
+        if self.format == "jsonwav":
+            return _scan_dir(self.path, on_error)
+        if self.format == "tfrecord":
+            return _scan_tfrecord(self.path, on_error)
+        from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
+
+        return scan_targz(self.path, specs, on_error, work_dir, progress)
+
+
+def discover(path: Path, split: str | None = None) -> list[Source]:
+    """The sources at ``path``: a split folder, an archive, a TFRecord, or a folder of them."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    kind = _kind(path)
+    if kind:
+        name = split or split_of(path)
+        if name is None:
+            raise SourceError(f"{path}: cannot tell the split from the name; pass --split train|valid|test")
+        return [Source(path, kind, name)]
+    if not path.is_dir():
+        raise SourceError(f"{path}: not an NSynth split folder, .jsonwav.tar.gz or .tfrecord")
+    found = [Source(p, k, s) for p in sorted(path.iterdir()) if (k := _kind(p)) and (s := split_of(p))]
+    if not found:
+        raise SourceError(
+            f"{path}: no NSynth split here (expected examples.json + audio/, "
+            "nsynth-<split>/ folders, *.jsonwav.tar.gz or *.tfrecord files)"
+        )
+    if split is not None:
+        raise SourceError(f"{path}: holds several splits; --split applies to a single source")
+    by_split: dict[str, Source] = {}
+    for src in found:
+        if src.split in by_split:
+            raise SourceError(
+                f"{path}: split {src.split!r} is there twice ({by_split[src.split].path.name} and "
+                f"{src.path.name}); pass the one to build"
+            )
+        by_split[src.split] = src
+    return list(by_split.values())
+
+
+def _kind(path: Path) -> str | None:
+    if path.is_dir() and (path / "examples.json").is_file():
+        return "jsonwav"
+    if path.is_file() and (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
+        return "targz"
+    if path.is_file() and ".tfrecord" in path.name:
+        return "tfrecord"
+    return None
+
+
+def load_examples_json(text: bytes | str, name: str) -> dict[str, Any]:
+    """Parse examples.json, naming the file on failure."""
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{name}: malformed JSON: {exc}") from None
+    if not isinstance(entries, dict):
+        raise SourceError(f"{name}: expected an object keyed by note_str")
+    return entries
+
+
+def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
+                        skipped: list[dict[str, str]]) -> list[NoteLabels]:
+    """Validated labels of every entry; bad ones raise, or are skipped and recorded."""
+    notes = []
+    for key, entry in entries.items():
+        try:
+            notes.append(parse_example(key, entry, name))
+        except LabelError as exc:
+            if on_error != "skip":
+                raise SourceError(str(exc)) from None
+            skipped.append({"note": key, "reason": str(exc)})
+    return notes
+
+
+# --- JSON + WAV folder ------------------------------------------------------------------------
+
+
+class WavDirReader(AudioReader):
+    def __init__(self, audio_dir: Path, names: np.ndarray) -> None:
+        self.audio_dir, self.names = audio_dir, names
+
+    def read_audio(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), NOTE_SAMPLES), np.int16)
+        for row, i in enumerate(index):
+            path = self.audio_dir / f"{self.names[i]}.wav"
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise SourceError(f"{path}: WAV missing for note {self.names[i]}") from None
+            offset, count = pcm16_span(data, str(path))
+            out[row] = np.frombuffer(data, "<i2", count, offset)
+        return out
+
+
+def _scan_dir(folder: Path, on_error: str) -> Catalog:
+    json_path = folder / "examples.json"
+    skipped: list[dict[str, str]] = []
+    notes = labels_from_entries(load_examples_json(json_path.read_bytes(), str(json_path)),
+                                str(json_path), on_error, skipped)
+    if on_error == "skip":  # validate every WAV now, so the row plan holds only good notes
+        good = []
+        for n in notes:
+            path = folder / "audio" / f"{n.note_str}.wav"
+            reason = _check_wav(path)
+            if reason:
+                skipped.append({"note": n.note_str, "reason": reason})
+            else:
+                good.append(n)
+        notes = good
+    labels = LabelTable.from_notes(notes)
+    return Catalog(labels, WavDirReader(folder / "audio", labels.note_str), skipped)
+
+
+def _check_wav(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return f"{path}: WAV missing"
+    try:
+        try:
+            # The header with the real size, so that a truncated data chunk is caught.
+            pcm16_span(_Sized(head, size), str(path))
+        except struct.error:  # chunks before "data" run past the first 4 KiB
+            pcm16_span(path.read_bytes(), str(path))
+    except WavFormatError as exc:
+        return str(exc)
+    return None
+
+
+class _Sized(bytes):
+    """The first bytes of a file that report the whole file's length (for header checks)."""
+
+    size: int
+
+    def __new__(cls, head: bytes, size: int) -> _Sized:
+        obj = super().__new__(cls, head)
+        obj.size = size
+        return obj
+
+    def __len__(self) -> int:
+        return self.size
+
+
+# --- TFRecord -----------------------------------------------------------------------------
+
+
+class TFRecordReader(AudioReader):
+    """Reads only the audio bytes of each record, at offsets found by the scan."""
+
+    def __init__(self, path: Path, audio_offsets: np.ndarray) -> None:
+        self.path, self.audio_offsets = path, audio_offsets
+        self._fd: int | None = None
+        self._pid = -1
+
+    def read_audio(self, index: np.ndarray) -> np.ndarray:
+        if self._pid != os.getpid():  # one descriptor per worker process
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        assert self._fd is not None
+        out = np.empty((len(index), NOTE_SAMPLES), np.float32)
+        nbytes = NOTE_SAMPLES * 4
+        for row, i in enumerate(index):
+            got = os.preadv(self._fd, [memoryview(out[row]).cast("B")], int(self.audio_offsets[i]))
+            if got != nbytes:
+                raise SourceError(f"{self.path}: audio of record at byte {self.audio_offsets[i]} is truncated")
+        return out
+
+
+def _scan_tfrecord(path: Path, on_error: str) -> Catalog:
+    notes: list[NoteLabels] = []
+    offsets: list[int] = []
+    skipped: list[dict[str, str]] = []
+    try:
+        for index, offset, payload in iter_records(path):
+            where = f"{path}: record {index}"
+            try:
+                note, audio_offset, _ = decode_example(payload, where)
+            except TFRecordError as exc:
+                if on_error != "skip":
+                    raise SourceError(str(exc)) from None
+                skipped.append({"note": f"record {index}", "reason": str(exc)})
+                continue
+            notes.append(note)
+            offsets.append(offset + 12 + audio_offset)
+    except TFRecordError as exc:
+        # Framing or CRC damage: nothing after it can be trusted, so skip stops reading there.
+        if on_error != "skip":
+            raise SourceError(str(exc)) from None
+        skipped.append({"note": "rest of file", "reason": str(exc)})
+        log.warning("%s", exc)
+    labels = LabelTable.from_notes(notes)
+    return Catalog(labels, TFRecordReader(path, np.array(offsets, np.int64)), skipped)

@@ -1,0 +1,175 @@
+"""Streaming ``.jsonwav.tar.gz`` archives: one pass, features spooled to disk, never unpacked.
+
+A gzip stream cannot be read at random, but the cache is written in a shuffled row order.
+So the archive is streamed once: each WAV is decoded in memory and its features are
+appended to spool blocks of :data:`SPOOL_BLOCK` notes (``.npy`` files in the build's work
+folder, each block made visible by an atomic rename once whole). The cache writer then reads
+the spool at random. An interrupted stream resumes after the last whole block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import FeatureSpec
+from .labels import NOTE_SAMPLES, LabelTable
+from .sources import Catalog, SourceError, labels_from_entries, load_examples_json
+from .wav import WavFormatError, read_pcm16
+
+log = logging.getLogger(__name__)
+
+SPOOL_BLOCK = 1024  # notes per spool block
+
+
+class SpoolReader:
+    """Features of spooled notes, gathered from memory-mapped blocks."""
+
+    def __init__(self, spool_dir: Path, blocks: int, positions: np.ndarray) -> None:
+        self.spool_dir, self.blocks, self.positions = spool_dir, blocks, positions
+
+    def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+        pos = self.positions[index]
+        block, row = pos // SPOOL_BLOCK, pos % SPOOL_BLOCK
+        out = {}
+        for s in specs:
+            data = np.empty((len(index), *s.row_shape), np.float32)
+            for b in np.unique(block):
+                arr = np.load(self.spool_dir / f"block-{b:05d}.{s.name}.npy", mmap_mode="r")
+                sel = block == b
+                data[sel] = arr[row[sel]]
+            out[s.name] = data
+        return out
+
+
+def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+               progress: Callable[[int], None] | None = None) -> Catalog:
+    """Stream an archive, spool the features of every WAV, join them with examples.json."""
+    spool = work_dir / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    manifest = {"features": [s.to_dict() for s in specs], "block": SPOOL_BLOCK}
+    manifest_path = spool / "manifest.json"
+    if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
+        for old in spool.iterdir():
+            old.unlink()
+        manifest_path.write_text(json.dumps(manifest))
+    done_blocks = 0
+    while (spool / f"block-{done_blocks:05d}.json").exists():
+        done_blocks += 1
+    if done_blocks:
+        log.info("%s: resuming after %d spooled blocks", path, done_blocks)
+
+    skipped: list[dict[str, str]] = []
+    entries: dict[str, Any] | None = None
+    pending: list[tuple[str, np.ndarray]] = []
+    block_names: list[str] = []
+    block_skipped: list[dict[str, str]] = []
+    buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), np.float32) for s in specs}
+    wav_members = 0
+    block_index = done_blocks
+
+    def compute_pending() -> None:
+        if not pending:
+            return
+        start = len(block_names)
+        audio = np.stack([a for _, a in pending])
+        for s in specs:
+            s.compute(audio, buffers[s.name][start : start + len(pending)])
+        block_names.extend(n for n, _ in pending)
+        pending.clear()
+
+    def flush_block() -> None:
+        nonlocal block_index
+        compute_pending()
+        _write_block(spool, block_index, buffers, len(block_names), block_names, block_skipped)
+        skipped.extend(block_skipped)
+        block_names.clear()
+        block_skipped.clear()
+        block_index += 1
+
+    try:
+        with tarfile.open(path, mode="r|gz") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                if member.name.endswith("examples.json"):
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    entries = load_examples_json(handle.read(), f"{path}:{member.name}")
+                    continue
+                if not member.name.endswith(".wav"):
+                    continue
+                wav_members += 1
+                if wav_members <= done_blocks * SPOOL_BLOCK:
+                    continue  # spooled before the interruption; the stream skips its bytes
+                handle = archive.extractfile(member)
+                assert handle is not None
+                where = f"{path}:{member.name}"
+                note = os.path.basename(member.name)[: -len(".wav")]
+                try:
+                    pending.append((note, read_pcm16(handle.read(), where, NOTE_SAMPLES)))
+                except WavFormatError as exc:
+                    if on_error != "skip":
+                        raise SourceError(str(exc)) from None
+                    block_skipped.append({"note": note, "reason": str(exc)})
+                if len(pending) == 32:
+                    compute_pending()
+                if len(block_names) + len(pending) + len(block_skipped) >= SPOOL_BLOCK:
+                    flush_block()
+                if progress:
+                    progress(1)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise SourceError(f"{path}: damaged archive after {wav_members} WAV files: {exc}") from None
+    if pending or block_names or block_skipped:
+        flush_block()
+    if entries is None:
+        raise SourceError(f"{path}: no examples.json in the archive")
+    # Spool position of each good note: block * SPOOL_BLOCK + row in the block.
+    spooled: dict[str, int] = {}
+    for b in range(block_index):
+        meta = json.loads((spool / f"block-{b:05d}.json").read_text())
+        if b < done_blocks:
+            skipped.extend(meta["skipped"])
+        for row, note in enumerate(meta["names"]):
+            if note in spooled:
+                raise SourceError(f"{path}: audio for note {note} appears twice")
+            spooled[note] = b * SPOOL_BLOCK + row
+    return _join(path, spool, block_index, spooled, entries, skipped, on_error)
+
+
+def _write_block(spool: Path, index: int, buffers: dict[str, np.ndarray], rows: int,
+                 names: list[str], skipped: list[dict[str, str]]) -> None:
+    """Write one block's arrays, then its names file: the names file marks the block whole."""
+    for name, buf in buffers.items():
+        tmp = spool / f"block-{index:05d}.{name}.tmp.npy"
+        np.save(tmp, buf[:rows])
+        os.replace(tmp, spool / f"block-{index:05d}.{name}.npy")
+    tmp = spool / f"block-{index:05d}.json.tmp"
+    tmp.write_text(json.dumps({"names": names, "skipped": skipped}))
+    os.replace(tmp, spool / f"block-{index:05d}.json")
+
+
+def _join(path: Path, spool: Path, blocks: int, spooled: dict[str, int], entries: dict[str, Any],
+          skipped: list[dict[str, str]], on_error: str) -> Catalog:
+    """Match examples.json entries with spooled audio; unmatched notes raise or are skipped."""
+    name = f"{path}:examples.json"
+    notes = labels_from_entries(entries, name, on_error, skipped)
+    good = [n for n in notes if n.note_str in spooled]
+    problems = [(n.note_str, f"{path}: WAV missing for note {n.note_str}")
+                for n in notes if n.note_str not in spooled]
+    problems += [(k, f"{path}: audio/{k}.wav has no entry in examples.json")
+                 for k in spooled.keys() - entries.keys()]
+    if problems and on_error != "skip":
+        raise SourceError(problems[0][1] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    skipped.extend({"note": k, "reason": r} for k, r in problems)
+    labels = LabelTable.from_notes(good)
+    positions = np.array([spooled[n] for n in labels.note_str], np.int64)
+    return Catalog(labels, SpoolReader(spool, blocks, positions), skipped)

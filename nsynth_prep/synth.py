@@ -1,0 +1,273 @@
+"""A synthetic NSynth-format corpus: a fair, small stand-in for training, in the real layouts.
+
+Timbre depends on the family (harmonic roll-off, odd/even balance, formants, inharmonic
+partials, envelope, pitch range, vibrato, breath noise) and on the source (acoustic notes are
+noisier and slightly inharmonic, synthetic ones brighter), and every instrument draws its own
+parameters around its family's, so families overlap as real ones do. Splits are
+instrument-disjoint and synth_lead is in train only, as in NSynth. Each note is rendered from
+its own seeded generator, so the corpus is the same for a seed whatever is written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, format_examples_json, note_str
+from .progress import Progress
+from .tfrecord import encode_example, frame_record
+from .wav import encode_pcm16
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("jsonwav", "targz", "tfrecord")
+SYNTH_LEAD = FAMILIES.index("synth_lead")
+TABLE = 2048  # wavetable length, one period
+NOTES_PER_INSTRUMENT = 40
+
+# Per family: pitch range, harmonic roll-off exponent, odd-harmonic weight, attack (s),
+# decay time constant (s), vibrato depth (semitones), breath noise, inharmonic (mallet-like).
+FAMILY_TIMBRE: dict[str, dict[str, Any]] = {
+    "bass":       dict(pitch=(28, 60), rolloff=2.2, odd=1.0, attack=0.010, decay=1.2, vibrato=0.00, noise=0.01, inharm=0),
+    "brass":      dict(pitch=(45, 82), rolloff=0.9, odd=1.0, attack=0.060, decay=6.0, vibrato=0.05, noise=0.02, inharm=0),
+    "flute":      dict(pitch=(60, 96), rolloff=3.2, odd=1.0, attack=0.080, decay=8.0, vibrato=0.12, noise=0.08, inharm=0),
+    "guitar":     dict(pitch=(40, 84), rolloff=1.5, odd=1.0, attack=0.003, decay=0.9, vibrato=0.00, noise=0.01, inharm=0),
+    "keyboard":   dict(pitch=(21, 108), rolloff=1.8, odd=1.0, attack=0.004, decay=2.0, vibrato=0.00, noise=0.005, inharm=0),
+    "mallet":     dict(pitch=(48, 96), rolloff=1.6, odd=1.0, attack=0.002, decay=0.35, vibrato=0.00, noise=0.01, inharm=1),
+    "organ":      dict(pitch=(36, 96), rolloff=1.1, odd=1.0, attack=0.020, decay=30.0, vibrato=0.00, noise=0.0, inharm=0),
+    "reed":       dict(pitch=(50, 86), rolloff=1.2, odd=4.0, attack=0.040, decay=7.0, vibrato=0.04, noise=0.03, inharm=0),
+    "string":     dict(pitch=(40, 96), rolloff=1.3, odd=1.0, attack=0.180, decay=6.0, vibrato=0.15, noise=0.02, inharm=0),
+    "synth_lead": dict(pitch=(48, 84), rolloff=1.0, odd=1.0, attack=0.010, decay=20.0, vibrato=0.08, noise=0.0, inharm=0),
+    "vocal":      dict(pitch=(48, 80), rolloff=1.4, odd=1.0, attack=0.070, decay=6.0, vibrato=0.20, noise=0.03, inharm=0),
+}
+# NSynth's train family counts, flattened by a square root: a mild, realistic imbalance.
+FAMILY_WEIGHT = np.sqrt([65474, 12675, 8773, 32690, 51821, 34201, 34477, 13911, 19474, 5501, 10208])
+SOURCE_WEIGHT = np.array([0.4, 0.35, 0.25])
+
+
+@dataclass(frozen=True)
+class Instrument:
+    family: int
+    source: int
+    index: int  # the NNN of note_str, per family and source
+    id: int  # NSynth's global instrument id
+    notes: int  # how many notes it plays in its split
+    params: dict[str, float]
+
+
+def parse_notes_per_split(text: str) -> dict[str, int]:
+    """``"2400,400,400"`` (train, valid, test) or one number for all three."""
+    parts = [int(p) for p in str(text).split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise ValueError(f"--notes-per-split takes N or TRAIN,VALID,TEST (positive), not {text!r}")
+    return dict(zip(SPLITS, parts, strict=True))
+
+
+def make_instruments(notes_per_split: dict[str, int], seed: int) -> dict[str, list[Instrument]]:
+    """Instrument-disjoint instruments of every split, each with its own timbre parameters."""
+    rng = np.random.default_rng([seed, 1])
+    counters: dict[tuple[int, int], int] = {}
+    next_id = 0
+    out: dict[str, list[Instrument]] = {}
+    for split in SPLITS:
+        families = [f for f in range(len(FAMILIES)) if split == "train" or f != SYNTH_LEAD]
+        weights = FAMILY_WEIGHT[families] / FAMILY_WEIGHT[families].sum()
+        # Largest-remainder split of the split's notes over families, then over instruments.
+        share = weights * notes_per_split[split]
+        per_family = np.floor(share).astype(int)
+        per_family[np.argsort(share - per_family)[::-1][: notes_per_split[split] - per_family.sum()]] += 1
+        insts = []
+        for fam, fam_notes in zip(families, per_family, strict=True):
+            count = max(1, -(-int(fam_notes) // NOTES_PER_INSTRUMENT))
+            for k in range(count if fam_notes else 0):
+                src = int(rng.choice(3, p=SOURCE_WEIGHT))
+                idx = counters.get((fam, src), 0)
+                counters[(fam, src)] = idx + 1
+                notes = int(fam_notes) // count + (k < int(fam_notes) % count)
+                insts.append(Instrument(fam, src, idx, next_id, notes, _instrument_params(fam, src, rng)))
+                next_id += 1
+        out[split] = insts
+    return out
+
+
+def _instrument_params(family: int, source: int, rng: np.random.Generator) -> dict[str, float]:
+    t = FAMILY_TIMBRE[FAMILIES[family]]
+    jitter = lambda x, spread: float(x * np.exp(rng.normal(0, spread)))  # noqa: E731
+    lo, hi = t["pitch"]
+    span = hi - lo
+    p_lo = int(lo + rng.integers(0, max(1, span // 4)))
+    p_hi = int(hi - rng.integers(0, max(1, span // 4)))
+    params = dict(
+        pitch_lo=p_lo, pitch_hi=max(p_lo + 8, p_hi),
+        rolloff=jitter(t["rolloff"], 0.25), odd=jitter(t["odd"], 0.3), attack=jitter(t["attack"], 0.4),
+        decay=jitter(t["decay"], 0.35), vibrato=jitter(t["vibrato"] + 1e-3, 0.4),
+        vib_rate=float(rng.uniform(4.5, 6.5)), noise=jitter(t["noise"] + 1e-3, 0.4),
+        inharm=float(t["inharm"]), formant=float(rng.uniform(500, 1200)), release=float(rng.uniform(0.05, 0.6)),
+    )
+    if source == 0:  # acoustic: breathier, a little inharmonic
+        params["noise"] *= 1.8
+        params["stretch"] = float(rng.uniform(0.0002, 0.001))
+    else:
+        params["stretch"] = 0.0
+    if source == 2:  # synthetic: brighter, more square-like
+        params["rolloff"] *= 0.75
+        params["odd"] *= 1.5
+    return params
+
+
+def render_note(params: dict[str, float], family: int, pitch: int, velocity: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """One 4-second note: (64000,) int16. Held for 3 s, then released."""
+    t = np.arange(NOTE_SAMPLES) / SAMPLE_RATE
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    loud = (velocity / 127) ** 0.7
+    rolloff = params["rolloff"] * (1.25 - 0.35 * velocity / 127)  # louder is brighter
+    vib = params["vibrato"] * np.sin(2 * np.pi * params["vib_rate"] * t) * np.minimum(1, t / 0.5)
+    freq = f0 * 2 ** (vib / 12)
+    phase = np.cumsum(freq) / SAMPLE_RATE  # in periods
+    if params["inharm"]:  # mallets: a few inharmonic partials, the higher ones decaying faster
+        ratios, amps = np.array([1.0, 2.76, 5.40, 8.93]), np.array([1.0, 0.5, 0.25, 0.12]) ** (rolloff / 1.6)
+        wave: np.ndarray = np.zeros(NOTE_SAMPLES)
+        for r, a in zip(ratios, amps, strict=True):
+            if f0 * r < SAMPLE_RATE / 2:
+                wave += a * np.sin(2 * np.pi * r * phase) * np.exp(-t * r / (params["decay"] * 2))
+    else:
+        harmonics = np.arange(1, max(2, min(40, int(SAMPLE_RATE / 2 / f0))) + 1)
+        amps = harmonics.astype(np.float64) ** (-rolloff) * np.where(harmonics % 2 == 1, 1.0, 1.0 / params["odd"])
+        if FAMILIES[family] == "vocal":  # a formant bump
+            amps *= 1 + 3 * np.exp(-(((harmonics * f0 - params["formant"]) / 300) ** 2))
+        grid = np.arange(TABLE) / TABLE
+        # Slight stretch of partials (acoustic) is folded into a per-harmonic phase offset.
+        offsets = rng.uniform(0, 2 * np.pi, len(harmonics)) if params["stretch"] else np.zeros(len(harmonics))
+        table = (amps[:, None] * np.sin(2 * np.pi * harmonics[:, None] * grid[None, :] + offsets[:, None])).sum(0)
+        pos = (phase * (1 + params["stretch"])) % 1.0 * TABLE
+        i0 = pos.astype(np.int64)
+        frac = pos - i0
+        wave = table[i0] * (1 - frac) + table[(i0 + 1) % TABLE] * frac
+    env = np.minimum(1.0, t / params["attack"]) * np.exp(-t / params["decay"])
+    env *= np.where(t < 3.0, 1.0, np.exp(-(t - 3.0) / params["release"]))
+    noise = params["noise"] * rng.standard_normal(NOTE_SAMPLES) * env
+    out = wave / (np.abs(wave).max() + 1e-9) * env + noise
+    out *= 0.8 * loud / (np.abs(out).max() + 1e-9)
+    return np.round(out * 32767).astype(np.int16)
+
+
+def _qualities(params: dict[str, float], source: int) -> list[int]:
+    flags = dict(bright=params["rolloff"] < 1.0, dark=params["rolloff"] > 2.2, distortion=False,
+                 fast_decay=params["decay"] < 0.5, long_release=params["release"] > 0.45, multiphonic=False,
+                 nonlinear_env=params["vibrato"] > 0.15, percussive=params["attack"] < 0.004,
+                 reverb=source == 0 and params["noise"] > 0.05, **{"tempo-synced": False})
+    return [int(flags[q]) for q in QUALITIES]
+
+
+def iter_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """(examples.json entry, (64000,) int16 audio) for every note of a split."""
+    for inst in instruments:
+        rng = np.random.default_rng([seed, 2, inst.id])
+        pitches = np.arange(inst.params["pitch_lo"], inst.params["pitch_hi"] + 1)
+        combos = [(int(p), v) for p in pitches for v in VELOCITIES]
+        picks = rng.choice(len(combos), size=min(inst.notes, len(combos)), replace=False)
+        qualities = _qualities(inst.params, inst.source)
+        for pitch, velocity in sorted(combos[i] for i in picks):
+            name = note_str(inst.family, inst.source, inst.index, pitch, velocity)
+            entry = {
+                "qualities": qualities, "pitch": pitch, "note": next(note_ids),
+                "instrument_source_str": SOURCES[inst.source], "velocity": velocity,
+                "instrument_str": name.rsplit("-", 2)[0], "instrument": inst.id, "sample_rate": SAMPLE_RATE,
+                "qualities_str": [q for q, f in zip(QUALITIES, qualities, strict=True) if f],
+                "instrument_source": inst.source, "note_str": name, "instrument_family": inst.family,
+                "instrument_family_str": FAMILIES[inst.family],
+            }
+            note_rng = np.random.default_rng([seed, 3, entry["note"]])
+            yield entry, render_note(inst.params, inst.family, pitch, velocity, note_rng)
+
+
+def tf_features(entry: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
+    """The tf.train.Example features of an NSynth note (audio as float32 = int16 / 32768)."""
+    feats: dict[str, Any] = {}
+    for key in ("note", "instrument", "pitch", "velocity", "sample_rate", "instrument_family", "instrument_source"):
+        feats[key] = [entry[key]]
+    for key in ("note_str", "instrument_str", "instrument_family_str", "instrument_source_str"):
+        feats[key] = (entry[key],)
+    feats["qualities"] = list(entry["qualities"])
+    feats["qualities_str"] = tuple(entry["qualities_str"])
+    feats["audio"] = audio.astype(np.float32) / 32768.0
+    return feats
+
+
+def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str, ...] = ("jsonwav",),
+                 seed: int = 0, progress: bool = True) -> dict[str, int]:
+    """Write the corpus to ``out`` in each of ``formats``; returns the notes per split."""
+    for f in formats:
+        if f not in FORMATS:
+            raise ValueError(f"unknown format {f!r}; expected one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    instruments = make_instruments(notes_per_split, seed)
+    ids = iter(np.random.default_rng([seed, 4]).permutation(400_000).tolist())
+    counts = {}
+    for split in SPLITS:
+        total = sum(i.notes for i in instruments[split])
+        with Progress(total, f"synth {split}", enabled=progress) as bar, _Writers(out, split, formats, seed) as w:
+            for entry, audio in iter_split(instruments[split], seed, ids):
+                w.add(entry, audio)
+                bar.update(1)
+            counts[split] = len(w.entries)
+    return counts
+
+
+class _Writers:
+    """Writes one split's notes to every requested format as they are rendered."""
+
+    def __init__(self, out: Path, split: str, formats: tuple[str, ...], seed: int) -> None:
+        self.out, self.split, self.formats, self.seed = out, split, formats, seed
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.name = f"nsynth-{split}"
+        self.records: list[bytes] = []
+
+    def __enter__(self) -> _Writers:
+        if "jsonwav" in self.formats:
+            (self.out / self.name / "audio").mkdir(parents=True, exist_ok=True)
+        if "targz" in self.formats:
+            self.tar = tarfile.open(self.out / f"{self.name}.jsonwav.tar.gz", "w:gz", compresslevel=6)
+        if "tfrecord" in self.formats:
+            self.tfrecord = open(self.out / f"{self.name}.tfrecord", "wb")
+        return self
+
+    def add(self, entry: dict[str, Any], audio: np.ndarray) -> None:
+        self.entries[entry["note_str"]] = entry
+        wav = encode_pcm16(audio)
+        if "jsonwav" in self.formats:
+            (self.out / self.name / "audio" / f"{entry['note_str']}.wav").write_bytes(wav)
+        if "targz" in self.formats:
+            self._tar_add(f"{self.name}/audio/{entry['note_str']}.wav", wav)
+        if "tfrecord" in self.formats:
+            self.tfrecord.write(frame_record(encode_example(tf_features(entry, audio))))
+
+    def _tar_add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 1_500_000_000, 0o644
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def __exit__(self, *exc: object) -> None:
+        # Real examples.json lists notes in no particular order; so does ours (seeded).
+        keys = list(self.entries)
+        order = np.random.default_rng([self.seed, 5, SPLITS.index(self.split)]).permutation(len(keys))
+        text = format_examples_json({keys[i]: self.entries[keys[i]] for i in order}).encode()
+        if "jsonwav" in self.formats:
+            (self.out / self.name / "examples.json").write_bytes(text)
+        if "targz" in self.formats:
+            self._tar_add(f"{self.name}/examples.json", text)
+            self.tar.close()
+        if "tfrecord" in self.formats:
+            self.tfrecord.close()
