@@ -180,7 +180,10 @@ class WavDirReader(AudioReader):
                 data = path.read_bytes()
             except FileNotFoundError:
                 raise SourceError(f"{path}: WAV missing for note {self.names[i]}") from None
-            offset, count = pcm16_span(data, str(path))
+            try:
+                offset, count = pcm16_span(data, str(path))
+            except WavFormatError as exc:
+                raise SourceError(str(exc)) from None
             out[row] = np.frombuffer(data, "<i2", count, offset)
         return out
 

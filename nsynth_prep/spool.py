@@ -162,14 +162,14 @@ def _join(path: Path, spool: Path, blocks: int, spooled: dict[str, int], entries
     """Match examples.json entries with spooled audio; unmatched notes raise or are skipped."""
     name = f"{path}:examples.json"
     notes = labels_from_entries(entries, name, on_error, skipped)
-    good = [n for n in notes if n.note_str in spooled]
+    bad_audio = {s["note"] for s in skipped}  # already recorded with the WAV's own problem
     problems = [(n.note_str, f"{path}: WAV missing for note {n.note_str}")
-                for n in notes if n.note_str not in spooled]
+                for n in notes if n.note_str not in spooled and n.note_str not in bad_audio]
     problems += [(k, f"{path}: audio/{k}.wav has no entry in examples.json")
                  for k in spooled.keys() - entries.keys()]
     if problems and on_error != "skip":
         raise SourceError(problems[0][1] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     skipped.extend({"note": k, "reason": r} for k, r in problems)
-    labels = LabelTable.from_notes(good)
+    labels = LabelTable.from_notes([n for n in notes if n.note_str in spooled])
     positions = np.array([spooled[n] for n in labels.note_str], np.int64)
     return Catalog(labels, SpoolReader(spool, blocks, positions), skipped)
