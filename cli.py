@@ -41,7 +41,9 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     demo     the whole pipeline on a small synthetic corpus in data/
     """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in ("nsynth", "nsynth_prep", "nsynth_train"):  # our INFO, not every library's
+        logging.getLogger(name).setLevel(level)
     ctx.obj = {"progress": not quiet}
 
 
@@ -128,6 +130,84 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
         else:
             click.secho(f"{path}: ok", fg="green")
     sys.exit(1 if failed else 0)
+
+
+@main.command("train")
+@click.option("--task", type=click.Choice(["family", "source"]), default="family", show_default=True,
+              help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic.")
+@click.option("--model", type=click.Choice(["cnn", "cnn-reg", "lstm", "blstm"]), default="cnn", show_default=True,
+              help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
+              show_default="data/cache", help="Folder holding train.zarr, valid.zarr and test.zarr.")
+@click.option("--epochs", type=int, help="Default: the model preset's (cnn 20, lstm 30).")
+@click.option("--batch-size", type=int, help="Default: the preset's (cnn 1024, lstm 768).")
+@click.option("--lr", type=float, help="Adam learning rate. Default: the preset's (cnn 1e-3, lstm 3e-3).")
+@click.option("--l1", type=float, help="L1 penalty on conv kernels (cnn-reg; default 1e-3).")
+@click.option("--l2", type=float, help="L2 penalty on conv kernels (cnn-reg; default 1e-3).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+              help="Autocast on CUDA (auto = bf16); ignored on CPU.")
+@click.option("--resident", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Hold whole splits in device memory (auto: when they fit) or stream zarr chunks.")
+@click.option("--workers", "num_workers", default=0, show_default=True, help="DataLoader workers when streaming.")
+@click.option("--patience", default=0, show_default=True, help="Early stopping patience in epochs (0: off).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder. Default: runs/<task>-<model>-seed<seed>.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.pass_obj
+def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | None, batch_size: int | None,
+              lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
+              num_workers: int, patience: int, seed: int, out: Path | None, resume: bool) -> None:
+    """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
+
+    Writes checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/ to the run
+    folder.
+    """
+    from nsynth_train.api import train_run
+
+    try:
+        result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                           l1=l1, l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers,
+                           patience=patience, seed=seed, out=out, resume=resume, progress=obj["progress"])
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(result["report"])
+
+
+@main.command("eval")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Cache folder (default: the one the run was trained on).")
+@click.option("--split", default="test", show_default=True, help="Split to score: <cache>/<split>.zarr.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write (default: the run).")
+@click.pass_obj
+def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: str, out: Path | None) -> None:
+    """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split."""
+    from nsynth_train.api import eval_run
+
+    try:
+        result = eval_run(run, cache_dir, split, out, device, obj["progress"])
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(result["report"])
+
+
+@main.command("demo")
+@click.option("--epochs", default=15, show_default=True, help="CNN epochs.")
+@click.option("--notes-per-split", default="2400,400,400", show_default=True,
+              help="Size of the synthetic corpus, made once in data/nsynth.")
+@click.pass_obj
+def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
+    """The whole tool on the embedded default: synthesize a corpus into data/ (once), build
+    its caches, train the CNN on the family task on CPU, and say where the results are."""
+    from nsynth_train.api import demo
+
+    try:
+        click.echo(demo(DATA_DIR, notes_per_split, epochs, obj["progress"]))
+    except ValueError as exc:
+        _fail(exc)
 
 
 def _names(text: str | None) -> tuple[str, ...]:

@@ -1,0 +1,239 @@
+"""Train, select on valid, test the best checkpoint; resume; evaluate any split.
+
+Reads top to bottom: :func:`train` sets the seed, builds the model from its preset, runs
+epochs (:func:`run_epoch`), keeps the best checkpoint by validation accuracy, then scores
+it on test with :func:`evaluate_run`, which ``nsynth eval`` also calls.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nsynth_prep import cache as cache_format
+from nsynth_prep.progress import Progress
+
+from . import checkpoint
+from .data import Batch, ChunkStream, DeviceSplit, batches, loader
+from .models import CNN, build_model, count_parameters, get_preset
+from .tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a run; stored in every checkpoint. ``None`` = the preset's value."""
+
+    task: str = "family"
+    model: str = "cnn"
+    cache_dir: str = "data/cache"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    l1: float | None = None
+    l2: float | None = None
+    drop_last: bool | None = None
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp16 | off
+    resident: str = "auto"  # auto | yes | no: hold whole splits in device memory
+    num_workers: int = 0
+    buffer_chunks: int = 4
+    patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
+
+    def resolved(self) -> TrainConfig:
+        """The config with every ``None`` filled from the model's preset."""
+        p = get_preset(self.model)
+        get_task(self.task)
+        return replace(self, epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size,
+                       lr=self.lr or p.lr, l1=p.l1 if self.l1 is None else self.l1,
+                       l2=p.l2 if self.l2 is None else self.l2,
+                       drop_last=p.drop_last if self.drop_last is None else self.drop_last)
+
+    @property
+    def feature(self) -> str:
+        return get_preset(self.model).feature
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+class Split:
+    """One split as the loop sees it: batches on the device, streamed or resident."""
+
+    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
+        self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
+        c = cache_format.open_cache(path, (config.feature,))
+        nbytes = c.array(config.feature).nbytes
+        limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
+        self.resident = config.resident == "yes" or (config.resident == "auto" and nbytes <= limit)
+        assert config.batch_size is not None
+        if self.resident:
+            self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)
+        else:
+            self.data = ChunkStream(path, config.feature, task, config.batch_size, shuffle, config.seed,
+                                    config.buffer_chunks)
+            self.loader = loader(self.data, config.num_workers, pin_memory=device.type == "cuda")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self, epoch: int, drop_last: bool) -> Iterator[Batch]:
+        assert self.config.batch_size is not None
+        if isinstance(self.data, DeviceSplit):
+            yield from self.data.batches(self.config.batch_size, self.shuffle, self.config.seed, epoch, drop_last)
+            return
+        self.data.set_epoch(epoch)
+        for x, y, rows in batches(self.loader, self.config.batch_size, drop_last):
+            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), rows)
+
+
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+          amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    return loss, logits.float()
+
+
+def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
+              optimizer: torch.optim.Optimizer | None, amp: torch.dtype | None, desc: str,
+              progress: bool) -> tuple[float, float, int]:
+    """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes)."""
+    model.train(optimizer is not None)
+    total_loss, correct, seen = 0.0, 0, 0
+    drop_last = bool(config.drop_last) and optimizer is not None
+    with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(optimizer is not None):
+        for x, y, _ in split.batches(epoch, drop_last):
+            loss, logits = _loss(model, x, y, config, amp)
+            if optimizer is not None:
+                objective = loss
+                if isinstance(model, CNN) and (config.l1 or config.l2):
+                    objective = loss + model.penalty(config.l1 or 0.0, config.l2 or 0.0)
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+            n = len(y)
+            total_loss += float(loss.detach()) * n
+            correct += int((logits.argmax(1) == y).sum())
+            seen += n
+            bar.update(n)
+            bar.postfix = f"loss {total_loss / seen:.3f} acc {correct / seen:.1%}"
+    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+
+
+def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json)."""
+    config = config.resolved()
+    task = get_task(config.task)
+    device = pick_device(config.device)
+    amp = amp_dtype(config, device)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(config.cache_dir)
+    for split in ("train", "valid", "test"):  # fail before training if any split is unusable
+        cache_format.open_cache(cache_format.cache_path(cache_dir, split), (config.feature,))
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    model = build_model(config.model, task.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
+    history: list[dict[str, float]] = []
+    start, best = 1, -1.0
+    if resume and (out / "last.pt").exists():
+        state = checkpoint.load(out / "last.pt")
+        if state["config"] != asdict(config):
+            diff = {k: (v, asdict(config)[k]) for k, v in state["config"].items() if asdict(config).get(k) != v}
+            raise ValueError(f"{out}: --resume with other settings than the run's (run vs now: {diff})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best = state["extra"]["history"], state["extra"]["best_valid_accuracy"]
+        start = state["epoch"] + 1
+        log.info("resuming %s after epoch %d", out, state["epoch"])
+    elif resume:
+        log.info("%s has no last.pt; starting from scratch", out)
+    train_split = Split(cache_format.cache_path(cache_dir, "train"), config, task, device, shuffle=True)
+    valid_split = Split(cache_format.cache_path(cache_dir, "valid"), config, task, device, shuffle=False)
+    log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
+             config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
+             "resident in memory" if train_split.resident else "streamed from zarr",
+             f", autocast {amp}" if amp else "")
+    stale = sum(1 for _ in _epochs_since_best(history))
+    assert config.epochs is not None
+    for epoch in range(start, config.epochs + 1):
+        if config.patience and stale >= config.patience:
+            log.info("early stop: valid accuracy has not improved for %d epochs", stale)
+            break
+        t = time.perf_counter()
+        tl, ta, n = run_epoch(model, train_split, config, epoch, optimizer, amp, f"epoch {epoch}/{config.epochs}",
+                              progress)
+        seconds = time.perf_counter() - t
+        vl, va, _ = run_epoch(model, valid_split, config, epoch, None, amp, "  valid", False)
+        history.append({"epoch": epoch, "train_loss": tl, "train_accuracy": ta, "valid_loss": vl,
+                        "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds})
+        log.info("epoch %d/%d: train loss %.3f acc %.1f%% | valid loss %.3f acc %.1f%% | %.1f s, %s notes/s",
+                 epoch, config.epochs, tl, 100 * ta, vl, 100 * va, seconds, f"{n / seconds:,.0f}")
+        improved = va > best
+        best = max(best, va)
+        stale = 0 if improved else stale + 1
+        extra = {"history": history, "best_valid_accuracy": best}
+        kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config), task=task.to_dict(),
+                      extra=extra)
+        if improved:
+            checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
+        checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
+        _write_history(out / "history.csv", history)
+    from .evaluate import evaluate_run
+
+    return evaluate_run(out / "best.pt", cache_dir, "test", out, progress=progress)
+
+
+def _epochs_since_best(history: list[dict[str, float]]) -> Iterator[None]:
+    best = -1.0
+    since: list[None] = []
+    for h in history:
+        if h["valid_accuracy"] > best:
+            best, since = h["valid_accuracy"], []
+        else:
+            since.append(None)
+    yield from since
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()} for h in history)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
