@@ -1,0 +1,57 @@
+"""The real command line, end to end: synth -> build-cache -> verify -> train -> eval."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py")]
+
+
+def nsynth(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
+    assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    return proc
+
+
+def test_end_to_end(tmp_path: Path) -> None:
+    corpus, cache, run = tmp_path / "corpus", tmp_path / "cache", tmp_path / "run"
+    out = nsynth("prep", "synth", str(corpus), "--notes-per-split", "80,30,30", "--format", "jsonwav",
+                 "--format", "tfrecord").stdout
+    assert "train 80, valid 30, test 30" in out
+    assert (corpus / "nsynth-train" / "examples.json").exists() and (corpus / "nsynth-test.tfrecord").exists()
+    nsynth("prep", "build-cache", str(corpus), "--cache", str(cache), ok=False)  # two formats of each split
+    for split in ("train", "valid"):
+        nsynth("-q", "prep", "build-cache", str(corpus / f"nsynth-{split}"), "--cache", str(cache))
+    out = nsynth("prep", "build-cache", str(corpus / "nsynth-test.tfrecord"), "--cache", str(cache),
+                 "--exclude-families", "synth_lead").stdout
+    assert "test:" in out and "30 notes" in out
+    assert nsynth("prep", "verify", *(str(cache / f"{s}.zarr") for s in ("train", "valid", "test"))).stdout.count(": ok") == 3
+    out = nsynth("-q", "train", "--cache", str(cache), "--epochs", "2", "--batch-size", "32", "--out", str(run)).stdout
+    assert "accuracy" in out and "metrics.json" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == "cnn" and len(metrics["classes"]) == 10
+    assert (run / "best.pt").exists() and (run / "figures" / "confusion_normalized.png").exists()
+    out = nsynth("-q", "eval", str(run), "--split", "valid").stdout
+    assert "valid split (30 notes" in out and (run / "metrics-valid.json").exists()
+
+
+def test_errors_are_one_clear_line(tmp_path: Path) -> None:
+    err = nsynth("train", "--cache", str(tmp_path), "--epochs", "1", ok=False).stderr
+    assert "error:" in err and "no cache here" in err and "Traceback" not in err
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    err = nsynth("eval", str(tmp_path / "bad.pt"), ok=False).stderr
+    assert "not a readable nsynth checkpoint" in err and "Traceback" not in err
+    proc = nsynth("prep", "verify", str(tmp_path / "missing.zarr"), ok=False)
+    assert "no cache here" in proc.stdout
+    err = nsynth("prep", "synth", str(tmp_path / "c"), "--notes-per-split", "1,2", ok=False).stderr
+    assert "TRAIN,VALID,TEST" in err
+
+
+def test_help_is_fast_and_lists_commands() -> None:
+    out = nsynth("--help").stdout
+    for command in ("prep", "train", "eval", "demo"):
+        assert command in out
+    assert "build-cache" in nsynth("prep", "--help").stdout
