@@ -210,6 +210,81 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
         _fail(exc)
 
 
+@prep.command("export")
+@click.argument("cache", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def prep_export(obj: dict, cache: Path, out: Path) -> None:
+    """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed."""
+    from nsynth_prep.export import export_hdf5
+
+    try:
+        export_hdf5(cache, out, obj["progress"])
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+@main.command("inspect")
+@click.argument("cache", type=click.Path(path_type=Path))
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write figures here: class balance, waveforms per family and source, pitch per family.")
+@click.option("--note", "note_str", help="Show the labels of one note (and, with --plot, its features).")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_cmd(cache: Path, plot_dir: Path | None, note_str: str | None, as_json: bool) -> None:
+    """Describe CACHE (<split>.zarr): features, how it was built, counts per family and source."""
+    import json
+
+    from nsynth_prep import inspect as inspect_lib
+    from nsynth_prep.cache import open_cache
+
+    try:
+        if note_str:
+            c = open_cache(cache)
+            row, info = inspect_lib.find_note(c, note_str)
+            click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_note(info))
+            if plot_dir:
+                from nsynth_prep.inspect_plots import plot_note
+
+                plot_dir.mkdir(parents=True, exist_ok=True)
+                click.echo(f"figure: {plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
+            return
+        info = inspect_lib.describe(cache)
+        click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_description(info))
+        if plot_dir:
+            from nsynth_prep.inspect_plots import write_overview
+
+            for path in write_overview(open_cache(cache), plot_dir):
+                click.echo(f"figure: {path}")
+    except (ValueError, KeyError) as exc:
+        _fail(exc)
+
+
+@main.command("audit")
+@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when anything is found.")
+@click.option("--silent-peak", default=1e-3, show_default=True, help="Peak |amplitude| below which a note is silent.")
+@click.option("--clip-samples", default=16, show_default=True, help="Full-scale samples that make a note clipped.")
+@click.option("--pitch-range", default="21,108", show_default=True, help="Usual MIDI pitch range LOW,HIGH.")
+def audit_cmd(caches: tuple[Path, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
+              pitch_range: str) -> None:
+    """Data-quality checks on CACHES: silent, clipped and identical notes, odd pitches, NaN/inf,
+    and (given several splits) instruments that leak between splits."""
+    import json
+
+    from nsynth_prep.audit import AuditConfig, audit
+
+    try:
+        low, high = (int(x) for x in pitch_range.split(","))
+        report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
+                                                 pitch_range=(low, high)))
+    except ValueError as exc:
+        _fail(exc)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    sys.exit(1 if strict and report.problem_count() else 0)
+
+
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip()) if text else ()
 

@@ -74,7 +74,8 @@ def main() -> None:
         x = data[:batch].to(dev)
         y = torch.randint(0, 10, (batch,), device=dev)
 
-        def steps(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, x: torch.Tensor = x) -> None:
+        def steps(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, x: torch.Tensor = x,
+                  y: torch.Tensor = y) -> None:
             for _ in range(args.steps):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 opt.zero_grad()

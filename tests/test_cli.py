@@ -55,3 +55,22 @@ def test_help_is_fast_and_lists_commands() -> None:
     for command in ("prep", "train", "eval", "demo"):
         assert command in out
     assert "build-cache" in nsynth("prep", "--help").stdout
+
+
+def test_inspect_audit_export_commands(tmp_path: Path) -> None:
+    corpus, cache = tmp_path / "corpus", tmp_path / "cache"
+    nsynth("-q", "prep", "synth", str(corpus), "--notes-per-split", "40,20,20")
+    nsynth("-q", "prep", "build-cache", str(corpus), "--cache", str(cache), "--feature", "framed")
+    out = nsynth("inspect", str(cache / "train.zarr"), "--plot", str(tmp_path / "fig")).stdout
+    assert "train split, 40 notes" in out and out.count("figure:") == 4
+    assert json.loads(nsynth("inspect", str(cache / "test.zarr"), "--json").stdout)["notes"] == 20
+    assert "no note" in nsynth("inspect", str(cache / "test.zarr"), "--note", "bass_x", ok=False).stderr
+    caches = [str(cache / f"{s}.zarr") for s in ("train", "valid", "test")]
+    assert "total: 0 problem(s)" in nsynth("audit", "--strict", *caches).stdout
+    # The same notes built again as another split: every instrument leaks.
+    nsynth("-q", "prep", "build-cache", str(corpus / "nsynth-test"), "--split", "valid", "--cache", str(tmp_path / "c2"))
+    proc = nsynth("audit", "--strict", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr"), ok=False)
+    assert "instruments in more than one split" in proc.stdout
+    assert nsynth("audit", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr")).returncode == 0
+    out = nsynth("-q", "prep", "export", str(cache / "test.zarr"), str(tmp_path / "test.h5")).stdout
+    assert "wrote" in out and (tmp_path / "test.h5").stat().st_size > 100_000

@@ -161,7 +161,7 @@ def test_clear_errors(caches: Path, tmp_path: Path) -> None:
 def test_cache_without_the_models_feature(corpus: Path, tmp_path: Path) -> None:
     for split in ("train", "valid", "test"):
         build_cache(corpus / f"nsynth-{split}", tmp_path, BuildConfig(features=("pooled",)), progress=False)
-    with pytest.raises(CacheError, match="no feature 'framed'.*--feature framed"):
+    with pytest.raises(CacheError, match=r"no feature 'framed'.*--feature framed"):
         train(_config(tmp_path, model="lstm"), tmp_path / "run", progress=False)
 
 

@@ -1,0 +1,151 @@
+"""Data-quality checks over caches, streamed chunk by chunk.
+
+Per cache: silent or near-silent notes, clipped notes, notes whose audio is identical to
+another's, pitches outside the usual range, NaN/inf values. Across caches: instruments that
+appear in more than one split (NSynth's splits are instrument-disjoint; a leak inflates
+accuracy). Silence and clipping need real samples (``trimmed`` or ``framed``); a cache with
+only ``pooled`` gets the other checks and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import cache as cache_format
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Thresholds; stored in the JSON report."""
+
+    silent_peak: float = 1e-3  # peak |x| below this (-60 dBFS) is near-silent
+    clip_level: float = 0.999  # |x| at or above this counts as full scale
+    clip_samples: int = 16  # this many full-scale samples make a note clipped
+    pitch_range: tuple[int, int] = (21, 108)  # NSynth notes are mostly within the piano's range
+
+
+@dataclass
+class CacheAudit:
+    path: str
+    split: str
+    notes: int
+    audio_feature: str | None  # feature used for silence/clipping/duplicates
+    silent: list[dict[str, Any]] = field(default_factory=list)
+    clipped: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    pitch_out_of_range: list[dict[str, Any]] = field(default_factory=list)
+    non_finite: list[dict[str, Any]] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+
+    def problem_count(self) -> int:
+        return (len(self.silent) + len(self.clipped) + sum(len(g) for g in self.duplicates)
+                + len(self.pitch_out_of_range) + len(self.non_finite))
+
+
+def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
+    """Every per-cache check of one cache (one pass over its chunks)."""
+    c = cache_format.open_cache(Path(path))
+    labels = c.labels()
+    names = labels.note_str.astype(str)
+    feats = c.attrs["features"]
+    audio = next((f for f in ("trimmed", "framed") if f in feats), None)
+    hashed = audio or next((f for f in ("pooled",) if f in feats), None)
+    report = CacheAudit(str(path), c.split, len(c), audio)
+    if audio is None:
+        report.not_checked.append("silence and clipping (need the trimmed or framed feature)")
+    lo, hi = config.pitch_range
+    for row in np.flatnonzero((labels.pitch < lo) | (labels.pitch > hi)):
+        report.pitch_out_of_range.append({"note": names[row], "row": int(row), "pitch": int(labels.pitch[row])})
+    digests: dict[bytes, list[int]] = {}
+    for name in feats:
+        arr = c.array(name)
+        rows = int(arr.chunks[0])
+        for start in range(0, len(c), rows):
+            data = cache_format.read(arr, slice(start, start + rows))
+            data = data.reshape(len(data), -1)  # (rows, values per note)
+            finite = np.isfinite(data).all(axis=1)
+            for r in np.flatnonzero(~finite):
+                report.non_finite.append({"note": names[start + r], "row": int(start + r), "feature": name})
+            if name == audio:
+                peak = np.abs(np.nan_to_num(data)).max(axis=1)
+                full = (np.abs(np.nan_to_num(data)) >= config.clip_level).sum(axis=1)
+                for r in np.flatnonzero(peak < config.silent_peak):
+                    report.silent.append({"note": names[start + r], "row": int(start + r), "peak": float(peak[r])})
+                for r in np.flatnonzero(full >= config.clip_samples):
+                    report.clipped.append({"note": names[start + r], "row": int(start + r),
+                                           "full_scale_samples": int(full[r])})
+            if name == hashed:
+                for k in range(len(data)):
+                    key = hashlib.blake2b(data[k].tobytes(), digest_size=16).digest()
+                    digests.setdefault(key, []).append(start + k)
+    silent_rows = {s["row"] for s in report.silent}
+    report.duplicates = [[names[r] for r in group] for group in digests.values()
+                         if len(group) > 1 and not all(r in silent_rows for r in group)]
+    return report
+
+
+def find_leaks(paths: list[Path]) -> list[dict[str, Any]]:
+    """Instruments whose notes are in more than one of the caches' splits."""
+    seen: dict[int, dict[str, Any]] = {}
+    for path in paths:
+        c = cache_format.open_cache(Path(path))
+        labels = c.labels()
+        ids, first, counts = np.unique(labels.instrument, return_index=True, return_counts=True)
+        for i, f, n in zip(ids.tolist(), first.tolist(), counts.tolist(), strict=True):
+            entry = seen.setdefault(i, {"instrument": i, "name": str(labels.note_str[f]).rsplit("-", 2)[0],
+                                        "splits": {}})
+            entry["splits"][f"{c.split} ({path})"] = n
+    return [e for e in seen.values() if len(e["splits"]) > 1]
+
+
+@dataclass
+class AuditReport:
+    caches: list[CacheAudit]
+    leaks: list[dict[str, Any]]
+    config: AuditConfig
+
+    def problem_count(self) -> int:
+        return sum(c.problem_count() for c in self.caches) + len(self.leaks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"problems": self.problem_count(), "config": asdict(self.config),
+                "caches": [asdict(c) for c in self.caches], "leaks": self.leaks}
+
+    def text(self, examples: int = 5) -> str:
+        lines = []
+        for c in self.caches:
+            lines.append(f"{c.path} ({c.split}, {c.notes:,} notes; audio checks on "
+                         f"{c.audio_feature or 'none'}): {c.problem_count()} problem(s)")
+            sections: list[tuple[str, list[Any], Any]] = [
+                ("silent or near-silent", c.silent, lambda s: f"{s['note']} (peak {s['peak']:.2g})"),
+                ("clipped", c.clipped, lambda s: f"{s['note']} ({s['full_scale_samples']} full-scale samples)"),
+                ("identical audio", c.duplicates, lambda g: " = ".join(g)),
+                (f"pitch outside {self.config.pitch_range[0]}..{self.config.pitch_range[1]}", c.pitch_out_of_range,
+                 lambda s: f"{s['note']} (pitch {s['pitch']})"),
+                ("NaN or inf", c.non_finite, lambda s: f"{s['note']} ({s['feature']})"),
+            ]
+            for title, items, show in sections:
+                lines.append(f"  {title}: {len(items)}")
+                lines += [f"    {show(i)}" for i in items[:examples]]
+                if len(items) > examples:
+                    lines.append(f"    ... and {len(items) - examples} more (--json for all)")
+            lines += [f"  not checked: {n}" for n in c.not_checked]
+        if len(self.caches) > 1:
+            lines.append(f"instruments in more than one split: {len(self.leaks)}")
+            for leak in self.leaks[:examples]:
+                where = ", ".join(f"{k}: {v} notes" for k, v in leak["splits"].items())
+                lines.append(f"    {leak['name']} (id {leak['instrument']}): {where}")
+        else:
+            lines.append("instrument leaks across splits: give several caches to check")
+        lines.append(f"total: {self.problem_count()} problem(s)")
+        return "\n".join(lines)
+
+
+def audit(paths: list[Path], config: AuditConfig = AuditConfig()) -> AuditReport:
+    """Audit each cache, and look for instrument leaks between them."""
+    return AuditReport([audit_cache(p, config) for p in paths], find_leaks(paths) if len(paths) > 1 else [], config)

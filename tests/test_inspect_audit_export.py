@@ -1,0 +1,154 @@
+"""inspect, audit (on planted problems) and HDF5 export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+from nsynth_prep import inspect as inspect_lib
+from nsynth_prep.audit import audit
+from nsynth_prep.build import BuildConfig, build_cache
+from nsynth_prep.cache import CacheError, open_cache
+from nsynth_prep.export import export_hdf5
+from nsynth_prep.inspect_plots import plot_note, write_overview
+from nsynth_prep.synth import tf_features
+from nsynth_prep.tfrecord import decode_example, encode_example, frame_record, iter_records
+from nsynth_prep.wav import encode_pcm16, read_pcm16
+
+
+@pytest.fixture(scope="module")
+def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    for split in ("train", "test"):
+        build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=("pooled", "framed")), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A valid split with one silent, one clipped, one duplicated, one odd-pitch note and a
+    note of a train instrument (a leak)."""
+    root = tmp_path_factory.mktemp("planted")
+    src = root / "nsynth-valid"
+    shutil.copytree(corpus / "nsynth-valid", src)
+    entries = json.loads((src / "examples.json").read_text())
+    names = sorted(entries)
+    audio = src / "audio"
+
+    def wav(name: str) -> np.ndarray:
+        return read_pcm16((audio / f"{name}.wav").read_bytes(), name).copy()
+
+    (audio / f"{names[0]}.wav").write_bytes(encode_pcm16(np.zeros(64_000, np.int16)))
+    loud = np.clip(wav(names[1]).astype(np.int32) * 20, -32768, 32767).astype(np.int16)
+    (audio / f"{names[1]}.wav").write_bytes(encode_pcm16(loud))
+    (audio / f"{names[2]}.wav").write_bytes((audio / f"{names[3]}.wav").read_bytes())
+    entries[names[4]]["pitch"] = 9
+    train_entries = json.loads((corpus / "nsynth-train" / "examples.json").read_text())
+    leak = sorted(train_entries)[0]
+    entries[leak] = train_entries[leak]
+    shutil.copy(corpus / "nsynth-train" / "audio" / f"{leak}.wav", audio / f"{leak}.wav")
+    (src / "examples.json").write_text(json.dumps(entries))
+    build_cache(src, root / "cache", BuildConfig(features=("pooled", "framed")), progress=False)
+    plan = {"silent": names[0], "clipped": names[1], "dup_a": names[2], "dup_b": names[3], "pitch": names[4],
+            "leak": leak}
+    return root / "cache", plan
+
+
+def test_describe_and_text(clean: Path) -> None:
+    info = inspect_lib.describe(clean / "train.zarr")
+    assert info["split"] == "train" and info["notes"] == 60
+    assert set(info["features"]) == {"pooled", "framed"}
+    assert info["features"]["framed"]["shape"] == [60, 100, 160]
+    assert info["features"]["pooled"]["compressors"] == ["BloscCodec(lz4, level 5)"]
+    assert sum(map(sum, info["family_source"])) == 60
+    text = inspect_lib.format_description(info)
+    assert "train split, 60 notes" in text and "synth_lead" in text and "total" in text
+    assert "row-order seed 0" in text and "skipped at build: none" in text
+    json.dumps(info)  # --json works
+
+
+def test_note_lookup_and_plots(clean: Path, tmp_path: Path) -> None:
+    c = open_cache(clean / "test.zarr")
+    name = str(np.asarray(c.array("note_str")[...]).tolist()[7])
+    row, info = inspect_lib.find_note(c, name)
+    assert row == 7 and info["note_str"] == name and info["family"].split(" ")[1].strip("()") in name
+    assert "pitch" in inspect_lib.format_note(info)
+    with pytest.raises(KeyError, match="same instrument"):
+        inspect_lib.find_note(c, name[:-3] + "001")
+    files = write_overview(c, tmp_path)
+    assert [f.name for f in files] == ["class_balance.png", "waveforms_by_family.png", "waveforms_by_source.png",
+                                       "pitch_by_family.png"]
+    assert all(f.stat().st_size > 10_000 for f in files)
+    assert plot_note(c, row, name, tmp_path / "note.png").stat().st_size > 10_000
+
+
+def test_inspect_works_with_only_pooled(corpus: Path, tmp_path: Path) -> None:
+    build_cache(corpus / "nsynth-test", tmp_path, BuildConfig(), progress=False)
+    assert list(inspect_lib.describe(tmp_path / "test.zarr")["features"]) == ["pooled"]
+    assert len(write_overview(open_cache(tmp_path / "test.zarr"), tmp_path / "fig")) == 4
+    report = audit([tmp_path / "test.zarr"])
+    assert report.caches[0].audio_feature is None and "silence and clipping" in report.caches[0].not_checked[0]
+
+
+def test_clean_cache_audits_clean(clean: Path) -> None:
+    report = audit([clean / "train.zarr", clean / "test.zarr"])
+    assert report.problem_count() == 0, report.text()
+    assert "total: 0 problem(s)" in report.text()
+
+
+def test_audit_finds_every_planted_problem(planted: tuple[Path, dict[str, str]], clean: Path) -> None:
+    cache, plan = planted
+    report = audit([clean / "train.zarr", cache / "valid.zarr"])
+    valid = report.caches[1]
+    assert [s["note"] for s in valid.silent] == [plan["silent"]]
+    assert [s["note"] for s in valid.clipped] == [plan["clipped"]]
+    assert [sorted(g) for g in valid.duplicates] == [sorted([plan["dup_a"], plan["dup_b"]])]
+    assert [(p["note"], p["pitch"]) for p in valid.pitch_out_of_range] == [(plan["pitch"], 9)]
+    assert [leak["name"] for leak in report.leaks] == [plan["leak"].rsplit("-", 2)[0]]
+    assert report.problem_count() == 1 + 1 + 2 + 1 + 1
+    text = report.text()
+    assert plan["silent"] in text and "instruments in more than one split: 1" in text
+    assert json.loads(json.dumps(report.to_dict()))["problems"] == 6
+
+
+def test_audit_finds_nan(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nsynth-test.tfrecord"
+    with open(out, "wb") as f:
+        for index, _, payload in iter_records(corpus / "nsynth-test.tfrecord"):
+            labels, offset, count = decode_example(payload, "")
+            audio = np.frombuffer(payload, "<f4", count, offset).copy()
+            if index == 4:
+                audio[100] = np.nan
+            entry = json.loads((corpus / "nsynth-test" / "examples.json").read_text())[labels.note_str]
+            f.write(frame_record(encode_example({**tf_features(entry, np.zeros(1, np.int16)), "audio": audio})))
+    build_cache(out, tmp_path / "cache", BuildConfig(features=("pooled", "framed")), progress=False)
+    report = audit([tmp_path / "cache" / "test.zarr"])
+    assert {n["feature"] for n in report.caches[0].non_finite} == {"pooled", "framed"}
+    assert len({n["note"] for n in report.caches[0].non_finite}) == 1
+
+
+def test_export_round_trip(clean: Path, tmp_path: Path) -> None:
+    out = export_hdf5(clean / "test.zarr", tmp_path / "test.h5")
+    group = zarr.open_group(clean / "test.zarr", mode="r")
+    with h5py.File(out, "r") as h5:
+        assert json.loads(h5.attrs["nsynth"]) == dict(group.attrs["nsynth"])
+        assert h5.attrs["split"] == "test" and h5.attrs["notes"] == 30
+        for name in ("pooled", "framed", "family", "source", "pitch", "velocity", "instrument", "note", "qualities"):
+            np.testing.assert_array_equal(h5[name][...], group[name][...], err_msg=name)
+            assert h5[name].dtype == group[name].dtype
+        assert h5["pooled"].compression == "gzip" and h5["pooled"].chunks == (30, 2048)
+        assert [s.decode() for s in h5["note_str"][...]] == group["note_str"][...].tolist()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_missing_cache_errors(tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match="no cache here"):
+        inspect_lib.describe(tmp_path / "x.zarr")
+    with pytest.raises(CacheError, match="no cache here"):
+        export_hdf5(tmp_path / "x.zarr", tmp_path / "x.h5")
