@@ -43,7 +43,8 @@ class CacheAudit:
     not_checked: list[str] = field(default_factory=list)
 
     def problem_count(self) -> int:
-        return (len(self.silent) + len(self.clipped) + sum(len(g) for g in self.duplicates)
+        """Findings: each silent, clipped, odd-pitch or non-finite note, and each group of identical notes."""
+        return (len(self.silent) + len(self.clipped) + len(self.duplicates)
                 + len(self.pitch_out_of_range) + len(self.non_finite))
 
 
