@@ -128,7 +128,12 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
         return _summary(src, path, group, config, [], started)
 
     work.mkdir(parents=True, exist_ok=True)
-    catalog = src.scan(todo, config.on_error, work)
+    if src.format == "jsonwav":
+        catalog = src.scan(todo, config.on_error, work)
+    else:  # archives and TFRecords are read whole to find the notes: show it
+        verb = "stream" if src.format == "targz" else "scan"
+        with Progress(src.path.stat().st_size >> 20, f"{src.split} {verb}", unit="MiB", enabled=progress) as bar:
+            catalog = src.scan(todo, config.on_error, work, _MiB(bar))
     keep = _family_filter(catalog.labels, config)
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
@@ -150,6 +155,19 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
     cache.set_meta(group, state="complete", counts=_counts(labels))
     shutil.rmtree(work, ignore_errors=True)
     return _summary(src, path, group, config, [s.name for s in todo], started)
+
+
+class _MiB:
+    """Byte counts in, whole MiB out to a progress bar."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar, self.pending = bar, 0
+
+    def __call__(self, nbytes: int) -> None:
+        self.pending += nbytes
+        if self.pending >= 1 << 20:
+            self.bar.update(self.pending >> 20)
+            self.pending &= (1 << 20) - 1
 
 
 def _existing_meta(path: Path) -> dict[str, Any] | None:

@@ -88,11 +88,14 @@ class Source:
 
     def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
              progress: Callable[[int], None] | None = None) -> Catalog:
-        """Read every note's labels (and, for ``skip``, validate the audio) of this source."""
+        """Read every note's labels (and, for ``skip``, validate the audio) of this source.
+
+        ``progress`` is called with the number of bytes read, for archives and TFRecords.
+        """
         if self.format == "jsonwav":
             return _scan_dir(self.path, on_error)
         if self.format == "tfrecord":
-            return _scan_tfrecord(self.path, on_error)
+            return _scan_tfrecord(self.path, on_error, progress)
         from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
 
         return scan_targz(self.path, specs, on_error, work_dir, progress)
@@ -263,13 +266,15 @@ class TFRecordReader(AudioReader):
         return out
 
 
-def _scan_tfrecord(path: Path, on_error: str) -> Catalog:
+def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | None = None) -> Catalog:
     notes: list[NoteLabels] = []
     offsets: list[int] = []
     skipped: list[dict[str, str]] = []
     try:
         for index, offset, payload in iter_records(path):
             where = f"{path}: record {index}"
+            if progress:
+                progress(len(payload) + 16)
             try:
                 note, audio_offset, _ = decode_example(payload, where)
             except TFRecordError as exc:

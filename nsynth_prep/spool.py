@@ -96,7 +96,7 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
         block_index += 1
 
     try:
-        with tarfile.open(path, mode="r|gz") as archive:
+        with _CountingReader(path, progress) as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:  # type: ignore[call-overload]
             for member in archive:
                 if not member.isfile():
                     continue
@@ -124,8 +124,6 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
                     compute_pending()
                 if len(block_names) + len(pending) + len(block_skipped) >= SPOOL_BLOCK:
                     flush_block()
-                if progress:
-                    progress(1)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise SourceError(f"{path}: damaged archive after {wav_members} WAV files: {exc}") from None
     if pending or block_names or block_skipped:
@@ -143,6 +141,26 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
                 raise SourceError(f"{path}: audio for note {note} appears twice")
             spooled[note] = b * SPOOL_BLOCK + row
     return _join(path, spool, block_index, spooled, entries, skipped, on_error)
+
+
+class _CountingReader:
+    """A file whose reads are reported to ``progress`` (bytes), for a progress bar over a stream."""
+
+    def __init__(self, path: Path, progress: Callable[[int], None] | None) -> None:
+        self.file = open(path, "rb")  # closed by __exit__
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        if self.progress:
+            self.progress(len(data))
+        return data
+
+    def __enter__(self) -> _CountingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 def _write_block(spool: Path, index: int, buffers: dict[str, np.ndarray], rows: int,

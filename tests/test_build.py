@@ -293,3 +293,39 @@ def test_resume_after_kill_9(corpus: Path, tmp_path: Path, source: str) -> None:
     for name, arr in _arrays(ref.path).items():
         np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
     assert verify_cache(done.path) == []
+
+
+SPOOL_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from nsynth_prep import build, spool
+spool.SPOOL_BLOCK = 16  # 60 notes: 4 blocks
+original, written = spool._write_block, []
+def write_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    written.append(1)
+    if len(written) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while streaming the archive
+spool._write_block = write_then_die
+build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(), progress=False)
+"""
+
+
+def test_archive_stream_resumes_after_kill_9(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsynth_prep import spool
+
+    source = corpus / "nsynth-train.jsonwav.tar.gz"
+    proc = subprocess.run([sys.executable, "-c", SPOOL_KILLER, str(source), str(tmp_path / "cache")],
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    blocks = tmp_path / "cache" / "train.zarr.build" / "spool"
+    assert sorted(p.name for p in blocks.glob("block-*.json")) == ["block-00000.json", "block-00001.json"]
+    monkeypatch.setattr(spool, "SPOOL_BLOCK", 16)
+    calls: list[int] = []
+    original = spool._write_block
+    monkeypatch.setattr(spool, "_write_block", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    done = build_cache(source, tmp_path / "cache", BuildConfig(), progress=False)[0]
+    assert len(calls) == 2  # only the two blocks the killed run had not spooled
+    ref = build_cache(corpus / "nsynth-train", tmp_path / "ref", BuildConfig(), progress=False)[0]
+    for name, arr in _arrays(ref.path).items():
+        np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
