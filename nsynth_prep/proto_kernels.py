@@ -136,42 +136,43 @@ def _len_field(buf, pos, stop):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
+def _field(buf, pos, stop):  # type: ignore[no-untyped-def]
+    """One field at ``pos``: (field number, wire type, value start, value end, next position).
+
+    For length-delimited fields (wire type 2) the value span is the payload; for the others it
+    is the raw value bytes. On malformed input the next position is a negative error code.
+    """
+    tag, p = _varint(buf, pos, stop)
+    if p < 0:
+        return 0, 0, 0, 0, p
+    field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
+    if wire == 2:
+        start, end = _len_field(buf, p, stop)
+        return field, wire, start, end, end
+    nxt = _skip(buf, p, stop, wire)
+    return field, wire, p, nxt, nxt
+
+
+@numba.njit(cache=True, nogil=True)
 def _parse_feature_entry(buf, pos, stop, row):  # type: ignore[no-untyped-def]
     """Fill ``row`` = (key_start, key_len, kind, list_start, list_len) from a map entry."""
     row[:] = -1
     while pos < stop:
-        tag, pos = _varint(buf, pos, stop)
+        field, wire, start, end, pos = _field(buf, pos, stop)
         if pos < 0:
             return pos
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
         if wire != 2:
-            pos = _skip(buf, pos, stop, wire)
-            if pos < 0:
-                return pos
             continue
-        start, end = _len_field(buf, pos, stop)
-        if start < 0:
-            return start
         if field == 1:
             row[0], row[1] = start, end - start
         elif field == 2:  # tf.train.Feature: oneof bytes_list=1, float_list=2, int64_list=3
             p = start
             while p < end:
-                ftag, p = _varint(buf, p, end)
+                kind, kwire, ls, le, p = _field(buf, p, end)
                 if p < 0:
                     return p
-                fwire = np.int64(ftag & np.uint64(7))
-                if fwire != 2:
-                    p = _skip(buf, p, end, fwire)
-                    if p < 0:
-                        return p
-                    continue
-                ls, le = _len_field(buf, p, end)
-                if ls < 0:
-                    return ls
-                row[2], row[3], row[4] = np.int64(ftag >> np.uint64(3)), ls, le - ls
-                p = le
-        pos = end
+                if kwire == 2:
+                    row[2], row[3], row[4] = kind, ls, le - ls
     return 0
 
 
@@ -195,40 +196,24 @@ def parse_example(buf, table):  # type: ignore[no-untyped-def]
     pos = 0
     n = 0
     while pos < stop:
-        tag, pos = _varint(buf, pos, stop)
+        field, wire, fstart, fend, pos = _field(buf, pos, stop)
         if pos < 0:
             return pos
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
         if field != 1 or wire != 2:  # Example.features is field 1
-            pos = _skip(buf, pos, stop, wire)
-            if pos < 0:
-                return pos
             continue
-        fstart, fend = _len_field(buf, pos, stop)
-        if fstart < 0:
-            return fstart
         p = fstart
         while p < fend:  # Features.feature: repeated map entries, field 1
-            etag, p = _varint(buf, p, fend)
+            efield, ewire, es, ee, p = _field(buf, p, fend)
             if p < 0:
                 return p
-            ewire = np.int64(etag & np.uint64(7))
-            if np.int64(etag >> np.uint64(3)) != 1 or ewire != 2:
-                p = _skip(buf, p, fend, ewire)
-                if p < 0:
-                    return p
+            if efield != 1 or ewire != 2:
                 continue
-            es, ee = _len_field(buf, p, fend)
-            if es < 0:
-                return es
             if n >= table.shape[0]:
                 return ERR_TOO_MANY
             err = _parse_feature_entry(buf, es, ee, table[n])
             if err < 0:
                 return err
             n += 1
-            p = ee
-        pos = fend
     return n
 
 
@@ -241,35 +226,19 @@ def decode_int64_list(buf, start, stop, out):  # type: ignore[no-untyped-def]
     n = 0
     pos = start
     while pos < stop:
-        tag, pos = _varint(buf, pos, stop)
+        field, wire, vs, ve, pos = _field(buf, pos, stop)
         if pos < 0:
             return pos
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
-        if field == 1 and wire == 0:
-            v, pos = _varint(buf, pos, stop)
-            if pos < 0:
-                return pos
+        if field != 1 or (wire != 0 and wire != 2):
+            continue
+        while vs < ve:  # one varint (wire type 0) or a packed run (2)
+            v, vs = _varint(buf, vs, ve)
+            if vs < 0:
+                return vs
             if n >= len(out):
                 return ERR_TOO_MANY
-            out[n] = np.int64(v)
+            out[n] = np.int64(v)  # two's complement, as protobuf encodes negative int64
             n += 1
-        elif field == 1 and wire == 2:
-            ps, pe = _len_field(buf, pos, stop)
-            if ps < 0:
-                return ps
-            while ps < pe:
-                v, ps = _varint(buf, ps, pe)
-                if ps < 0:
-                    return ps
-                if n >= len(out):
-                    return ERR_TOO_MANY
-                out[n] = np.int64(v)  # two's complement, as protobuf encodes negative int64
-                n += 1
-            pos = pe
-        else:
-            pos = _skip(buf, pos, stop, wire)
-            if pos < 0:
-                return pos
     return n
 
 
@@ -284,30 +253,17 @@ def float_list_span(buf, start, stop, spans):  # type: ignore[no-untyped-def]
     n = 0
     pos = start
     while pos < stop:
-        tag, pos = _varint(buf, pos, stop)
+        field, wire, vs, ve, pos = _field(buf, pos, stop)
         if pos < 0:
             return pos
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
-        if field == 1 and (wire == 2 or wire == 5):
-            if wire == 2:
-                s, e = _len_field(buf, pos, stop)
-                if s < 0:
-                    return s
-                if (e - s) % 4 != 0:
-                    return ERR_TRUNCATED
-            else:
-                s, e = pos, pos + 4
-                if e > stop:
-                    return ERR_TRUNCATED
-            if n >= spans.shape[0]:
-                return ERR_TOO_MANY
-            spans[n, 0], spans[n, 1] = s, (e - s) // 4
-            n += 1
-            pos = e
-        else:
-            pos = _skip(buf, pos, stop, wire)
-            if pos < 0:
-                return pos
+        if field != 1 or (wire != 2 and wire != 5):
+            continue
+        if (ve - vs) % 4 != 0:
+            return ERR_TRUNCATED
+        if n >= spans.shape[0]:
+            return ERR_TOO_MANY
+        spans[n, 0], spans[n, 1] = vs, (ve - vs) // 4
+        n += 1
     return n
 
 

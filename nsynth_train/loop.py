@@ -127,6 +127,8 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
               progress: bool) -> tuple[float, float, int]:
     """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes)."""
     model.train(optimizer is not None)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     total_loss, correct, seen = 0.0, 0, 0
     drop_last = bool(config.drop_last) and optimizer is not None
     with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(optimizer is not None):
@@ -137,8 +139,9 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 if isinstance(model, CNN) and (config.l1 or config.l2):
                     objective = loss + model.penalty(config.l1 or 0.0, config.l2 or 0.0)
                 optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
+                scaler.scale(objective).backward()
+                scaler.step(optimizer)
+                scaler.update()
             n = len(y)
             total_loss += float(loss.detach()) * n
             correct += int((logits.argmax(1) == y).sum())
