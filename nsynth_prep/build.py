@@ -124,7 +124,10 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
     built = set(existing["features"]) if existing else set()
     todo = [s for s in specs if s.name not in built]
     if existing is not None and not todo:
-        group = zarr.open_group(path, mode="r")
+        group = zarr.open_group(path, mode="r+")
+        if existing["state"] != "complete":  # stopped after the last feature, before the final mark
+            cache.set_meta(group, state="complete", counts=_counts(cache.read_labels(group)))
+            shutil.rmtree(work, ignore_errors=True)
         return _summary(src, path, group, config, [], started)
 
     work.mkdir(parents=True, exist_ok=True)

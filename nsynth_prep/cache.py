@@ -162,9 +162,14 @@ class Cache:
 
     def labels(self) -> LabelTable:
         """Every label column, read whole."""
-        cols = {name: read(self.array(name)) for name in LabelTable.COLUMNS}
-        cols["note_str"] = np.asarray(cols["note_str"]).astype(object)
-        return LabelTable(**cols)
+        return read_labels(self.group)
+
+
+def read_labels(group: zarr.Group) -> LabelTable:
+    """Every label column of a cache group, read whole."""
+    cols = {name: read(group[name]) for name in LabelTable.COLUMNS}  # type: ignore[arg-type]
+    cols["note_str"] = np.asarray(cols["note_str"]).astype(object)
+    return LabelTable(**cols)
 
 
 def open_cache(path: Path, features: tuple[str, ...] = ()) -> Cache:

@@ -329,3 +329,16 @@ def test_archive_stream_resumes_after_kill_9(corpus: Path, tmp_path: Path, monke
     ref = build_cache(corpus / "nsynth-train", tmp_path / "ref", BuildConfig(), progress=False)[0]
     for name, arr in _arrays(ref.path).items():
         np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
+
+
+def test_stop_between_last_feature_and_final_mark(corpus: Path, tmp_path: Path) -> None:
+    """Every feature recorded but the cache never marked complete: a rerun completes it."""
+    s = build_cache(corpus / "nsynth-test", tmp_path, BuildConfig(), progress=False)[0]
+    group = zarr.open_group(s.path, mode="r+")
+    counts = cache.meta(group)["counts"]
+    cache.set_meta(group, state="building", counts={})
+    with pytest.raises(cache.CacheError, match="incomplete"):
+        cache.open_cache(s.path)
+    again = build_cache(corpus / "nsynth-test", tmp_path, BuildConfig(), progress=False)[0]
+    assert again.built_now == [] and cache.open_cache(s.path).attrs["counts"] == counts
+    assert verify_cache(s.path) == []
