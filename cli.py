@@ -14,7 +14,6 @@ import click
 
 DATA_DIR = Path(__file__).resolve().parent / "data"  # the embedded default
 DEFAULT_CACHE = DATA_DIR / "cache"
-DEFAULT_CORPUS = DATA_DIR / "nsynth"
 FEATURE_NAMES = ("pooled", "framed", "trimmed")
 
 log = logging.getLogger("nsynth")

@@ -220,26 +220,12 @@ def _check_wav(path: Path) -> str | None:
     try:
         try:
             # The header with the real size, so that a truncated data chunk is caught.
-            pcm16_span(_Sized(head, size), str(path))
+            pcm16_span(head, str(path), file_size=size)
         except struct.error:  # chunks before "data" run past the first 4 KiB
             pcm16_span(path.read_bytes(), str(path))
     except WavFormatError as exc:
         return str(exc)
     return None
-
-
-class _Sized(bytes):
-    """The first bytes of a file that report the whole file's length (for header checks)."""
-
-    size: int
-
-    def __new__(cls, head: bytes, size: int) -> _Sized:
-        obj = super().__new__(cls, head)
-        obj.size = size
-        return obj
-
-    def __len__(self) -> int:
-        return self.size
 
 
 # --- TFRecord -----------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from .proto_kernels import parse_example as parse_example_wire
 
 MAX_FEATURES = 64  # NSynth examples have 14; more means a foreign file
 MAX_RECORD_BYTES = 64 << 20  # a guard against reading a garbage length as a huge record
-INT_KEYS = ("note", "instrument", "pitch", "velocity", "sample_rate", "instrument_family", "instrument_source")
 
 
 try:  # zarr already depends on google-crc32c; its C build (SSE4.2) is ~7x our numba kernel

@@ -23,24 +23,28 @@ class WavFormatError(ValueError):
     """A WAV file that is not 16-bit PCM mono 16 kHz with 64,000 frames, or is malformed."""
 
 
-def pcm16_span(data: bytes | bytearray | memoryview, name: str, frames: int = NOTE_SAMPLES) -> tuple[int, int]:
+def pcm16_span(data: bytes | bytearray | memoryview, name: str, frames: int = NOTE_SAMPLES,
+               file_size: int | None = None) -> tuple[int, int]:
     """Locate the samples of an NSynth WAV file held in memory.
 
     Parameters
     ----------
     data
-        The whole file's bytes.
+        The file's bytes: all of them, or its first bytes when ``file_size`` is given (a header
+        check; ``struct.error`` means the chunks before ``data`` run past what was read).
     name
         File name used in error messages.
     frames
         Number of frames the file must hold (64,000 for NSynth).
+    file_size
+        The whole file's size, when ``data`` is only its start.
 
     Returns
     -------
     (offset, count)
         Byte offset of the first sample and the number of int16 samples (== ``frames``).
     """
-    size = len(data)
+    size = len(data) if file_size is None else file_size
     if size < 12 or bytes(data[0:4]) != b"RIFF" or bytes(data[8:12]) != b"WAVE":
         raise WavFormatError(f"{name}: not a RIFF/WAVE file")
     pos, fmt_seen = 12, False

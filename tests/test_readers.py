@@ -117,3 +117,19 @@ def test_unnamed_source_needs_split(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="pass --split"):
         discover(link)
     assert discover(link, "test")[0].split == "test"
+
+
+def test_header_check_reads_on_past_large_chunks(tmp_path: Path) -> None:
+    """skip mode checks WAV headers from the first 4 KiB; a longer LIST chunk falls back to the file."""
+    from nsynth_prep.sources import _check_wav
+
+    big_list = struct.pack("<4sI", b"LIST", 5000) + b"\x00" * 5000
+    good = tmp_path / "good.wav"
+    good.write_bytes(encode_pcm16(SAMPLES, extra_chunks=big_list))
+    assert _check_wav(good) is None
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:20_000])
+    assert "truncated" in (_check_wav(cut) or "")
+    stereo = tmp_path / "stereo.wav"
+    stereo.write_bytes(_wav(channels=2))
+    assert "2 channels" in (_check_wav(stereo) or "")
