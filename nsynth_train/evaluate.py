@@ -86,6 +86,6 @@ def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path 
         last = ckpt_path.parent / "last.pt"  # the whole history, not only up to the best epoch
         history = checkpoint.load(last)["extra"]["history"] if last.is_file() else state["extra"].get("history", [])
         plots.write_all(fig_dir, history, cm, task, result[split], probs, y, rows,
-                        cache_format.open_cache(path, (config.feature,)), config.feature)
+                        cache_format.open_cache(path, (config.feature,)))
         result["figures"] = str(fig_dir)
     return result

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from nsynth_prep import cache as cache_format
-from nsynth_prep.labels import SAMPLE_RATE
+from nsynth_prep.inspect_plots import audio_feature, plot_waveform, time_axis
 from nsynth_prep.palette import color_of
 
 from .tasks import Task
@@ -78,33 +78,18 @@ def plot_per_class(per_class: dict[str, float | None], accuracy: float, ax: Axes
     return ax
 
 
-def waveform_axis(feature: str, width: int) -> tuple[np.ndarray, str]:
-    """Time in seconds of each value of a feature row (pooled values stand for 25 samples)."""
-    if feature == "pooled":
-        return (np.arange(width) * 25 + 12.5) / SAMPLE_RATE, "time (s), 25-sample means"
-    return np.arange(width) / SAMPLE_RATE, "time (s)"
-
-
 def plot_examples(waves: np.ndarray, titles: list[str], colors: list[str], feature: str, suptitle: str,
                   ncols: int) -> plt.Figure:
     """A grid of waveforms, one per example, titled with true/predicted class and probability."""
     n = len(waves)
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.0 * nrows + 0.6), squeeze=False)
-    t, xlabel = waveform_axis(feature, waves.shape[1] if n else 1)
+    t, xlabel = time_axis(feature, waves.shape[1] if n else 1)
     for k, ax in enumerate(axes.ravel()):
         if k >= n or not titles[k]:  # no example for this cell
             ax.axis("off")
             continue
-        ax.plot(t, waves[k], lw=0.5, color=colors[k])
-        ax.set_title(titles[k], fontsize=8)
-        peak = float(np.abs(waves[k]).max()) or 1e-3
-        ax.set_ylim(-1.1 * peak, 1.1 * peak)  # quiet notes stay visible; the axis says how quiet
-        ax.grid(alpha=0.2)
-        if k % ncols == 0:
-            ax.set_ylabel("amplitude")
-        if k // ncols == nrows - 1:
-            ax.set_xlabel(xlabel, fontsize=8)
+        plot_waveform(t, waves[k], titles[k], colors[k], xlabel, ax)
     fig.suptitle(suptitle)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     return fig
@@ -127,7 +112,7 @@ def pick_examples(probs: np.ndarray, y: np.ndarray, kind: str, per_class: int = 
 
 
 def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: Task, metrics: dict[str, Any],
-              probs: np.ndarray, y: np.ndarray, rows: np.ndarray, cache: cache_format.Cache, feature: str) -> None:
+              probs: np.ndarray, y: np.ndarray, rows: np.ndarray, cache: cache_format.Cache) -> None:
     """Learning curves, confusion matrices, per-class accuracy, confident and boundary waveforms."""
     out.mkdir(parents=True, exist_ok=True)
     names = task.class_names
@@ -143,7 +128,7 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
     plot_per_class(metrics["per_class_accuracy"], metrics["accuracy"], ax)
     _save(fig, out / "per_class_accuracy.png")
     # Show real samples where the cache has them: 25-sample means flatten high notes to zero.
-    shown = next((f for f in ("trimmed", "framed") if f in cache.attrs["features"]), feature)
+    shown = audio_feature(cache)
     arr = cache.array(shown)
     for kind, title in (("confident", "Classified with high confidence"),
                         ("boundary", "Near the decision boundary (smallest top-2 margin)")):
