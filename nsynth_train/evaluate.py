@@ -13,7 +13,7 @@ import torch
 from nsynth_prep import cache as cache_format
 
 from . import checkpoint
-from .loop import Split, TrainConfig, amp_dtype, pick_device, write_json
+from .loop import Split, TrainConfig, amp_dtype, forward, pick_device, write_json
 from .metrics import confusion_matrix, summarize
 from .models import build_model
 from .tasks import Task
@@ -27,9 +27,7 @@ def predict(model: torch.nn.Module, split: Split, amp: torch.dtype | None) -> tu
     probs, ys, rows = [], [], []
     with torch.no_grad():
         for x, y, r in split.batches(0, drop_last=False):
-            with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = model(x)
-            probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            probs.append(torch.softmax(forward(model, x, amp), 1).cpu().numpy())
             ys.append(y.cpu().numpy())
             rows.append(r.cpu().numpy())
     return np.concatenate(probs), np.concatenate(ys), np.concatenate(rows)

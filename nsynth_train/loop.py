@@ -114,12 +114,10 @@ class Split:
             yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), rows)
 
 
-def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-          amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+def forward(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    """(B, classes) float32 logits, under autocast when ``amp`` is set."""
     with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)
-    return loss, logits.float()
+        return model(x).float()
 
 
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
@@ -133,7 +131,8 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
     drop_last = bool(config.drop_last) and optimizer is not None
     with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(optimizer is not None):
         for x, y, _ in split.batches(epoch, drop_last):
-            loss, logits = _loss(model, x, y, config, amp)
+            logits = forward(model, x, amp)
+            loss = F.cross_entropy(logits, y)
             if optimizer is not None:
                 objective = loss
                 if isinstance(model, CNN) and (config.l1 or config.l2):
@@ -186,9 +185,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
              config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
              "resident in memory" if train_split.resident else "streamed from zarr",
              f", autocast {amp}" if amp else "")
-    stale = sum(1 for _ in _epochs_since_best(history))
     assert config.epochs is not None
     for epoch in range(start, config.epochs + 1):
+        stale = _epochs_since_best(history)
         if config.patience and stale >= config.patience:
             log.info("early stop: valid accuracy has not improved for %d epochs", stale)
             break
@@ -203,7 +202,6 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
                  epoch, config.epochs, tl, 100 * ta, vl, 100 * va, seconds, f"{n / seconds:,.0f}")
         improved = va > best
         best = max(best, va)
-        stale = 0 if improved else stale + 1
         extra = {"history": history, "best_valid_accuracy": best}
         kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config), task=task.to_dict(),
                       extra=extra)
@@ -216,15 +214,12 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     return evaluate_run(out / "best.pt", cache_dir, "test", out, progress=progress)
 
 
-def _epochs_since_best(history: list[dict[str, float]]) -> Iterator[None]:
-    best = -1.0
-    since: list[None] = []
-    for h in history:
-        if h["valid_accuracy"] > best:
-            best, since = h["valid_accuracy"], []
-        else:
-            since.append(None)
-    yield from since
+def _epochs_since_best(history: list[dict[str, float]]) -> int:
+    """Epochs run since the first epoch with the best validation accuracy (0: the last was best)."""
+    if not history:
+        return 0
+    accuracies = [h["valid_accuracy"] for h in history]
+    return len(accuracies) - 1 - int(np.argmax(accuracies))
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:

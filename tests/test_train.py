@@ -200,3 +200,12 @@ def test_checkpoint_of_another_shape_is_refused(caches: Path, tmp_path: Path) ->
     torch.save(state, tmp_path / "run" / "best.pt")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit a lstm"):
         evaluate_run(tmp_path / "run", caches, "test", progress=False)
+
+
+def test_early_stopping(caches: Path, tmp_path: Path) -> None:
+    """With a learning rate too small to change anything, valid accuracy never improves after
+    epoch 1, so patience 1 stops after epoch 2 of 5."""
+    train(_config(caches, epochs=5, lr=1e-12, patience=1), tmp_path / "run", progress=False)
+    history = checkpoint.load(tmp_path / "run" / "last.pt")["extra"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert checkpoint.load(tmp_path / "run" / "best.pt")["epoch"] == 1
