@@ -55,10 +55,11 @@ class TrainConfig:
     patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
 
     def resolved(self) -> TrainConfig:
-        """The config with every ``None`` filled from the model's preset."""
+        """The config with every ``None`` filled from the model's preset, and an absolute cache
+        folder (so ``nsynth eval`` finds it from anywhere)."""
         p = get_preset(self.model)
         get_task(self.task)
-        return replace(self, epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size,
+        return replace(self, cache_dir=str(Path(self.cache_dir).resolve()), epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size,
                        lr=self.lr or p.lr, l1=p.l1 if self.l1 is None else self.l1,
                        l2=p.l2 if self.l2 is None else self.l2,
                        drop_last=p.drop_last if self.drop_last is None else self.drop_last)

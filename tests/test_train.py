@@ -209,3 +209,11 @@ def test_early_stopping(caches: Path, tmp_path: Path) -> None:
     history = checkpoint.load(tmp_path / "run" / "last.pt")["extra"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert checkpoint.load(tmp_path / "run" / "best.pt")["epoch"] == 1
+
+
+def test_run_records_an_absolute_cache_folder(caches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(caches.parent)
+    train(_config(Path(caches.name), epochs=1), tmp_path / "run", progress=False)
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint.load(tmp_path / "run" / "best.pt")["config"]["cache_dir"] == str(caches)
+    assert evaluate_run(tmp_path / "run", None, "valid", progress=False, figures=False)["valid"]["notes"] == 30
