@@ -200,7 +200,8 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
 @click.pass_obj
 def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
     """The whole tool on the embedded default: synthesize a corpus into data/ (once), build
-    its caches, train the CNN on the family task on CPU, and say where the results are."""
+    its caches, train the CNN on the family task (on CPU, or a GPU when there is one), and say
+    where the results are."""
     from nsynth_train.api import demo
 
     try:
