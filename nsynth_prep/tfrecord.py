@@ -95,7 +95,7 @@ def decode_example(payload: np.ndarray, where: str) -> tuple[NoteLabels, int, in
     audio = None
     ints = np.empty(16, np.int64)
     spans = np.empty((4, 2), np.int64)
-    for key_start, key_len, kind, start, length in table[:n]:
+    for key_start, key_len, kind, start, length in table[:n].tolist():  # plain ints: numpy scalars are slow here
         key = payload[key_start : key_start + key_len].tobytes().decode("utf-8", "replace")
         if kind == KIND_INT64:
             count = decode_int64_list(payload, start, start + length, ints)
