@@ -136,7 +136,7 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
     else:  # archives and TFRecords are read whole to find the notes: show it
         verb = "stream" if src.format == "targz" else "scan"
         with Progress(src.path.stat().st_size >> 20, f"{src.split} {verb}", unit="MiB", enabled=progress) as bar:
-            catalog = src.scan(todo, config.on_error, work, _MiB(bar))
+            catalog = src.scan(todo, config.on_error, work, _MiB(bar), config.workers)
     keep = _family_filter(catalog.labels, config)
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)

@@ -9,12 +9,14 @@ a ``.tar.gz`` is streamed once, its features spooled to disk (see :mod:`.spool`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +25,7 @@ import numpy as np
 
 from .features import FeatureSpec
 from .labels import NOTE_SAMPLES, LabelError, LabelTable, NoteLabels, parse_example
-from .tfrecord import TFRecordError, decode_example, iter_records
+from .tfrecord import TFRecordError, decode_example, read_payload, record_spans
 from .wav import WavFormatError, pcm16_span
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class Source:
         return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
 
     def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
-             progress: Callable[[int], None] | None = None) -> Catalog:
+             progress: Callable[[int], None] | None = None, workers: int = 1) -> Catalog:
         """Read every note's labels (and, for ``skip``, validate the audio) of this source.
 
         ``progress`` is called with the number of bytes read, for archives and TFRecords.
@@ -95,7 +97,7 @@ class Source:
         if self.format == "jsonwav":
             return _scan_dir(self.path, on_error)
         if self.format == "tfrecord":
-            return _scan_tfrecord(self.path, on_error, progress)
+            return _scan_tfrecord(self.path, on_error, progress, workers)
         from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
 
         return scan_targz(self.path, specs, on_error, work_dir, progress)
@@ -252,29 +254,54 @@ class TFRecordReader(AudioReader):
         return out
 
 
-def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | None = None) -> Catalog:
+def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | None = None,
+                   workers: int = 1) -> Catalog:
+    """Walk the record headers, then verify and decode ranges of records in ``workers`` processes."""
+    offsets, lengths, framing = record_spans(path)
+    if framing is not None and on_error != "skip":
+        raise SourceError(str(framing))
+    parts = [r for r in np.array_split(np.arange(len(offsets)), max(1, min(len(offsets), 8 * workers))) if len(r)]
+    jobs = [(path, on_error, int(r[0]), offsets[r], lengths[r]) for r in parts]
     notes: list[NoteLabels] = []
-    offsets: list[int] = []
+    audio_offsets: list[int] = []
     skipped: list[dict[str, str]] = []
-    try:
-        for index, offset, payload in iter_records(path):
-            where = f"{path}: record {index}"
+    results: Iterable[tuple[list[NoteLabels], list[int], list[dict[str, str]], int]]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(min(workers, len(jobs))))
+            results = pool.imap(_scan_records, jobs)
+        else:
+            results = map(_scan_records, jobs)
+        for part_notes, part_offsets, part_skipped, nbytes in results:  # in record order
+            notes += part_notes
+            audio_offsets += part_offsets
+            skipped += part_skipped
             if progress:
-                progress(len(payload) + 16)
+                progress(nbytes)
+    if framing is not None:  # nothing after a bad length can be located: the rest is skipped
+        skipped.append({"note": "rest of file", "reason": str(framing)})
+        log.warning("%s", framing)
+    labels = LabelTable.from_notes(notes)
+    return Catalog(labels, TFRecordReader(path, np.array(audio_offsets, np.int64)), skipped)
+
+
+def _scan_records(job: tuple[Path, str, int, np.ndarray, np.ndarray]
+                  ) -> tuple[list[NoteLabels], list[int], list[dict[str, str]], int]:
+    """Verify and decode records ``first, first + 1, ...`` at the given offsets (a worker's share)."""
+    path, on_error, first, offsets, lengths = job
+    notes, audio_offsets, skipped = [], [], []
+    with open(path, "rb") as f:
+        for k, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
+            index = first + k
             try:
-                note, audio_offset, _ = decode_example(payload, where)
+                f.seek(offset + 12)
+                payload = read_payload(f, index, offset, length, str(path))
+                note, audio_offset, _ = decode_example(payload, f"{path}: record {index}")
             except TFRecordError as exc:
                 if on_error != "skip":
                     raise SourceError(str(exc)) from None
                 skipped.append({"note": f"record {index}", "reason": str(exc)})
                 continue
             notes.append(note)
-            offsets.append(offset + 12 + audio_offset)
-    except TFRecordError as exc:
-        # Framing or CRC damage: nothing after it can be trusted, so skip stops reading there.
-        if on_error != "skip":
-            raise SourceError(str(exc)) from None
-        skipped.append({"note": "rest of file", "reason": str(exc)})
-        log.warning("%s", exc)
-    labels = LabelTable.from_notes(notes)
-    return Catalog(labels, TFRecordReader(path, np.array(offsets, np.int64)), skipped)
+            audio_offsets.append(offset + 12 + audio_offset)
+    return notes, audio_offsets, skipped, int(lengths.sum() + 16 * len(lengths))

@@ -57,26 +57,64 @@ def iter_records(path: Path) -> Iterator[tuple[int, int, np.ndarray]]:
 
 def _iter_open(f: BinaryIO, name: str) -> Iterator[tuple[int, int, np.ndarray]]:
     index, offset = 0, 0
-    while True:
-        header = f.read(12)
-        if not header:
-            return
-        where = f"{name}: record {index} at byte {offset}"
-        if len(header) != 12:
-            raise TFRecordError(f"{where}: truncated record header ({len(header)} of 12 bytes)")
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc(payload_crc(header[:8])) != length_crc:
-            raise TFRecordError(f"{where}: length CRC mismatch (corrupt file or not a TFRecord)")
-        if length > MAX_RECORD_BYTES:
-            raise TFRecordError(f"{where}: record claims {length} bytes")
-        payload, trailer = f.read(length), f.read(4)
-        if len(payload) + len(trailer) != length + 4:
-            raise TFRecordError(f"{where}: truncated record ({len(payload) + len(trailer)} of {length + 4} bytes)")
-        if masked_crc(payload_crc(payload)) != struct.unpack("<I", trailer)[0]:
-            raise TFRecordError(f"{where}: payload CRC mismatch")
-        yield index, offset, np.frombuffer(payload, np.uint8)
+    while (length := read_header(f, index, offset, name)) is not None:
+        yield index, offset, read_payload(f, index, offset, length, name)
         index += 1
         offset += 12 + length + 4
+
+
+def read_header(f: BinaryIO, index: int, offset: int, name: str) -> int | None:
+    """Payload length of the record at ``offset`` (where ``f`` stands), its CRC verified; None at the end."""
+    header = f.read(12)
+    if not header:
+        return None
+    where = f"{name}: record {index} at byte {offset}"
+    if len(header) != 12:
+        raise TFRecordError(f"{where}: truncated record header ({len(header)} of 12 bytes)")
+    length, length_crc = struct.unpack("<QI", header)
+    if masked_crc(payload_crc(header[:8])) != length_crc:
+        raise TFRecordError(f"{where}: length CRC mismatch (corrupt file or not a TFRecord)")
+    if length > MAX_RECORD_BYTES:
+        raise TFRecordError(f"{where}: record claims {length} bytes")
+    return int(length)
+
+
+def read_payload(f: BinaryIO, index: int, offset: int, length: int, name: str) -> np.ndarray:
+    """The payload after a header just read, its CRC verified: a read-only (length,) uint8 array."""
+    payload, trailer = f.read(length), f.read(4)
+    where = f"{name}: record {index} at byte {offset}"
+    if len(payload) + len(trailer) != length + 4:
+        raise TFRecordError(f"{where}: truncated record ({len(payload) + len(trailer)} of {length + 4} bytes)")
+    if masked_crc(payload_crc(payload)) != struct.unpack("<I", trailer)[0]:
+        raise TFRecordError(f"{where}: payload CRC mismatch")
+    return np.frombuffer(payload, np.uint8)
+
+
+def record_spans(path: Path) -> tuple[np.ndarray, np.ndarray, TFRecordError | None]:
+    """Offsets and payload lengths of every record, from the headers alone (payloads are
+    skipped with a seek, so this costs one small read per record).
+
+    A framing error ends the walk: it is returned with the records before it, since nothing
+    after a bad length can be located.
+    """
+    size = path.stat().st_size
+    offsets: list[int] = []
+    lengths: list[int] = []
+    error = None
+    with open(path, "rb") as f:
+        index, offset = 0, 0
+        try:
+            while (length := read_header(f, index, offset, str(path))) is not None:
+                if offset + 16 + length > size:
+                    raise TFRecordError(f"{path}: record {index} at byte {offset}: truncated record "
+                                        f"({size - offset - 12} of {length + 4} bytes)")
+                offsets.append(offset)
+                lengths.append(length)
+                index, offset = index + 1, offset + 16 + length
+                f.seek(offset)
+        except TFRecordError as exc:
+            error = exc
+    return np.array(offsets, np.int64), np.array(lengths, np.int64), error
 
 
 def decode_example(payload: np.ndarray, where: str) -> tuple[NoteLabels, int, int]:

@@ -191,15 +191,25 @@ def test_bad_examples_json(corpus: Path, tmp_path: Path, edit, message: str) -> 
     assert "examples.json" in str(info.value)
 
 
-def test_corrupt_tfrecord_fails_or_skips_the_rest(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_tfrecord_fails_or_skips(corpus: Path, tmp_path: Path, workers: int) -> None:
     data = bytearray((corpus / "nsynth-test.tfrecord").read_bytes())
     data[len(data) // 2 + 5000] ^= 0xFF  # inside a payload (records are ~256 KB)
     bad = tmp_path / "nsynth-test.tfrecord"
     bad.write_bytes(bytes(data))
     with pytest.raises(SourceError, match=r"nsynth-test.tfrecord: record \d+ at byte \d+: payload CRC mismatch"):
-        build_cache(bad, tmp_path / "c1", BuildConfig(), progress=False)
-    s = build_cache(bad, tmp_path / "c2", BuildConfig(on_error="skip"), progress=False)[0]
-    assert 0 < s.notes < 30 and "CRC mismatch" in s.skipped[0]["reason"]
+        build_cache(bad, tmp_path / "c1", BuildConfig(workers=workers), progress=False)
+    s = build_cache(bad, tmp_path / "c2", BuildConfig(on_error="skip", workers=workers), progress=False)[0]
+    # The framing is intact, so only the damaged record is lost.
+    assert s.notes == 29 and len(s.skipped) == 1 and "payload CRC mismatch" in s.skipped[0]["reason"]
+    cut = tmp_path / "cut" / "nsynth-test.tfrecord"
+    cut.parent.mkdir()
+    cut.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(SourceError, match=r"record \d+ at byte \d+: truncated record"):
+        build_cache(cut, tmp_path / "c3", BuildConfig(workers=workers), progress=False)
+    s = build_cache(cut, tmp_path / "c4", BuildConfig(on_error="skip", workers=workers), progress=False)[0]
+    # A bad length or a cut file: nothing after it can be located, so the rest is skipped.
+    assert 0 < s.notes < 30 and s.skipped[-1]["note"] == "rest of file"
 
 
 def test_archive_with_bad_member_and_without_examples(corpus: Path, tmp_path: Path) -> None:
