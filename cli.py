@@ -7,25 +7,42 @@ Heavy libraries (torch, matplotlib, zarr, numba) are imported inside the command
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
-DATA_DIR = Path(__file__).resolve().parent / "data"  # the embedded default
+# The embedded default: ./data (or $NSYNTH_DATA), where the demo corpus, caches and runs go.
+# Resolved from the working directory, never from where the package is installed.
+DATA_DIR = Path(os.environ.get("NSYNTH_DATA") or "data")
 DEFAULT_CACHE = DATA_DIR / "cache"
 FEATURE_NAMES = ("pooled", "framed", "trimmed")
 
 log = logging.getLogger("nsynth")
 
 
-def _fail(exc: Exception) -> None:
-    """Print a library error as one clear line and exit non-zero."""
-    click.secho(f"error: {exc}", fg="red", err=True)
-    sys.exit(1)
+class NsynthGroup(click.Group):
+    """The top-level group: the project's own errors (bad data, bad settings) become one line
+    and exit status 1; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from nsynth_prep.errors import NsynthError
+
+        try:
+            return super().invoke(ctx)
+        except NsynthError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception:
+            click.secho("nsynth hit an internal error: a bug in nsynth, not a problem with your data. "
+                        "Please report it with the command you ran and the traceback below.", fg="red", err=True)
+            raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=NsynthGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
 @click.pass_context
@@ -68,10 +85,7 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
     """
     from nsynth_prep.synth import parse_notes_per_split, write_corpus
 
-    try:
-        counts = write_corpus(out, parse_notes_per_split(notes_per_split), formats, seed, obj["progress"])
-    except ValueError as exc:
-        _fail(exc)
+    counts = write_corpus(out, parse_notes_per_split(notes_per_split), formats, seed, obj["progress"])
     click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} ({', '.join(formats)})")
 
 
@@ -99,17 +113,12 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, feat
     when run again; building another --feature adds it to the existing cache.
     """
     from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.cache import CacheError
-    from nsynth_prep.sources import SourceError
 
-    try:
-        config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                             seed, workers, on_error)
-        for source in sources:
-            for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
-                click.echo(summary.report())
-    except (SourceError, CacheError, ValueError) as exc:
-        _fail(exc)
+    config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
+                         seed, workers, on_error)
+    for source in sources:
+        for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
+            click.echo(summary.report())
 
 
 @prep.command("verify")
@@ -165,12 +174,9 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
     """
     from nsynth_train.api import train_run
 
-    try:
-        result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                           l1=l1, l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers,
-                           patience=patience, seed=seed, out=out, resume=resume, progress=obj["progress"])
-    except ValueError as exc:
-        _fail(exc)
+    result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                       l1=l1, l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers,
+                       patience=patience, seed=seed, out=out, resume=resume, progress=obj["progress"])
     click.echo(result["report"])
 
 
@@ -186,10 +192,7 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
     """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split."""
     from nsynth_train.api import eval_run
 
-    try:
-        result = eval_run(run, cache_dir, split, out, device, obj["progress"])
-    except ValueError as exc:
-        _fail(exc)
+    result = eval_run(run, cache_dir, split, out, device, obj["progress"])
     click.echo(result["report"])
 
 
@@ -204,10 +207,7 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
     where the results are."""
     from nsynth_train.api import demo
 
-    try:
-        click.echo(demo(DATA_DIR, notes_per_split, epochs, obj["progress"]))
-    except ValueError as exc:
-        _fail(exc)
+    click.echo(demo(DATA_DIR, notes_per_split, epochs, obj["progress"]))
 
 
 @prep.command("export")
@@ -218,10 +218,7 @@ def prep_export(obj: dict, cache: Path, out: Path) -> None:
     """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed."""
     from nsynth_prep.export import export_hdf5
 
-    try:
-        export_hdf5(cache, out, obj["progress"])
-    except ValueError as exc:
-        _fail(exc)
+    export_hdf5(cache, out, obj["progress"])
     click.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 
@@ -238,26 +235,23 @@ def inspect_cmd(cache: Path, plot_dir: Path | None, note_str: str | None, as_jso
     from nsynth_prep import inspect as inspect_lib
     from nsynth_prep.cache import open_cache
 
-    try:
-        if note_str:
-            c = open_cache(cache)
-            row, info = inspect_lib.find_note(c, note_str)
-            click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_note(info))
-            if plot_dir:
-                from nsynth_prep.inspect_plots import plot_note
-
-                plot_dir.mkdir(parents=True, exist_ok=True)
-                click.echo(f"figure: {plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
-            return
-        info = inspect_lib.describe(cache)
-        click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_description(info))
+    if note_str:
+        c = open_cache(cache)
+        row, info = inspect_lib.find_note(c, note_str)
+        click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_note(info))
         if plot_dir:
-            from nsynth_prep.inspect_plots import write_overview
+            from nsynth_prep.inspect_plots import plot_note
 
-            for path in write_overview(open_cache(cache), plot_dir):
-                click.echo(f"figure: {path}")
-    except (ValueError, KeyError) as exc:
-        _fail(exc)
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            click.echo(f"figure: {plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
+        return
+    info = inspect_lib.describe(cache)
+    click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_description(info))
+    if plot_dir:
+        from nsynth_prep.inspect_plots import write_overview
+
+        for path in write_overview(open_cache(cache), plot_dir):
+            click.echo(f"figure: {path}")
 
 
 @main.command("audit")
@@ -275,14 +269,20 @@ def audit_cmd(caches: tuple[Path, ...], as_json: bool, strict: bool, silent_peak
 
     from nsynth_prep.audit import AuditConfig, audit
 
-    try:
-        low, high = (int(x) for x in pitch_range.split(","))
-        report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
-                                                 pitch_range=(low, high)))
-    except ValueError as exc:
-        _fail(exc)
+    low, high = _int_pair(pitch_range, "--pitch-range")
+    report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
+                                             pitch_range=(low, high)))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     sys.exit(1 if strict and report.problem_count() else 0)
+
+
+def _int_pair(text: str, option: str) -> tuple[int, int]:
+    """``"21,108"`` -> (21, 108); a clear option error otherwise."""
+    try:
+        low, high = (int(x) for x in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW,HIGH (two whole numbers), not {text!r}", param_hint=option) from None
+    return low, high
 
 
 def _names(text: str | None) -> tuple[str, ...]:

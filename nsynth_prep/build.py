@@ -24,10 +24,12 @@ import numpy as np
 import zarr
 
 from . import cache
+from .catalog import Catalog, FeatureReader
+from .errors import ConfigError
 from .features import FeatureSpec, feature_spec
 from .labels import FAMILIES, SOURCES, LabelTable, family_id
 from .progress import Progress
-from .sources import Catalog, FeatureReader, Source, discover
+from .sources import Source, discover
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,9 @@ class BuildConfig:
         for name in (*self.families, *self.exclude_families):
             family_id(name)
         if self.on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
+            raise ConfigError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
         if self.workers < 1:
-            raise ValueError("workers must be >= 1")
+            raise ConfigError("workers must be >= 1")
 
     def rows_key(self) -> dict[str, Any]:
         """What decides which notes are in the cache and in which order."""
@@ -135,8 +137,8 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
         catalog = src.scan(todo, config.on_error, work)
     else:  # archives and TFRecords are read whole to find the notes: show it
         verb = "stream" if src.format == "targz" else "scan"
-        with Progress(src.path.stat().st_size >> 20, f"{src.split} {verb}", unit="MiB", enabled=progress) as bar:
-            catalog = src.scan(todo, config.on_error, work, _MiB(bar), config.workers)
+        with Progress(src.path.stat().st_size, f"{src.split} {verb}", unit="B", enabled=progress) as bar:
+            catalog = src.scan(todo, config.on_error, work, bar.update, config.workers)
     keep = _family_filter(catalog.labels, config)
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
@@ -158,19 +160,6 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
     cache.set_meta(group, state="complete", counts=_counts(labels))
     shutil.rmtree(work, ignore_errors=True)
     return _summary(src, path, group, config, [s.name for s in todo], started)
-
-
-class _MiB:
-    """Byte counts in, whole MiB out to a progress bar."""
-
-    def __init__(self, bar: Progress) -> None:
-        self.bar, self.pending = bar, 0
-
-    def __call__(self, nbytes: int) -> None:
-        self.pending += nbytes
-        if self.pending >= 1 << 20:
-            self.bar.update(self.pending >> 20)
-            self.pending &= (1 << 20) - 1
 
 
 def _existing_meta(path: Path) -> dict[str, Any] | None:

@@ -36,7 +36,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from .features import FeatureSpec, spec_from_dict
+from .errors import CacheError
+from .features import FeatureSpec
 from .labels import FAMILIES, QUALITIES, SOURCES, LabelTable
 
 FORMAT = "nsynth-cache"
@@ -52,10 +53,6 @@ LABEL_DTYPES: dict[str, Any] = {
 # Audio as float32 holds at most 16 significant bits: byte-shuffled LZ4 stores framed audio in
 # 55 % of its size and decodes at ~3 GB/s, against 63 % and ~1 GB/s for zarr's default zstd.
 FEATURE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-
-
-class CacheError(ValueError):
-    """A cache that is missing, incomplete, of another format version, or inconsistent."""
 
 
 def cache_path(cache_dir: Path, split: str) -> Path:
@@ -145,10 +142,6 @@ class Cache:
     @property
     def split(self) -> str:
         return str(self.attrs["build"]["split"])
-
-    @property
-    def features(self) -> dict[str, FeatureSpec]:
-        return {k: spec_from_dict(v["params"]) for k, v in self.attrs["features"].items()}
 
     def array(self, name: str) -> zarr.Array:
         """The zarr array of a feature or label, for chunk-wise reading."""

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import kernels
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def feature_spec(name: str) -> FeatureSpec:
     try:
         return FEATURES[name]()
     except KeyError:
-        raise ValueError(f"unknown feature {name!r}; expected one of {', '.join(FEATURES)}") from None
+        raise ConfigError(f"unknown feature {name!r}; expected one of {', '.join(FEATURES)}") from None
 
 
 def spec_from_dict(params: dict[str, Any]) -> FeatureSpec:

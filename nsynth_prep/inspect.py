@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import cache as cache_format
+from .errors import CacheError
 from .labels import QUALITIES
 
 
@@ -116,13 +117,13 @@ def format_description(info: dict[str, Any]) -> str:
 
 
 def find_note(c: cache_format.Cache, note_str: str) -> tuple[int, dict[str, Any]]:
-    """Row and labels of one note; ``KeyError`` naming near matches when it is not there."""
+    """Row and labels of one note; ``CacheError`` naming near matches when it is not there."""
     names = np.asarray(cache_format.read(c.array("note_str")).tolist())
     hits = np.flatnonzero(names == note_str)
     if not len(hits):
         prefix = note_str.rsplit("-", 2)[0]
         near = [str(n) for n in names if str(n).startswith(prefix)][:5]
-        raise KeyError(f"{c.path}: no note {note_str!r}" + (f"; same instrument: {', '.join(near)}" if near else ""))
+        raise CacheError(f"{c.path}: no note {note_str!r}" + (f"; same instrument: {', '.join(near)}" if near else ""))
     row = int(hits[0])
     m = c.attrs
     labels = {name: cache_format.read(c.array(name), row) for name in ("family", "source", "pitch", "velocity",

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError, LabelError
+
 SAMPLE_RATE = 16_000  # Hz, every NSynth note
 NOTE_SAMPLES = 64_000  # samples in a 4-second note
 
@@ -38,16 +40,12 @@ EXAMPLE_KEYS: tuple[str, ...] = (
 NOTE_STR_RE = re.compile(r"^([a-z_]+)_(acoustic|electronic|synthetic)_(\d{3})-(\d{3})-(\d{3})$")
 
 
-class LabelError(ValueError):
-    """An examples.json entry or TFRecord example whose labels are missing or inconsistent."""
-
-
 def family_id(name: str) -> int:
     """NSynth id of a family name; raises ``ValueError`` naming the valid choices."""
     try:
         return FAMILIES.index(name)
     except ValueError:
-        raise ValueError(f"unknown instrument family {name!r}; expected one of {', '.join(FAMILIES)}") from None
+        raise ConfigError(f"unknown instrument family {name!r}; expected one of {', '.join(FAMILIES)}") from None
 
 
 def note_str(family: int, source: int, instrument_index: int, pitch: int, velocity: int) -> str:

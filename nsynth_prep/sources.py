@@ -10,63 +10,29 @@ a ``.tar.gz`` is streamed once, its features spooled to disk (see :mod:`.spool`)
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from .catalog import AudioReader, Catalog, labels_from_entries, load_examples_json
+from .errors import SourceError
 from .features import FeatureSpec
-from .labels import NOTE_SAMPLES, LabelError, LabelTable, NoteLabels, parse_example
+from .labels import NOTE_SAMPLES, LabelTable, NoteLabels
+from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
 from .tfrecord import TFRecordError, decode_example, read_payload, record_spans
 from .wav import WavFormatError, pcm16_span
 
 log = logging.getLogger(__name__)
 
 SPLIT_RE = re.compile(r"nsynth-(train|valid|test)")
-AUDIO_BATCH = 32  # notes decoded at once: bounds memory to ~8 MB of audio per worker
-
-
-class SourceError(ValueError):
-    """A source that cannot be read: missing files, malformed metadata, bad audio."""
-
-
-class FeatureReader(Protocol):
-    def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
-        """Features of notes ``index`` (positions in the catalog), one (k, ...) array per spec."""
-        ...
-
-
-@dataclass
-class Catalog:
-    """What a scan of one source found."""
-
-    labels: LabelTable  # good notes, in source order
-    reader: FeatureReader
-    skipped: list[dict[str, str]] = field(default_factory=list)  # {"note": ..., "reason": ...}
-
-
-class AudioReader:
-    """Base for random-access sources: decode audio in small batches, compute features."""
-
-    def read_audio(self, index: np.ndarray) -> np.ndarray:  # (k, 64000) int16 or float32
-        raise NotImplementedError
-
-    def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
-        out = {s.name: np.empty((len(index), *s.row_shape), np.float32) for s in specs}
-        for start in range(0, len(index), AUDIO_BATCH):
-            part = index[start : start + AUDIO_BATCH]
-            audio = self.read_audio(part)
-            for s in specs:
-                s.compute(audio, out[s.name][start : start + len(part)])
-        return out
 
 
 def split_of(path: Path) -> str | None:
@@ -98,8 +64,6 @@ class Source:
             return _scan_dir(self.path, on_error)
         if self.format == "tfrecord":
             return _scan_tfrecord(self.path, on_error, progress, workers)
-        from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
-
         return scan_targz(self.path, specs, on_error, work_dir, progress)
 
 
@@ -143,31 +107,6 @@ def _kind(path: Path) -> str | None:
     if path.is_file() and ".tfrecord" in path.name:
         return "tfrecord"
     return None
-
-
-def load_examples_json(text: bytes | str, name: str) -> dict[str, Any]:
-    """Parse examples.json, naming the file on failure."""
-    try:
-        entries = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"{name}: malformed JSON: {exc}") from None
-    if not isinstance(entries, dict):
-        raise SourceError(f"{name}: expected an object keyed by note_str")
-    return entries
-
-
-def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
-                        skipped: list[dict[str, str]]) -> list[NoteLabels]:
-    """Validated labels of every entry; bad ones raise, or are skipped and recorded."""
-    notes = []
-    for key, entry in entries.items():
-        try:
-            notes.append(parse_example(key, entry, name))
-        except LabelError as exc:
-            if on_error != "skip":
-                raise SourceError(str(exc)) from None
-            skipped.append({"note": key, "reason": str(exc)})
-    return notes
 
 
 # --- JSON + WAV folder ------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from .catalog import Catalog, SourceError, labels_from_entries, load_examples_json
 from .features import FeatureSpec
 from .labels import NOTE_SAMPLES, LabelTable
-from .sources import Catalog, SourceError, labels_from_entries, load_examples_json
 from .wav import WavFormatError, read_pcm16
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ SPOOL_BLOCK = 1024  # notes per spool block
 class SpoolReader:
     """Features of spooled notes, gathered from memory-mapped blocks."""
 
-    def __init__(self, spool_dir: Path, blocks: int, positions: np.ndarray) -> None:
-        self.spool_dir, self.blocks, self.positions = spool_dir, blocks, positions
+    def __init__(self, spool_dir: Path, positions: np.ndarray) -> None:
+        self.spool_dir, self.positions = spool_dir, positions
 
     def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
         pos = self.positions[index]
@@ -140,7 +140,7 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
             if note in spooled:
                 raise SourceError(f"{path}: audio for note {note} appears twice")
             spooled[note] = b * SPOOL_BLOCK + row
-    return _join(path, spool, block_index, spooled, entries, skipped, on_error)
+    return _join(path, spool, spooled, entries, skipped, on_error)
 
 
 class _CountingReader:
@@ -175,7 +175,7 @@ def _write_block(spool: Path, index: int, buffers: dict[str, np.ndarray], rows: 
     os.replace(tmp, spool / f"block-{index:05d}.json")
 
 
-def _join(path: Path, spool: Path, blocks: int, spooled: dict[str, int], entries: dict[str, Any],
+def _join(path: Path, spool: Path, spooled: dict[str, int], entries: dict[str, Any],
           skipped: list[dict[str, str]], on_error: str) -> Catalog:
     """Match examples.json entries with spooled audio; unmatched notes raise or are skipped."""
     name = f"{path}:examples.json"
@@ -190,4 +190,4 @@ def _join(path: Path, spool: Path, blocks: int, spooled: dict[str, int], entries
     skipped.extend({"note": k, "reason": r} for k, r in problems)
     labels = LabelTable.from_notes([n for n in notes if n.note_str in spooled])
     positions = np.array([spooled[n] for n in labels.note_str], np.int64)
-    return Catalog(labels, SpoolReader(spool, blocks, positions), skipped)
+    return Catalog(labels, SpoolReader(spool, positions), skipped)

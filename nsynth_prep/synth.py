@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
 from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, format_examples_json, note_str
 from .progress import Progress
 from .tfrecord import encode_example, frame_record
@@ -65,11 +66,14 @@ class Instrument:
 
 def parse_notes_per_split(text: str) -> dict[str, int]:
     """``"2400,400,400"`` (train, valid, test) or one number for all three."""
-    parts = [int(p) for p in str(text).split(",")]
+    try:
+        parts = [int(p) for p in str(text).split(",")]
+    except ValueError:
+        parts = []
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3 or min(parts) < 1:
-        raise ValueError(f"--notes-per-split takes N or TRAIN,VALID,TEST (positive), not {text!r}")
+        raise ConfigError(f"--notes-per-split takes N or TRAIN,VALID,TEST (positive), not {text!r}")
     return dict(zip(SPLITS, parts, strict=True))
 
 
@@ -210,7 +214,7 @@ def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str,
     """Write the corpus to ``out`` in each of ``formats``; returns the notes per split."""
     for f in formats:
         if f not in FORMATS:
-            raise ValueError(f"unknown format {f!r}; expected one of {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown format {f!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     instruments = make_instruments(notes_per_split, seed)
@@ -233,7 +237,6 @@ class _Writers:
         self.out, self.split, self.formats, self.seed = out, split, formats, seed
         self.entries: dict[str, dict[str, Any]] = {}
         self.name = f"nsynth-{split}"
-        self.records: list[bytes] = []
 
     def __enter__(self) -> _Writers:
         if "jsonwav" in self.formats:

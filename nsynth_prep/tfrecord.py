@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .errors import TFRecordError
 from .labels import NOTE_SAMPLES, LabelError, NoteLabels, parse_example
 from .proto_kernels import (
     KIND_BYTES,
@@ -42,10 +43,6 @@ except ImportError:  # pragma: no cover - zarr installs it
 def payload_crc(data: bytes) -> int:
     """CRC32C of ``data``: the C implementation when present, else the numba kernel."""
     return _C_CRC(data) if _C_CRC is not None else crc32c(np.frombuffer(data, np.uint8))
-
-
-class TFRecordError(ValueError):
-    """A TFRecord file whose framing, CRC or Example content is wrong."""
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, int, np.ndarray]]:

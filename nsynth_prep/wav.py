@@ -11,16 +11,13 @@ import struct
 
 import numpy as np
 
+from .errors import WavFormatError
 from .labels import NOTE_SAMPLES, SAMPLE_RATE
 
 WAVE_FORMAT_PCM = 1
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 # The PCM sub-format GUID of WAVE_FORMAT_EXTENSIBLE (first two bytes are the format tag).
 _KSDATAFORMAT_SUBTYPE_PCM = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-
-
-class WavFormatError(ValueError):
-    """A WAV file that is not 16-bit PCM mono 16 kHz with 64,000 frames, or is malformed."""
 
 
 def pcm16_span(data: bytes | bytearray | memoryview, name: str, frames: int = NOTE_SAMPLES,

@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 
+from nsynth_prep.errors import CheckpointError
+
 FORMAT = "nsynth-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, foreign, or of another version."""
 
 
 def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, epoch: int,

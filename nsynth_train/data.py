@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nsynth_prep import cache as cache_format
 
+from .config import TrainConfig
 from .tasks import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features (B, ...), classes (B,), rows (B,)
@@ -149,3 +150,33 @@ class DeviceSplit:
         for b in range(0, stop, batch_size):
             idx = order[b : b + batch_size]
             yield self.x[idx], self.y[idx], self.rows[idx]
+
+
+class Split:
+    """One split as the loop sees it: batches on the device, streamed or resident."""
+
+    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
+        self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
+        c = cache_format.open_cache(path, (config.feature,))
+        nbytes = c.array(config.feature).nbytes
+        limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
+        self.resident = config.resident == "yes" or (config.resident == "auto" and nbytes <= limit)
+        assert config.batch_size is not None
+        if self.resident:
+            self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)
+        else:
+            self.data = ChunkStream(path, config.feature, task, config.batch_size, shuffle, config.seed,
+                                    config.buffer_chunks)
+            self.loader = loader(self.data, config.num_workers, pin_memory=device.type == "cuda")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self, epoch: int, drop_last: bool) -> Iterator[Batch]:
+        assert self.config.batch_size is not None
+        if isinstance(self.data, DeviceSplit):
+            yield from self.data.batches(self.config.batch_size, self.shuffle, self.config.seed, epoch, drop_last)
+            return
+        self.data.set_epoch(epoch)
+        for x, y, rows in batches(self.loader, self.config.batch_size, drop_last):
+            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), rows)

@@ -13,9 +13,11 @@ import torch
 from nsynth_prep import cache as cache_format
 
 from . import checkpoint
-from .loop import Split, TrainConfig, amp_dtype, forward, pick_device, write_json
+from .config import TrainConfig, amp_dtype, pick_device
+from .data import Split
 from .metrics import confusion_matrix, summarize
-from .models import build_model
+from .models import build_model, forward
+from .run_dir import write_json
 from .tasks import Task
 
 log = logging.getLogger(__name__)

@@ -7,13 +7,9 @@ it on test with :func:`evaluate_run`, which ``nsynth eval`` also calls.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,103 +18,20 @@ import torch
 import torch.nn.functional as F
 
 from nsynth_prep import cache as cache_format
+from nsynth_prep.errors import RunError
 from nsynth_prep.progress import Progress
 
 from . import checkpoint
-from .data import Batch, ChunkStream, DeviceSplit, batches, loader
-from .models import CNN, build_model, count_parameters, get_preset
-from .tasks import Task, get_task
+from .config import TrainConfig, amp_dtype, pick_device
+from .data import Split
+from .evaluate import evaluate_run
+from .models import CNN, build_model, count_parameters, forward
+from .run_dir import write_history
+from .tasks import get_task
+
+__all__ = ["TrainConfig", "run_epoch", "train"]
 
 log = logging.getLogger(__name__)
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a run; stored in every checkpoint. ``None`` = the preset's value."""
-
-    task: str = "family"
-    model: str = "cnn"
-    cache_dir: str = "data/cache"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    l1: float | None = None
-    l2: float | None = None
-    drop_last: bool | None = None
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp16 | off
-    resident: str = "auto"  # auto | yes | no: hold whole splits in device memory
-    num_workers: int = 0
-    buffer_chunks: int = 4
-    patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
-
-    def resolved(self) -> TrainConfig:
-        """The config with every ``None`` filled from the model's preset, and an absolute cache
-        folder (so ``nsynth eval`` finds it from anywhere)."""
-        p = get_preset(self.model)
-        get_task(self.task)
-        return replace(self, cache_dir=str(Path(self.cache_dir).resolve()), epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size,
-                       lr=self.lr or p.lr, l1=p.l1 if self.l1 is None else self.l1,
-                       l2=p.l2 if self.l2 is None else self.l2,
-                       drop_last=p.drop_last if self.drop_last is None else self.drop_last)
-
-    @property
-    def feature(self) -> str:
-        return get_preset(self.model).feature
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or config.amp == "off":
-        return None
-    if config.amp == "fp16":
-        return torch.float16
-    return torch.bfloat16
-
-
-class Split:
-    """One split as the loop sees it: batches on the device, streamed or resident."""
-
-    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
-        self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
-        c = cache_format.open_cache(path, (config.feature,))
-        nbytes = c.array(config.feature).nbytes
-        limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
-        self.resident = config.resident == "yes" or (config.resident == "auto" and nbytes <= limit)
-        assert config.batch_size is not None
-        if self.resident:
-            self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)
-        else:
-            self.data = ChunkStream(path, config.feature, task, config.batch_size, shuffle, config.seed,
-                                    config.buffer_chunks)
-            self.loader = loader(self.data, config.num_workers, pin_memory=device.type == "cuda")
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def batches(self, epoch: int, drop_last: bool) -> Iterator[Batch]:
-        assert self.config.batch_size is not None
-        if isinstance(self.data, DeviceSplit):
-            yield from self.data.batches(self.config.batch_size, self.shuffle, self.config.seed, epoch, drop_last)
-            return
-        self.data.set_epoch(epoch)
-        for x, y, rows in batches(self.loader, self.config.batch_size, drop_last):
-            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), rows)
-
-
-def forward(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
-    """(B, classes) float32 logits, under autocast when ``amp`` is set."""
-    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        return model(x).float()
 
 
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
@@ -171,7 +84,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         state = checkpoint.load(out / "last.pt")
         if state["config"] != asdict(config):
             diff = {k: (v, asdict(config)[k]) for k, v in state["config"].items() if asdict(config).get(k) != v}
-            raise ValueError(f"{out}: --resume with other settings than the run's (run vs now: {diff})")
+            raise RunError(f"{out}: --resume with other settings than the run's (run vs now: {diff})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -209,9 +122,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         if improved:
             checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
         checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
-        _write_history(out / "history.csv", history)
-    from .evaluate import evaluate_run
-
+        write_history(out / "history.csv", history)
     return evaluate_run(out / "best.pt", cache_dir, "test", out, progress=progress)
 
 
@@ -221,18 +132,3 @@ def _epochs_since_best(history: list[dict[str, float]]) -> int:
         return 0
     accuracies = [h["valid_accuracy"] for h in history]
     return len(accuracies) - 1 - int(np.argmax(accuracies))
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()} for h in history)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nsynth_prep.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelPreset:
@@ -41,7 +43,7 @@ def get_preset(name: str) -> ModelPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown model {name!r}; expected one of {', '.join(PRESETS)}") from None
 
 
 class SamePool1d(nn.Module):
@@ -116,3 +118,9 @@ def build_model(name: str, num_classes: int) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    """(B, classes) float32 logits, under autocast when ``amp`` is set."""
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        return model(x).float()

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nsynth_prep.errors import ConfigError
 from nsynth_prep.labels import FAMILIES, SOURCES
 
 
@@ -63,4 +64,4 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
+        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None

@@ -79,7 +79,7 @@ def test_note_lookup_and_plots(clean: Path, tmp_path: Path) -> None:
     row, info = inspect_lib.find_note(c, name)
     assert row == 7 and info["note_str"] == name and info["family"].split(" ")[1].strip("()") in name
     assert "pitch" in inspect_lib.format_note(info)
-    with pytest.raises(KeyError, match="same instrument"):
+    with pytest.raises(CacheError, match="same instrument"):
         inspect_lib.find_note(c, name[:-3] + "001")
     files = write_overview(c, tmp_path)
     assert [f.name for f in files] == ["class_balance.png", "waveforms_by_family.png", "waveforms_by_source.png",

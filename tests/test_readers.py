@@ -15,7 +15,7 @@ from nsynth_prep.synth import tf_features
 from nsynth_prep.tfrecord import TFRecordError, decode_example, encode_example, frame_record, iter_records
 from nsynth_prep.wav import WavFormatError, encode_pcm16, read_pcm16
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "nsynth-reference" / "examples-excerpt.json"
+REFERENCE = Path(__file__).resolve().parent / "data" / "examples-excerpt.json"
 SAMPLES = (np.arange(64_000) % 200 - 100).astype(np.int16)
 
 

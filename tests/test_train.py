@@ -14,6 +14,7 @@ import torch
 
 from nsynth_prep.build import BuildConfig, build_cache
 from nsynth_prep.cache import CacheError
+from nsynth_prep.errors import ConfigError, RunError
 from nsynth_train import checkpoint
 from nsynth_train.data import ChunkStream, batches, loader
 from nsynth_train.evaluate import evaluate_run
@@ -71,7 +72,7 @@ def test_tasks_map_nsynth_ids() -> None:
     assert family.num_classes == 10 and "synth_lead" not in family.class_names
     np.testing.assert_array_equal(family.classes_of(np.array([0, 8, 9, 10, 42])), [0, 8, -1, 9, -1])
     assert get_task("source").classes_of(np.array([2, 0])).tolist() == [2, 0]
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ConfigError, match="unknown task"):
         get_task("pitch")
 
 
@@ -132,7 +133,7 @@ def test_resume_reaches_the_same_result(caches: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
     assert len(b["extra"]["history"]) == 2
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(RunError, match="other settings"):
         train(_config(caches, resident="no", lr=0.5), tmp_path / "cut", resume=True, progress=False)
 
 
@@ -166,7 +167,7 @@ def test_cache_without_the_models_feature(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_model_and_bad_checkpoints(caches: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         train(_config(caches, model="transformer"), tmp_path / "r2", progress=False)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
