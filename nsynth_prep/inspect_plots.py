@@ -60,12 +60,12 @@ def envelope(wave: np.ndarray, bins: int = ENVELOPE_BINS, window: int = 1) -> tu
     starts = np.unique(np.linspace(0, len(wave), min(bins, len(wave)), endpoint=False).astype(np.int64))
     lo, hi = np.minimum.reduceat(wave, starts), np.maximum.reduceat(wave, starts)
     step = max(1, len(wave) // max(1, len(starts)))
-    k = min(len(starts), max(1, -(-window // step)))  # bins per window, odd so it is centred
-    k += 1 - k % 2
+    k = min(len(starts), max(1, -(-window // step)))  # bins per window
     if k > 1:
-        pad = k // 2
-        lo = np.lib.stride_tricks.sliding_window_view(np.pad(lo, pad, mode="edge"), k).min(1)
-        hi = np.lib.stride_tricks.sliding_window_view(np.pad(hi, pad, mode="edge"), k).max(1)
+        # Window i covers bins [i - k//2, i - k//2 + k), moved inwards at the ends of the wave.
+        first = np.clip(np.arange(len(lo)) - k // 2, 0, len(lo) - k)
+        lo = np.lib.stride_tricks.sliding_window_view(lo, k).min(1)[first]
+        hi = np.lib.stride_tricks.sliding_window_view(hi, k).max(1)[first]
     return starts, lo, hi
 
 
@@ -139,6 +139,13 @@ def _example_rows(codes: np.ndarray, values: int, per: int) -> list[np.ndarray]:
 
 
 def waveform_grid(c: cache_format.Cache, labels: LabelTable, by: str, path: Path) -> None:
+    """Save :func:`waveform_figure` to ``path``."""
+    fig = waveform_figure(c, labels, by)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def waveform_figure(c: cache_format.Cache, labels: LabelTable, by: str) -> Figure:
     """A row of example waveforms for every family (``by='family'``) or source present, on one
     amplitude scale."""
     feature = audio_feature(c)
@@ -166,11 +173,17 @@ def waveform_grid(c: cache_format.Cache, labels: LabelTable, by: str, path: Path
     fig.suptitle(f"Example notes per {by}, {c.split} split ({feature} feature, {len(t) * (t[1] - t[0]):.2g} s): "
                  f"envelope (min/max over each period) and a zoom of {ZOOM_PERIODS} periods at the loudest point "
                  "(\u25bc); one amplitude scale", fontsize=9)
+    return fig
+
+
+def plot_pitch_histograms(labels: LabelTable, families: list[str], path: Path) -> None:
+    """Save :func:`pitch_figure` to ``path``."""
+    fig = pitch_figure(labels, families)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_pitch_histograms(labels: LabelTable, families: list[str], path: Path) -> None:
+def pitch_figure(labels: LabelTable, families: list[str]) -> Figure:
     """One pitch histogram per family present, on a shared MIDI axis, every slot used: the last
     row's panels are widened to fill it."""
     present = [f for f in range(len(families)) if (labels.family == f).any()]
@@ -195,8 +208,7 @@ def plot_pitch_histograms(labels: LabelTable, families: list[str], path: Path) -
         ax.tick_params(labelsize=7)
         ax.axvspan(21, 108, color="grey", alpha=0.08)
     fig.suptitle("Pitch per family (shaded: piano range 21-108)")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:

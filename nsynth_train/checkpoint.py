@@ -60,7 +60,7 @@ def load(path: Path, check_finite: bool = True) -> dict[str, Any]:
     ------
     CheckpointError
         The file is missing, empty, truncated, not a checkpoint of this version, or (with
-        ``check_finite``) holds NaN or infinite weights or optimizer state.
+        ``check_finite``) holds NaN or infinite weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,13 +94,18 @@ def load(path: Path, check_finite: bool = True) -> dict[str, Any]:
         if not isinstance(state[key], dict):
             raise CheckpointError(f"{path}: damaged checkpoint ({key!r} is not a JSON object)")
     if check_finite:
-        bad = non_finite(state["model"]) + non_finite(state["optimizer"], "optimizer ")
-        if bad:
-            raise CheckpointError(f"{path}: non-finite weights (NaN or inf in {', '.join(bad[:3])}"
-                                  f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}); the run diverged "
-                                  f"at or before epoch {state['epoch']}, so this checkpoint cannot be scored "
-                                  "or resumed")
+        require_finite(path, state, "weights", state["model"])
     return state
+
+
+def require_finite(path: Path, state: dict[str, Any], what: str, tree: Any) -> None:
+    """Raise :class:`CheckpointError` when ``tree`` (a state dict) holds NaN or inf."""
+    bad = non_finite(tree)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path}: non-finite {what} (NaN or inf in {', '.join(bad[:3])}{more}); the run "
+                              f"diverged at or before epoch {state['epoch']}, so this checkpoint cannot be "
+                              f"{'scored or resumed' if what == 'weights' else 'resumed'}")
 
 
 def non_finite(tree: Any, prefix: str = "") -> list[str]:

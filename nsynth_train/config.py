@@ -54,7 +54,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
         _check_int(self, "epochs", 1, optional=True)
         _check_int(self, "batch_size", 1, optional=True)
         _check_int(self, "seed", 0)

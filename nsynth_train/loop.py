@@ -50,8 +50,9 @@ class Interrupted(KeyboardInterrupt):
         self.config, self.out, self.saved_epoch = config, out, saved_epoch
 
     def __str__(self) -> str:
-        saved = (f"{self.out / 'last.pt'} holds epoch {self.saved_epoch} of {self.config.epochs}" if self.saved_epoch
-                 else "no epoch was finished yet")
+        last = self.out / "last.pt"
+        saved = (f"{last} holds epoch {self.saved_epoch} of {self.config.epochs}" if self.saved_epoch
+                 else f"{last} is as it was" if last.exists() else "no epoch was finished yet")
         return f"interrupted; {saved}. Continue with:\n  {self.config.resume_command(self.out)}"
 
 
@@ -135,40 +136,32 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
               for split in ("train", "valid", "test")}  # fail before touching the run folder
     with run_dir.locked(out):  # one writer at a time; stale temporary files removed
         run_dir.claim(out, resume, overwrite)
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed)
-        model = build_model(config.model, task.num_classes).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
-        history: list[dict[str, float]] = []
-        start, best = 1, -1.0
-        if resume and (out / "last.pt").exists():
-            state = checkpoint.load(out / "last.pt")  # refuses NaN weights: nothing to continue from
-            if state["config"] != asdict(config):
-                now = asdict(config)
-                diff = {k: (v, now.get(k)) for k, v in state["config"].items() if now.get(k) != v}
-                raise RunError(f"{out}: --resume with other settings than the run's (run vs now: {diff})")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            history, best = state["extra"]["history"], state["extra"]["best_valid_accuracy"]
-            start = state["epoch"] + 1
-            log.info("resuming %s after epoch %d", out, state["epoch"])
-        elif resume:
-            log.info("%s has no last.pt; starting from scratch", out)
-        run_dir.write_config(out, asdict(config), task.to_dict(), {
-            "feature": config.feature, "device": str(device), "amp": str(amp).removeprefix("torch.") if amp else None,
-            "parameters": count_parameters(model),
-            "data": {s: run_dir.data_record(c, config.feature) for s, c in caches.items()}},
-            resumed_after=start - 1 if start > 1 else None)
-        train_split = Split(caches["train"].path, config, task, device, shuffle=True)
-        valid_split = Split(caches["valid"].path, config, task, device, shuffle=False)
-        log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
-                 config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
-                 "resident in memory" if train_split.resident else "streamed from zarr",
-                 f", autocast {amp}" if amp else "")
-        assert config.epochs is not None
-        saved = start - 1  # the epoch last.pt holds
+        saved = 0  # the epoch last.pt holds (for the Ctrl-C message)
         try:
+            torch.manual_seed(config.seed)
+            np.random.seed(config.seed)
+            model = build_model(config.model, task.num_classes).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
+            history: list[dict[str, float]] = []
+            start, best = 1, -1.0
+            if resume and (out / "last.pt").exists():
+                history, best, start = _restore(out / "last.pt", config, model, optimizer)
+                saved = start - 1
+                log.info("resuming %s after epoch %d", out, saved)
+            elif resume:
+                log.info("%s has no last.pt; starting from scratch", out)
+            run_dir.write_config(out, asdict(config), task.to_dict(), {
+                "feature": config.feature, "device": str(device), "amp": str(amp).removeprefix("torch.") if amp else None,
+                "parameters": count_parameters(model),
+                "data": {s: run_dir.data_record(c, config.feature) for s, c in caches.items()}},
+                resumed_after=start - 1 if start > 1 else None)
+            train_split = Split(caches["train"].path, config, task, device, shuffle=True)
+            valid_split = Split(caches["valid"].path, config, task, device, shuffle=False)
+            log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
+                     config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
+                     "resident in memory" if train_split.resident else "streamed from zarr",
+                     f", autocast {amp}" if amp else "")
+            assert config.epochs is not None
             for epoch in range(start, config.epochs + 1):
                 stale = _epochs_since_best(history)
                 if config.patience and stale >= config.patience:
@@ -179,9 +172,11 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                                       f"epoch {epoch}/{config.epochs}", progress)
                 seconds = time.perf_counter() - t
                 vl, va, _ = run_epoch(model, valid_split, config, epoch, None, amp, "  valid", False)
-                bad = checkpoint.non_finite(model.state_dict())  # once an epoch: a few small syncs
+                # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when
+                # gradients do, even while the loss still looks finite.
+                bad = checkpoint.non_finite(model.state_dict()) + checkpoint.non_finite(optimizer.state_dict())
                 if bad:
-                    raise Diverged(f"the weights became non-finite ({', '.join(bad[:3])})")
+                    raise Diverged(f"the weights or optimizer state became non-finite ({', '.join(bad[:3])})")
                 history.append({"epoch": epoch, "train_loss": tl, "train_accuracy": ta, "valid_loss": vl,
                                 "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds})
                 log.info("epoch %d/%d: train loss %.3f acc %.1f%% | valid loss %.3f acc %.1f%% | %.1f s, %s notes/s",
@@ -197,11 +192,28 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                 run_dir.write_history(out / "history.csv", history)
             return score(out / "best.pt", cache_dir, "test", out, device=config.device, progress=progress)
         except Diverged as exc:
-            kept = f"{out / 'last.pt'} keeps epoch {saved}" if saved else "no checkpoint was written"
-            raise Diverged(f"{out}: training stopped in epoch {saved + 1}: {exc}; {kept}. Try a lower --lr "
-                           f"(now {config.lr:g}) and start again with --overwrite") from None
+            kept = (f"{out / 'last.pt'} keeps epoch {saved}; start again with --overwrite" if saved
+                    else "no checkpoint was written")
+            raise Diverged(f"{out}: training stopped in epoch {saved + 1}: {exc}; {kept}. A lower --lr "
+                           f"(now {config.lr:g}) usually helps") from None
         except KeyboardInterrupt:
             raise Interrupted(config, out, saved) from None
+
+
+def _restore(path: Path, config: TrainConfig, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], float, int]:
+    """Load ``path`` (a run's last.pt) into the model, optimizer and torch RNG; returns the
+    history, the best valid accuracy so far and the next epoch."""
+    state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
+    checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
+    if state["config"] != asdict(config):
+        now = asdict(config)
+        diff = {k: (v, now.get(k)) for k, v in state["config"].items() if now.get(k) != v}
+        raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["extra"]["history"], state["extra"]["best_valid_accuracy"], state["epoch"] + 1
 
 
 def _epochs_since_best(history: list[dict[str, float]]) -> int:
