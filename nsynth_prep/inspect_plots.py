@@ -101,7 +101,7 @@ def plot_waveform(t: np.ndarray, wave: np.ndarray, color: str, ax: Axes, zoom_ax
         zoom_ax.plot(ms, wave[span], color=color, lw=1.0)
         zoom_ax.set_xlim(0, float(ms[-1]))
         zoom_ax.set_ylim(-peak, peak)
-        zoom_ax.set_title(f"zoom at {begin:.2f} s (\u25bc)", fontsize=6.5, pad=2)
+        zoom_ax.set_title(f"\u25bc zoom, {begin:.2f} s", fontsize=6.5, pad=2)
         zoom_ax.tick_params(labelsize=6, labelleft=False)
         zoom_ax.xaxis.set_major_locator(MaxNLocator(3))
         zoom_ax.grid(alpha=0.25)

@@ -178,10 +178,12 @@ def plot_examples(waves: np.ndarray, t: np.ndarray, xlabel: str, grid: np.ndarra
             plot_waveform(t, waves[k], color_of(names[c]), ax, zoom, int(pitch[i]), ylim)
             k += 1
             wrong = pred != y[i]
-            verdict = f"{'wrong: ' if wrong else ''}predicted {names[pred]}, p = {probs[i, pred]:.2f}"
-            if runner_up:
+            if runner_up:  # short: the title must fit above the envelope panel
                 second = int(np.argsort(probs[i])[-2])
-                verdict += f"; {names[second]} {probs[i, second]:.2f}"
+                verdict = f"{names[pred]} {probs[i, pred]:.2f} vs {names[second]} {probs[i, second]:.2f}"
+            else:
+                verdict = f"predicted {names[pred]}, p = {probs[i, pred]:.2f}"
+            verdict = f"wrong: {verdict}" if wrong else verdict
             ax.set_title(f"{note_str[i]}\n{verdict}", fontsize=7, pad=2,
                          color=WRONG if wrong else "black")
             if wrong:
@@ -257,7 +259,7 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
                      f"red frame: wrong)\n{ctx.tag()}; {shown} audio: envelope and zoom of a few periods")
         else:
             title = (f"Nearest the decision boundary per true class (smallest margin between the top two "
-                     f"classes; red frame: wrong)\n{ctx.tag()}; {shown} audio: envelope and zoom of a few periods")
+                     f"classes, with their probabilities; red frame: wrong)\n{ctx.tag()}; {shown} audio: envelope and zoom of a few periods")
         fig = plot_examples(waves, t, xlabel, grid, probs, y, names, note_str, pitch, empty, title,
                             runner_up=kind == "boundary")
         save(fig, out / f"examples_{kind}.png")
