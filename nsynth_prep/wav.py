@@ -107,7 +107,7 @@ def read_wav_file(path: Path, head: int | None = None) -> tuple[bytes, int]:
         raise
     except OSError as exc:
         raise WavFormatError(f"{path}: cannot open ({exc.strerror})") from None
-    with open(fd, "rb") as f:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
@@ -115,11 +115,13 @@ def read_wav_file(path: Path, head: int | None = None) -> tuple[bytes, int]:
         if info.st_size > MAX_WAV_BYTES:
             raise WavFormatError(f"{path}: {info.st_size:,} bytes; an NSynth WAV is 128,044 and no WAV over "
                                  f"{MAX_WAV_BYTES:,} bytes is read")
-        want = info.st_size if head is None else min(head, info.st_size)
-        try:
-            data = f.read(want + 1 if head is None else want)  # +1: a file that grew since fstat shows
-        except OSError as exc:
-            raise WavFormatError(f"{path}: cannot read ({exc.strerror})") from None
+        with open(fd, "rb", closefd=False) as f:
+            # +1: a file that grew since fstat shows; never more than the bound plus one byte.
+            data = f.read(info.st_size + 1 if head is None else min(head, info.st_size))
+    except OSError as exc:
+        raise WavFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_WAV_BYTES:
         raise WavFormatError(f"{path}: grew past {MAX_WAV_BYTES:,} bytes while it was read")
     return data, info.st_size
