@@ -86,6 +86,58 @@ class NoteLabels:
 def parse_example(key: str, entry: Any, where: str) -> NoteLabels:
     """Validate one examples.json (or TFRecord) entry and return its labels.
 
+    A fast check accepts a good entry in about 3 us (train has 289,205); anything it does not
+    accept goes to :func:`explain_example`, which finds and names the problem.
+
+    Raises
+    ------
+    LabelError
+        Naming ``where``, the note and what is wrong.
+    """
+    labels = _accept(key, entry)
+    return labels if labels is not None else explain_example(key, entry, where)
+
+
+_GOOD_QUALITIES = frozenset(tuple(int(b) for b in f"{i:010b}") for i in range(1 << len(QUALITIES)))
+
+
+def _accept(key: Any, entry: Any) -> NoteLabels | None:
+    """The labels of a good entry, or None: the same decisions as :func:`explain_example` (the
+    tests hold them to it), with no message built and no per-label loop."""
+    if type(key) is not str or type(entry) is not dict:
+        return None
+    match = NOTE_STR_RE.match(key)
+    if match is None:
+        return None
+    try:
+        f, s, p, v = entry["instrument_family"], entry["instrument_source"], entry["pitch"], entry["velocity"]
+        i, n, q = entry["instrument"], entry["note"], entry["qualities"]
+    except KeyError:
+        return None
+    if not (type(f) is int and type(s) is int and type(p) is int and type(v) is int and type(i) is int
+            and type(n) is int and type(q) is list):
+        return None
+    if not (0 <= f <= 10 and 0 <= s <= 2 and 0 <= p <= 127 and 0 <= v <= 127 and 0 <= i <= INT16_MAX
+            and 0 <= n <= INT32_MAX):
+        return None
+    qualities = tuple(q)
+    if qualities not in _GOOD_QUALITIES or bool in map(type, qualities):  # True == 1: look at the types too
+        return None
+    rate = entry.get("sample_rate", SAMPLE_RATE)
+    if type(rate) is not int or rate != SAMPLE_RATE or entry.get("note_str", key) != key:
+        return None
+    family, source, _, pitch, velocity = match.groups()
+    if family != FAMILIES[f] or source != SOURCES[s] or int(pitch) != p or int(velocity) != v:
+        return None
+    if (entry.get("instrument_family_str", family) != family or entry.get("instrument_source_str", source) != source
+            or entry.get("instrument_str", key[:-8]) != key[:-8]):  # key[:-8]: the name less "-PPP-VVV"
+        return None
+    return NoteLabels(key, f, s, p, v, i, n, qualities)
+
+
+def explain_example(key: str, entry: Any, where: str) -> NoteLabels:
+    """Validate one entry label by label, naming the first problem: the reference of :func:`parse_example`.
+
     Refuses anything that ``nsynth prep verify`` would reject in a cache, and more: a name that
     is not an NSynth note name (it becomes a file path), integer labels that are not JSON
     integers (``66.9``, ``"66"``, ``true``, ``1e400``) or are out of range, qualities that are
