@@ -211,6 +211,15 @@ def test_examples_json_over_the_bound_is_refused_unread(corpus: Path, tmp_path: 
         scan(archive, "skip", tmp_path / "w")
 
 
+def test_second_examples_json_in_an_archive_is_refused(corpus: Path, tmp_path: Path) -> None:
+    src = copy_split(corpus, tmp_path / "f")
+    other = json.dumps({}).encode()
+    archive = make_targz(src, tmp_path / "nsynth-test.jsonwav.tar.gz", extra=[("old/examples.json", other)])
+    for on_error in ("fail", "skip"):
+        with pytest.raises(SourceError, match=r"tar.gz:nsynth-test/examples.json: a second examples.json"):
+            scan(archive, on_error, tmp_path / on_error)
+
+
 def test_a_skip_build_with_bad_labels_passes_verify(corpus: Path, tmp_path: Path) -> None:
     """Item 4: what the readers let through is what verify accepts."""
     src = copy_split(corpus, tmp_path)
