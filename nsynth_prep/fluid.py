@@ -73,8 +73,10 @@ class FluidRenderer:
                                ("synth", ctypes.c_void_p, 1), ("len", ctypes.c_int, 1),
                                ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1), ("lincr", ctypes.c_int, 1),
                                ("rout", ctypes.c_void_p, 1), ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
-        if self._write is None:
-            raise RenderError(f"{INSTALL} (this FluidSynth has no fluid_synth_write_float)")
+        self._voices = fl.cfunc("fluid_synth_get_active_voice_count", ctypes.c_int, ("synth", ctypes.c_void_p, 1))
+        if self._write is None or self._voices is None:
+            raise RenderError(f"{INSTALL} (this FluidSynth lacks fluid_synth_write_float or "
+                              "fluid_synth_get_active_voice_count; FluidSynth 2 has both)")
         self._synth = fl.Synth(gain=1.0, samplerate=float(RENDER_RATE), **SETTINGS)
         self._fonts: dict[str, int] = {}
         self._buf = np.zeros((2, TOTAL), np.float32)
@@ -101,7 +103,7 @@ class FluidRenderer:
         self._synth.all_sounds_off(0)
         for _ in range(64):
             self._run(0, BLOCK)
-            if not self._buf[:, :BLOCK].any() and self._synth.get_active_voice_count() == 0:
+            if not self._buf[:, :BLOCK].any() and self._voices(self._synth.synth) == 0:
                 return
         raise RuntimeError("FluidSynth voices did not stop after all_sounds_off")
 

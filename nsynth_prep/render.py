@@ -136,14 +136,13 @@ def render_corpus(fonts: Sequence[Path], out: Path, split_fonts: dict[str, list[
 
 def _fingerprint(instruments: list[Instrument], by_font: bool, formats: tuple[str, ...], seed: int) -> dict[str, Any]:
     """Everything the output depends on: a rerun with the same fingerprint resumes."""
-    fonts = sorted({i.font for i in instruments})
+    fonts = {i.font: str(Path(i.font).resolve()) for i in instruments}  # the same from any folder
     return {
         "version": FORMAT_VERSION, "fluidsynth": fluidsynth_version(), "formats": list(formats),
         "split": "by font" if by_font else f"automatic, seed {seed}",
-        "fonts": [{"path": str(Path(f).resolve()), "size": os.stat(f).st_size, "mtime_ns": os.stat(f).st_mtime_ns}
-                  for f in fonts],
-        "instruments": [[i.font, i.bank, i.program, i.family, i.source, i.split, list(i.pitches), list(i.velocities)]
-                        for i in instruments],
+        "fonts": sorted([path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in set(fonts.values())),
+        "instruments": [[fonts[i.font], i.bank, i.program, i.family, i.source, i.split, list(i.pitches),
+                         list(i.velocities)] for i in instruments],
     }
 
 

@@ -103,21 +103,24 @@ def plan(fonts: Sequence[Path], split_fonts: dict[str, list[Path]] | None, table
     """
     if pitch_step < 1:
         raise ConfigError(f"--pitch-step must be at least 1, not {pitch_step}")
-    split_of: dict[str, str] = {}
+    split_of: dict[Path, str] = {}  # by resolved path: ./A.sf2 and A.sf2 are one font
+    named: dict[Path, Path] = {}  # resolved -> as the user wrote it
     if split_fonts:
         for split, paths in split_fonts.items():
             for p in paths:
-                if split_of.setdefault(str(p), split) != split:
-                    raise ConfigError(f"--split: {p} is in both {split_of[str(p)]} and {split}")
-        unassigned = [str(f) for f in fonts if str(f) not in split_of]
+                key = Path(p).resolve()
+                if split_of.setdefault(key, split) != split:
+                    raise ConfigError(f"--split: {p} is in both {split_of[key]} and {split}")
+                named.setdefault(key, Path(p))
+        unassigned = [str(f) for f in fonts if Path(f).resolve() not in split_of]
         if unassigned:
             raise ConfigError(f"{unassigned[0]}: with --split, every SoundFont must be named in a --split")
-        fonts = [Path(f) for f in split_of]
+        fonts = list(named.values())
     if not fonts:
         raise ConfigError("no SoundFont given")
     candidates = _candidates(fonts, table, programs)
     if split_fonts:
-        assigned = {c: split_of[c.font] for c in candidates}
+        assigned = {c: split_of[Path(c.font).resolve()] for c in candidates}
     else:
         assigned = _auto_split(candidates, seed)
     ordered = sorted(candidates, key=lambda c: (SPLITS.index(assigned[c]), c.font_rank, c.bank, c.program.number))
@@ -139,11 +142,11 @@ def plan(fonts: Sequence[Path], split_fonts: dict[str, list[Path]] | None, table
 
 def _candidates(fonts: Sequence[Path], table: Sequence[Program], programs: frozenset[int] | None) -> list[_Candidate]:
     out: list[_Candidate] = []
-    seen_fonts: set[str] = set()
+    seen_fonts: set[Path] = set()
     for rank, font in enumerate(fonts):
-        if str(font) in seen_fonts:
+        if Path(font).resolve() in seen_fonts:
             continue
-        seen_fonts.add(str(font))
+        seen_fonts.add(Path(font).resolve())
         seen: set[tuple[int, int]] = set()
         for preset in read_presets(font):
             prog = table[preset.program] if preset.program < len(table) else None
