@@ -114,7 +114,7 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 
     One instrument per SoundFont preset whose General MIDI program has an NSynth family; each
     note held 3 s and released 1 s, 16 kHz mono, over the program's pitch range at each
-    velocity. Needs FluidSynth (pip install 'nsynth[render]' and the FluidSynth library). An
+    velocity. Needs FluidSynth (pip install -e '.[render]' and the FluidSynth library). An
     interrupted render resumes when the same command is run again.
     """
     from nsynth_prep.render import RenderConfig, render_corpus

@@ -1,8 +1,8 @@
 """FluidSynth, offline and deterministic: one note of one preset at a time, as float samples.
 
-The optional extra ``render`` installs pyfluidsynth (ctypes bindings, pure Python); the library
-itself comes from the system (Debian/Ubuntu ``libfluidsynth3``, macOS ``brew install
-fluid-synth``). No audio driver is started: samples are pulled with
+The optional extra ``render`` (``pip install -e '.[render]'``) installs pyfluidsynth (ctypes
+bindings, pure Python); the library itself comes from the system (Debian/Ubuntu
+``libfluidsynth3``, macOS ``brew install fluid-synth``). No audio driver is started: samples are pulled with
 ``fluid_synth_write_float`` (pyfluidsynth's own ``get_samples`` returns dithered int16, and
 FluidSynth's dither sequence runs on from call to call, so the same note would not give the
 same bytes twice).
@@ -33,8 +33,9 @@ from .note_audio import RENDER_RATE, RENDER_SAMPLES
 BLOCK = 64  # FluidSynth's internal block (FLUID_BUFSIZE), fixed at compile time
 HOLD = 3 * RENDER_RATE  # note-off after 3 s (a whole number of blocks)
 TOTAL = -(-RENDER_SAMPLES // BLOCK) * BLOCK  # 4 s and the filter's look-ahead, in whole blocks
-INSTALL = ("nsynth prep render needs FluidSynth: pip install 'nsynth[render]' (pyfluidsynth) and the FluidSynth "
-           "library (Debian/Ubuntu: apt-get install libfluidsynth3; macOS: brew install fluid-synth)")
+INSTALL = ("nsynth prep render needs FluidSynth: the render extra (pip install -e '.[render]' in the nsynth "
+           "checkout: pyfluidsynth) and the FluidSynth library (Debian/Ubuntu: apt-get install libfluidsynth3; "
+           "macOS: brew install fluid-synth)")
 SETTINGS: dict[str, Any] = {
     "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1,
     "synth.dynamic-sample-loading": 0, "synth.polyphony": 256,
@@ -47,9 +48,9 @@ def load_fluidsynth() -> Any:
         import fluidsynth
     except ImportError as exc:  # no module, or pyfluidsynth found no library ("Couldn't find ...")
         missing = "pyfluidsynth" if getattr(exc, "name", None) == "fluidsynth" else "the FluidSynth library"
-        raise RenderError(f"{INSTALL} ({missing} is missing)") from None
+        raise RenderError(f"{INSTALL}; {missing} is missing") from None
     except OSError as exc:  # the library was found but cannot be loaded
-        raise RenderError(f"{INSTALL} (loading the library failed: {exc})") from None
+        raise RenderError(f"{INSTALL}; loading the library failed: {exc}") from None
     return fluidsynth
 
 
@@ -75,8 +76,8 @@ class FluidRenderer:
                                ("rout", ctypes.c_void_p, 1), ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
         self._voices = fl.cfunc("fluid_synth_get_active_voice_count", ctypes.c_int, ("synth", ctypes.c_void_p, 1))
         if self._write is None or self._voices is None:
-            raise RenderError(f"{INSTALL} (this FluidSynth lacks fluid_synth_write_float or "
-                              "fluid_synth_get_active_voice_count; FluidSynth 2 has both)")
+            raise RenderError(f"{INSTALL}; this FluidSynth lacks fluid_synth_write_float or "
+                              "fluid_synth_get_active_voice_count (FluidSynth 2 has both)")
         self._synth = fl.Synth(gain=1.0, samplerate=float(RENDER_RATE), **SETTINGS)
         self._fonts: dict[str, int] = {}
         self._buf = np.zeros((2, TOTAL), np.float32)

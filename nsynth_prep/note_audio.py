@@ -32,6 +32,7 @@ DERIVED_QUALITIES = ("fast_decay", "long_release", "nonlinear_env", "percussive"
 HOP = 160  # samples between envelope frames (10 ms)
 WINDOW = 800  # samples each envelope frame averages (50 ms)
 NOTE_OFF_FRAME = 300  # 3.0 s
+ATTACK_FRAMES = 100  # the attack is looked for in the first second
 FLOOR_DB = -60.0  # envelope frames below peak - 60 dB are treated as silence
 
 
@@ -153,9 +154,10 @@ def note_qualities(audio: np.ndarray) -> list[int]:
       still within 40 dB of the peak ("still present at the end of the sample");
     * ``percussive``: the peak comes within the first 30 ms and the level 250 ms after it is
       down at least 10 dB (a loud, short onset);
-    * ``nonlinear_env``: while the note is held and audible (above -40 dB), the level rises
-      again by more than 6 dB after having fallen (a swell, filter or tremolo envelope rather
-      than the monotonic decay of a struck or plucked note).
+    * ``nonlinear_env``: from the end of the attack (the first frame within 1 dB of the loudest
+      of the first second) to the note-off, the level climbs more than 6 dB above its lowest so
+      far while above -40 dB (a swell, filter or tremolo envelope, or beating, rather than the
+      monotonic decay of a struck or plucked note).
 
     ``bright``, ``dark``, ``distortion``, ``multiphonic``, ``reverb`` and ``tempo-synced`` are
     0: NSynth's are human judgements of timbre that no fixed rule on the audio reproduces.
@@ -179,8 +181,9 @@ def note_qualities(audio: np.ndarray) -> list[int]:
     flags["long_release"] = int(env[-20:].max() > -40)
     after = env[min(peak_frame + 25, len(env) - 1)]
     flags["percussive"] = int(peak_frame < 3 and after <= -10)
-    held = env[peak_frame:NOTE_OFF_FRAME]
-    if len(held):
-        rise = held - np.minimum.accumulate(held)  # how far the level climbed back from its lowest so far
-        flags["nonlinear_env"] = int(bool(((rise > 6) & (held > -40)).any()))
+    attack = env[:ATTACK_FRAMES]
+    settled = int(np.argmax(attack >= attack.max() - 1))  # the attack is over
+    held = env[settled:NOTE_OFF_FRAME]
+    rise = held - np.minimum.accumulate(held)  # how far the level climbed back from its lowest so far
+    flags["nonlinear_env"] = int(bool(((rise > 6) & (held > -40)).any()))
     return [flags[q] for q in QUALITIES]

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,8 @@ def render_corpus(fonts: Sequence[Path], out: Path, split_fonts: dict[str, list[
                        parse_velocities(config.velocities), config.seed)
     fingerprint = _fingerprint(instruments, split_fonts is not None, formats, config.seed)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: OUT is a file; give a new or empty folder")
     work = out / WORK
     with storage_errors(out), exclusive(work / "lock", f"render {out}"):
         done = _claim(out, work, fingerprint)
@@ -182,13 +184,16 @@ def _render_all(todo: list[Instrument], audio_root: Path, work: Path, workers: i
         log.info("%d of %d instruments left to render", len(todo), total_instruments)
     jobs = [(i, str(audio_root), str(work)) for i in sorted(todo, key=lambda i: -len(i.pitches))]  # big first
     with Progress(notes, "render", enabled=progress) as bar:
-        results: Iterable[int]
         if workers == 1 or len(jobs) <= 1:
-            results = map(_render_instrument, jobs)
-            for n in results:
-                bar.update(n)
+            try:
+                for job in jobs:
+                    bar.update(_render_instrument(job))
+            finally:  # free the synthesizer and its SoundFonts (FluidR3 is 148 MB)
+                while _RENDERER:
+                    _RENDERER.pop().close()
         else:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            # Each worker makes its own synthesizer (the initializer forgets any the parent had).
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_RENDERER.clear) as pool:
                 for n in pool.imap_unordered(_render_instrument, jobs):
                     bar.update(n)
 

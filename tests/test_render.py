@@ -260,7 +260,7 @@ def test_without_fluidsynth_the_command_says_what_to_install(tmp_path: Path, mon
     result = CliRunner().invoke(main, ["prep", "render", str(TIMGM), str(tmp_path / "out"), "--programs", "0"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'nsynth[render]'" in lines[0] and "libfluidsynth3" in lines[0]
+    assert len(lines) == 1 and "pip install -e '.[render]'" in lines[0] and "libfluidsynth3" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
