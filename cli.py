@@ -89,6 +89,42 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
     click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} ({', '.join(formats)})")
 
 
+@prep.command("render")
+@click.argument("soundfonts", nargs=-1, type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", "splits", multiple=True, metavar="SPLIT=FONT[,FONT...]",
+              help="Put whole SoundFonts in a split (train, valid, test); repeat. Default: instruments "
+                   "are split ~80/10/10 within each family by --seed.")
+@click.option("--programs", help="GM programs to render, e.g. 0-87,104-111. Default: every program with an "
+                                 "NSynth family.")
+@click.option("--family-map", type=click.Path(dir_okay=False, path_type=Path),
+              help='JSON overriding the GM -> NSynth table: {"21": {"family": "reed", "source": "acoustic"}, '
+                   '"47": null}.')
+@click.option("--pitch-step", default=1, show_default=True, help="Render every K-th pitch of each range.")
+@click.option("--velocities", default="25,50,75,100,127", show_default=True, help="MIDI velocities.")
+@click.option("--format", "formats", type=click.Choice(["jsonwav", "targz", "tfrecord"]), multiple=True,
+              default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
+@click.option("--workers", default=2, show_default=True, help="Worker processes (one instrument each at a time).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the automatic instrument split.")
+@click.pass_obj
+def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tuple[str, ...], programs: str | None,
+                family_map: Path | None, pitch_step: int, velocities: str, formats: tuple[str, ...], workers: int,
+                seed: int) -> None:
+    """Render an NSynth-format corpus from SOUNDFONTS (.sf2/.sf3) into OUT.
+
+    One instrument per SoundFont preset whose General MIDI program has an NSynth family; each
+    note held 3 s and released 1 s, 16 kHz mono, over the program's pitch range at each
+    velocity. Needs FluidSynth (pip install -e '.[render]' and the FluidSynth library). An
+    interrupted render resumes when the same command is run again.
+    """
+    from nsynth_prep.render import RenderConfig, render_corpus
+    from nsynth_prep.render_plan import parse_split_fonts
+
+    config = RenderConfig(programs, pitch_step, velocities, formats, workers, seed, family_map)
+    summary = render_corpus(list(soundfonts), out, parse_split_fonts(splits) or None, config, obj["progress"])
+    click.echo(summary.report())
+
+
 @prep.command("build-cache")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
