@@ -72,7 +72,7 @@ class Fingerprint:
     def from_columns(cls, kind: str, cols: dict[str, np.ndarray]) -> Fingerprint | None:
         """The table stored by :meth:`columns`, or None when it is not whole."""
         try:
-            names = np.asarray(cols["name"]).astype(str).astype(object)
+            names = np.array([str(s) for s in np.asarray(cols["name"]).tolist()], dtype=object)
             arrays = [np.asarray(cols[k], np.int64) for k in ("size", "mtime_ns", "ctime_ns", "digest")]
         except (KeyError, ValueError, TypeError):
             return None
