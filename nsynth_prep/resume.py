@@ -103,7 +103,11 @@ def check_existing(existing: Existing, work: Path, src_path: Path, src_format: s
             diffs.append("it was fingerprinted by an older nsynth (sizes and modification times only), and "
                          "those changed")
     else:
-        diffs += [f"the source changed: {d}" for d in fingerprint.differences(old, existing.files, fp)]
+        moved = recorded.get("path") != str(src_path.resolve())
+        what = f"{src_path} is another source" if moved else "the source changed"
+        changed = fingerprint.differences(old, existing.files, fp)
+        if changed:
+            diffs.append(f"{what}: {'; '.join(changed)}")
         if not diffs and fp.read_now:
             action = "refresh"
     for key, now in rows.items():
