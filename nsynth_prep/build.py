@@ -126,7 +126,7 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
     specs = [feature_spec(f) for f in config.features]
     existing = resume.find_existing(path, work)
     t0 = time.perf_counter()
-    fp = src.fingerprint(existing.files if existing else None, config.workers)
+    fp = src.fingerprint(existing.files if existing else None)
     log.debug("%s: fingerprint of %d files (%d read) in %.3f s", src.path, len(fp.names), fp.read_now,
               time.perf_counter() - t0)
     source_info = {"path": str(src.path.resolve()), "format": src.format, "fingerprint": fp.summary()}
@@ -185,7 +185,7 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
     _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
     # What was read must be what the fingerprint describes: a file rewritten during the build
     # would leave rows of two versions of the source under one fingerprint.
-    after = src.fingerprint(fp, config.workers)
+    after = src.fingerprint(fp)
     changed = fingerprint.differences(fp.summary(), fp, after)
     if changed:
         raise CacheError(f"{src.path}: changed while this build read it ({'; '.join(changed)}); {path} is left "

@@ -133,7 +133,8 @@ def check_work(work: Path, source_info: dict[str, Any], fp: Fingerprint) -> bool
     """Whether the work folder of an interrupted build (before its cache was created: a
     ``.tar.gz`` being spooled) may be resumed with this source.
 
-    Returns False when it holds nothing we can vouch for (an older nsynth's), to be cleared.
+    Returns False when it holds nothing to resume from this source (an older nsynth's folder,
+    or only the done marks of a cache that is gone), to be cleared.
 
     Raises
     ------
@@ -148,6 +149,8 @@ def check_work(work: Path, source_info: dict[str, Any], fp: Fingerprint) -> bool
         return False
     old = recorded.get("fingerprint") or {}
     diffs = fingerprint.differences(old, None, fp)
+    if diffs and not (work / "spool").exists():
+        return False  # nothing read from the source is kept there: clear it
     if diffs:
         raise CacheError(f"{work}: an interrupted build from {recorded.get('path')} holds data read before the "
                          f"source changed ({'; '.join(diffs)}); restore the source and run again to finish it, "

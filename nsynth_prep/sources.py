@@ -50,11 +50,11 @@ class Source:
     format: str  # "jsonwav" | "targz" | "tfrecord"
     split: str
 
-    def fingerprint(self, reference: Fingerprint | None = None, workers: int = 1) -> Fingerprint:
+    def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
         """The files that define this source, with a digest of each one's content (see
         :mod:`.fingerprint`); files whose size and times match ``reference`` keep its digest
         instead of being read again."""
-        return take_fingerprint(self.path, self.format, reference, workers)
+        return take_fingerprint(self.path, self.format, reference)
 
     def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
              progress: Callable[[int], None] | None = None, workers: int = 1) -> Catalog:

@@ -181,6 +181,9 @@ def test_edited_dtype_is_refused_on_open(sound: Path, tmp_path: Path) -> None:
     _edit_json(path / "family" / "zarr.json", lambda d: d.update(data_type="int16"))
     with pytest.raises(CacheError, match=r"family/zarr\.json: dtype int16, expected int8"):
         describe(path)
+    (path / "source" / "zarr.json").write_text("{not json")
+    with pytest.raises(CacheError, match=r"train\.zarr: source/zarr\.json cannot be read \(JSONDecodeError"):
+        ChunkStream(path, "trimmed", get_task("source"), batch_size=8)
 
 
 @pytest.mark.parametrize("text", ["{not json", "", '{"zarr_format": 3, "node_type": "array"}'])
