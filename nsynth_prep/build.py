@@ -134,14 +134,14 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
         action = resume.check_existing(existing, work, src.path, src.format, fp, config.rows_key())
         if action is not None:  # same content: store the new table (and, for an older cache, the fingerprint)
             group = cache.open_group(path, "r+")
-            with contextlib.suppress(StorageError):  # a read-only cache that is up to date stays usable
+            with contextlib.suppress(StorageError):  # only saves reading these files next time: never fail for it
                 cache.write_source_files(group, fp.columns())
                 if action == "upgrade":
                     cache.set_meta(group, build={**existing.meta["build"], "source": source_info})
     else:
         with storage_errors(work):
             if work.exists() and not resume.check_work(work, source_info, fp):
-                shutil.rmtree(work)  # left by an older nsynth: nothing in it can be vouched for
+                shutil.rmtree(work)  # nothing in it to resume from this source
             shutil.rmtree(work / "done", ignore_errors=True)  # chunks of a cache that is no more
     built = set(existing.meta["features"]) if existing else set()
     todo = [s for s in specs if s.name not in built]
