@@ -138,20 +138,25 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--workers", default=2, show_default=True, help="Worker processes.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="Bad notes stop the build, or are skipped and recorded in the cache.")
+@click.option("--allow-empty", is_flag=True, help="Write a cache with no notes instead of failing (recorded).")
+@click.option("--wait", is_flag=True, help="If another process is writing the same cache split, wait for it "
+              "instead of failing.")
 @click.pass_obj
 def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, features: tuple[str, ...],
                      split: str | None, families: str | None, exclude_families: str | None, seed: int,
-                     workers: int, on_error: str) -> None:
+                     workers: int, on_error: str, allow_empty: bool, wait: bool) -> None:
     """Build zarr caches from NSynth SOURCES.
 
     A SOURCE is a split folder (examples.json + audio/), a .jsonwav.tar.gz, a .tfrecord,
     or a folder holding several of them (each split is built). An interrupted build resumes
-    when run again; building another --feature adds it to the existing cache.
+    when run again; building another --feature adds it to the existing cache. One process at
+    a time writes a cache split (<cache>/<split>.zarr.lock); a cache is only ever continued
+    from the same source content and options.
     """
     from nsynth_prep.build import BuildConfig, build_cache
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                         seed, workers, on_error)
+                         seed, workers, on_error, allow_empty=allow_empty, wait=wait)
     for source in sources:
         for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
             click.echo(summary.report())
@@ -160,7 +165,8 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, feat
 @prep.command("verify")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 def prep_verify(caches: tuple[Path, ...]) -> None:
-    """Check CACHES (<split>.zarr): completeness, shapes, label ranges and checksums."""
+    """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
+    every chunk against the CRC32 recorded at build time. Lists every problem; exit 1 if any."""
     from nsynth_prep.verify import verify_cache
 
     failed = False
@@ -249,12 +255,14 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
 @prep.command("export")
 @click.argument("cache", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_obj
-def prep_export(obj: dict, cache: Path, out: Path) -> None:
-    """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed."""
+def prep_export(obj: dict, cache: Path, out: Path, overwrite: bool) -> None:
+    """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed.
+    Every chunk is checked against its build-time CRC32 as it is copied."""
     from nsynth_prep.export import export_hdf5
 
-    export_hdf5(cache, out, obj["progress"])
+    export_hdf5(cache, out, obj["progress"], overwrite)
     click.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 

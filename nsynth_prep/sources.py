@@ -18,13 +18,14 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .catalog import AudioReader, Catalog, first_of_each, labels_from_entries, load_examples_json, unlisted_audio
 from .errors import SourceError
 from .features import FeatureSpec
+from .fingerprint import Fingerprint
+from .fingerprint import take as take_fingerprint
 from .labels import NOTE_SAMPLES, LabelTable, NoteLabels
 from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
 from .tfrecord import TFRecordError, decode_example, read_payload, record_spans
@@ -49,10 +50,11 @@ class Source:
     format: str  # "jsonwav" | "targz" | "tfrecord"
     split: str
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Size and modification time of the files that define this source."""
-        files = [self.path / "examples.json", self.path / "audio"] if self.format == "jsonwav" else [self.path]
-        return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
+        """The files that define this source, with a digest of each one's content (see
+        :mod:`.fingerprint`); files whose size and times match ``reference`` keep its digest
+        instead of being read again."""
+        return take_fingerprint(self.path, self.format, reference)
 
     def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
              progress: Callable[[int], None] | None = None, workers: int = 1) -> Catalog:

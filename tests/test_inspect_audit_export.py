@@ -149,3 +149,41 @@ def test_missing_cache_errors(tmp_path: Path) -> None:
         inspect_lib.describe(tmp_path / "x.zarr")
     with pytest.raises(CacheError, match="no cache here"):
         export_hdf5(tmp_path / "x.zarr", tmp_path / "x.h5")
+
+
+def test_export_progress_ends_at_its_total(clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsynth_prep import progress
+
+    bars: list[progress.Progress] = []
+
+    class Recorded(progress.Progress):
+        def __init__(self, total: int, desc: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(total, desc, **kwargs)
+            self.total, self.unit, self.counted = total, kwargs.get("unit"), 0
+            bars.append(self)
+
+        def update(self, n: int = 1) -> None:
+            self.counted += n
+            super().update(n)
+
+    monkeypatch.setattr(progress, "Progress", Recorded)
+    export_hdf5(clean / "train.zarr", tmp_path / "train.h5", progress=False)
+    (bar,) = bars
+    # pooled + framed + the numeric labels, byte for byte (it stopped at 149 of 165 MiB: whole MiB were counted)
+    raw = 60 * (2048 + 100 * 160) * 4 + 60 * (1 + 1 + 2 + 2 + 2 + 4 + 10)
+    assert bar.unit == "B" and bar.total == raw and bar.counted == raw  # type: ignore[attr-defined]
+
+
+def test_export_refuses_to_overwrite(clean: Path, tmp_path: Path) -> None:
+    from nsynth_prep.errors import ConfigError
+
+    out = export_hdf5(clean / "test.zarr", tmp_path / "test.h5")
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match=r"test\.h5: already exists; pass --overwrite to replace it"):
+        export_hdf5(clean / "train.zarr", out)
+    assert out.read_bytes() == before
+    export_hdf5(clean / "train.zarr", out, overwrite=True)
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["split"] == "train"
+    with pytest.raises(ConfigError, match="is a folder"):
+        export_hdf5(clean / "train.zarr", tmp_path)
