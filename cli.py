@@ -91,6 +91,42 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
     click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} ({', '.join(formats)})")
 
 
+@prep.command("render")
+@click.argument("soundfonts", nargs=-1, type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", "splits", multiple=True, metavar="SPLIT=FONT[,FONT...]",
+              help="Put whole SoundFonts in a split (train, valid, test); repeat. Default: instruments "
+                   "are split ~80/10/10 within each family by --seed.")
+@click.option("--programs", help="GM programs to render, e.g. 0-87,104-111. Default: every program with an "
+                                 "NSynth family.")
+@click.option("--family-map", type=click.Path(dir_okay=False, path_type=Path),
+              help='JSON overriding the GM -> NSynth table: {"21": {"family": "reed", "source": "acoustic"}, '
+                   '"47": null}.')
+@click.option("--pitch-step", default=1, show_default=True, help="Render every K-th pitch of each range.")
+@click.option("--velocities", default="25,50,75,100,127", show_default=True, help="MIDI velocities.")
+@click.option("--format", "formats", type=click.Choice(["jsonwav", "targz", "tfrecord"]), multiple=True,
+              default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
+@click.option("--workers", default=2, show_default=True, help="Worker processes (one instrument each at a time).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the automatic instrument split.")
+@click.pass_obj
+def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tuple[str, ...], programs: str | None,
+                family_map: Path | None, pitch_step: int, velocities: str, formats: tuple[str, ...], workers: int,
+                seed: int) -> None:
+    """Render an NSynth-format corpus from SOUNDFONTS (.sf2/.sf3) into OUT.
+
+    One instrument per SoundFont preset whose General MIDI program has an NSynth family; each
+    note held 3 s and released 1 s, 16 kHz mono, over the program's pitch range at each
+    velocity. Needs FluidSynth (pip install -e '.[render]' and the FluidSynth library). An
+    interrupted render resumes when the same command is run again.
+    """
+    from nsynth_prep.render import RenderConfig, render_corpus
+    from nsynth_prep.render_plan import parse_split_fonts
+
+    config = RenderConfig(programs, pitch_step, velocities, formats, workers, seed, family_map)
+    summary = render_corpus(list(soundfonts), out, parse_split_fonts(splits) or None, config, obj["progress"])
+    click.echo(summary.report())
+
+
 @prep.command("build-cache")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
@@ -104,20 +140,25 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
 @click.option("--workers", default=2, show_default=True, help="Worker processes.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="Bad notes stop the build, or are skipped and recorded in the cache.")
+@click.option("--allow-empty", is_flag=True, help="Write a cache with no notes instead of failing (recorded).")
+@click.option("--wait", is_flag=True, help="If another process is writing the same cache split, wait for it "
+              "instead of failing.")
 @click.pass_obj
 def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, features: tuple[str, ...],
                      split: str | None, families: str | None, exclude_families: str | None, seed: int,
-                     workers: int, on_error: str) -> None:
+                     workers: int, on_error: str, allow_empty: bool, wait: bool) -> None:
     """Build zarr caches from NSynth SOURCES.
 
     A SOURCE is a split folder (examples.json + audio/), a .jsonwav.tar.gz, a .tfrecord,
     or a folder holding several of them (each split is built). An interrupted build resumes
-    when run again; building another --feature adds it to the existing cache.
+    when run again; building another --feature adds it to the existing cache. One process at
+    a time writes a cache split (<cache>/<split>.zarr.lock); a cache is only ever continued
+    from the same source content and options.
     """
     from nsynth_prep.build import BuildConfig, build_cache
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                         seed, workers, on_error)
+                         seed, workers, on_error, allow_empty=allow_empty, wait=wait)
     for source in sources:
         for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
             click.echo(summary.report())
@@ -126,7 +167,8 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, feat
 @prep.command("verify")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 def prep_verify(caches: tuple[Path, ...]) -> None:
-    """Check CACHES (<split>.zarr): completeness, shapes, label ranges and checksums."""
+    """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
+    every chunk against the CRC32 recorded at build time. Lists every problem; exit 1 if any."""
     from nsynth_prep.verify import verify_cache
 
     failed = False
@@ -240,12 +282,14 @@ def _interruptible() -> Iterator[None]:
 @prep.command("export")
 @click.argument("cache", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_obj
-def prep_export(obj: dict, cache: Path, out: Path) -> None:
-    """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed."""
+def prep_export(obj: dict, cache: Path, out: Path, overwrite: bool) -> None:
+    """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed.
+    Every chunk is checked against its build-time CRC32 as it is copied."""
     from nsynth_prep.export import export_hdf5
 
-    export_hdf5(cache, out, obj["progress"])
+    export_hdf5(cache, out, obj["progress"], overwrite)
     click.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import cache as cache_format
+from .checked import CheckedArray
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,10 @@ def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
         report.pitch_out_of_range.append({"note": names[row], "row": int(row), "pitch": int(labels.pitch[row])})
     digests: dict[bytes, list[int]] = {}
     for name in feats:
-        arr = c.array(name)
-        rows = int(arr.chunks[0])
-        for start in range(0, len(c), rows):
-            data = cache_format.read(arr, slice(start, start + rows))
+        feature = CheckedArray(c, name)  # a chunk that fails its build-time CRC32 stops the audit
+        for chunk in range(feature.num_chunks):
+            start = chunk * feature.chunk_rows
+            data = feature.chunk(chunk)
             data = data.reshape(len(data), -1)  # (rows, values per note)
             finite = np.isfinite(data).all(axis=1)
             for r in np.flatnonzero(~finite):

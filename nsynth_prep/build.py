@@ -9,8 +9,10 @@ A rerun after an interruption skips the marked chunks and ends with the same byt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -23,11 +25,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from . import cache
+from . import cache, fingerprint, resume
 from .catalog import Catalog, FeatureReader
-from .errors import ConfigError
+from .errors import CacheError, ConfigError, SourceError, StorageError
 from .features import FeatureSpec, feature_spec
 from .labels import FAMILIES, SOURCES, LabelTable, family_id
+from .lock import exclusive, storage_errors
 from .progress import Progress
 from .sources import Source, discover
 
@@ -44,6 +47,8 @@ class BuildConfig:
     seed: int = 0  # row-order seed
     workers: int = 1
     on_error: str = "fail"  # "fail" or "skip"
+    allow_empty: bool = False  # write a cache with no notes instead of failing (recorded in the attrs)
+    wait: bool = False  # wait for another writer of the same split instead of failing (not recorded)
 
     def __post_init__(self) -> None:
         for name in self.features:
@@ -104,35 +109,53 @@ def order_rows(labels: LabelTable, seed: int) -> np.ndarray:
 
 
 def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: bool = True) -> BuildSummary:
-    """Build one split's cache; see :func:`build_cache`."""
-    started = time.perf_counter()
+    """Build one split's cache; see :func:`build_cache`.
+
+    The whole build holds the split's writer lock (``<cache>/<split>.zarr.lock``): a second
+    writer of the same split (another build, resume or feature add) is refused with one line
+    naming the holder, or waits with ``config.wait``.
+    """
     path = cache.cache_path(cache_dir, src.split)
+    with exclusive(path.with_name(path.name + ".lock"), f"cache {path}", wait=config.wait):
+        return _build_locked(src, path, config, progress)
+
+
+def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) -> BuildSummary:
+    started = time.perf_counter()
     work = path.with_name(path.name + ".build")
     specs = [feature_spec(f) for f in config.features]
-    source_info = {"path": str(src.path.resolve()), "format": src.format, "fingerprint": src.fingerprint()}
-    existing = _existing_meta(path)
-    same_rows = existing is not None and all(
-        existing["build"].get(k) == v for k, v in {"source": source_info, **config.rows_key()}.items())
-    if existing is not None and not same_rows:
-        if existing["state"] == "complete":
-            raise cache.CacheError(
-                f"{path}: this cache was built from {existing['build']['source']['path']} with "
-                f"{ {k: existing['build'].get(k) for k in config.rows_key()} }; the source or options differ. "
-                "Remove it or choose another --cache folder")
-        log.info("%s: discarding an interrupted build of other data", path)
-        existing = None
-    if existing is None:
-        shutil.rmtree(work / "done", ignore_errors=True)
-    built = set(existing["features"]) if existing else set()
+    existing = resume.find_existing(path, work)
+    t0 = time.perf_counter()
+    fp = src.fingerprint(existing.files if existing else None)
+    log.debug("%s: fingerprint of %d files (%d read) in %.3f s", src.path, len(fp.names), fp.read_now,
+              time.perf_counter() - t0)
+    source_info = {"path": str(src.path.resolve()), "format": src.format, "fingerprint": fp.summary()}
+    if existing is not None:
+        action = resume.check_existing(existing, work, src.path, src.format, fp, config.rows_key())
+        if action is not None:  # same content: store the new table (and, for an older cache, the fingerprint)
+            group = cache.open_group(path, "r+")
+            with contextlib.suppress(StorageError):  # only saves reading these files next time: never fail for it
+                cache.write_source_files(group, fp.columns())
+                if action == "upgrade":
+                    cache.set_meta(group, build={**existing.meta["build"], "source": source_info})
+    else:
+        with storage_errors(work):
+            if work.exists() and not resume.check_work(work, source_info, fp):
+                shutil.rmtree(work)  # nothing in it to resume from this source
+            shutil.rmtree(work / "done", ignore_errors=True)  # chunks of a cache that is no more
+    built = set(existing.meta["features"]) if existing else set()
     todo = [s for s in specs if s.name not in built]
     if existing is not None and not todo:
-        group = zarr.open_group(path, mode="r+")
-        if existing["state"] != "complete":  # stopped after the last feature, before the final mark
-            cache.set_meta(group, state="complete", counts=_counts(cache.read_labels(group)))
+        group = cache.open_group(path, "r+")
+        if not existing.complete:  # stopped after the last feature, before the final mark
+            labels = cache.Cache(path, group, existing.meta).labels()
+            cache.set_meta(group, state="complete", counts=_counts(labels))
             shutil.rmtree(work, ignore_errors=True)
         return _summary(src, path, group, config, [], started)
 
-    work.mkdir(parents=True, exist_ok=True)
+    with storage_errors(work):
+        work.mkdir(parents=True, exist_ok=True)
+        _write_json(work / resume.SOURCE_JSON, source_info)
     if src.format == "jsonwav":
         catalog = src.scan(todo, config.on_error, work)
     else:  # archives and TFRecords are read whole to find the notes: show it
@@ -140,21 +163,33 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
         with Progress(src.path.stat().st_size, f"{src.split} {verb}", unit="B", enabled=progress) as bar:
             catalog = src.scan(todo, config.on_error, work, bar.update, config.workers)
     keep = _family_filter(catalog.labels, config)
+    if not len(keep) and not config.allow_empty and existing is None:
+        shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming
+        raise SourceError(f"{src.path}: no notes to build ({len(catalog.labels)} read, {len(catalog.skipped)} "
+                          f"skipped{_first_skip(catalog.skipped)}, {len(catalog.labels) - len(keep)} left out by "
+                          "--families/--exclude-families); pass --allow-empty to write an empty cache")
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
     if existing is None:
-        build = {"split": src.split, "source": source_info, **config.rows_key(),
-                 "workers": config.workers, "skipped": catalog.skipped}
-        group = cache.create(path, labels, build)
+        build = {"split": src.split, "source": source_info, **config.rows_key(), "workers": config.workers,
+                 "allow_empty": config.allow_empty, "skipped": catalog.skipped}
+        group = cache.create(path, labels, build, fp.columns())
         log.info("%s: %d notes planned (%d skipped)", path, len(labels), len(catalog.skipped))
     else:
-        group = zarr.open_group(path, mode="r+")
-        if existing["label_checksums"]["note_str"] != cache.checksum(labels.note_str):
-            raise cache.CacheError(f"{path}: rows no longer match the source; remove the cache and rebuild")
+        group = cache.open_group(path, "r+")
+        if cache.label_checksums(existing.meta)["note_str"] != cache.checksum(labels.note_str):
+            raise CacheError(f"{path}: its rows no longer match the source; remove the cache and build it again")
     for spec in todo:
         if spec.name not in cache.meta(group)["building"] or spec.name not in group:
             cache.add_feature(group, spec)
     _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
+    # What was read must be what the fingerprint describes: a file rewritten during the build
+    # would leave rows of two versions of the source under one fingerprint.
+    after = src.fingerprint(fp)
+    changed = fingerprint.differences(fp.summary(), fp, after)
+    if changed:
+        raise CacheError(f"{src.path}: changed while this build read it ({'; '.join(changed)}); {path} is left "
+                         f"incomplete: remove it and {work}, and build again once the source is stable")
     for spec in todo:
         cache.finish_feature(group, spec, _collect_checksums(work, spec, len(labels)))
     cache.set_meta(group, state="complete", counts=_counts(labels))
@@ -162,14 +197,15 @@ def build_split(src: Source, cache_dir: Path, config: BuildConfig, progress: boo
     return _summary(src, path, group, config, [s.name for s in todo], started)
 
 
-def _existing_meta(path: Path) -> dict[str, Any] | None:
-    if not (path / "zarr.json").exists():
-        return None
-    try:
-        m = cache.meta(zarr.open_group(path, mode="r"))
-    except (cache.CacheError, ValueError, KeyError):
-        return None
-    return m if m.get("format_version") == cache.FORMAT_VERSION and "label_checksums" in m else None
+def _first_skip(skipped: list[dict[str, str]]) -> str:
+    return f", e.g. {skipped[0]['note']}: {skipped[0]['reason']}" if skipped else ""
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``path`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def _family_filter(labels: LabelTable, config: BuildConfig) -> np.ndarray:
@@ -207,11 +243,12 @@ def _write_features(path: Path, work: Path, catalog: Catalog, order: np.ndarray,
                     workers: int, progress: bool, desc: str) -> None:
     n = len(order)
     block_rows = max(s.chunk_rows for s in specs)
-    blocks = [b for b in range((n + block_rows - 1) // block_rows) if not _block_done(work, specs, b, block_rows, n)]
-    for s in specs:
-        (work / "done" / s.name).mkdir(parents=True, exist_ok=True)
+    blocks = [b for b in range(math.ceil(n / block_rows)) if not _block_done(work, specs, b, block_rows, n)]
+    with storage_errors(work):
+        for s in specs:
+            (work / "done" / s.name).mkdir(parents=True, exist_ok=True)
     remaining = sum(min(block_rows, n - b * block_rows) for b in blocks)
-    if n and not blocks:
+    if not blocks:  # all written before an interruption, or an empty split
         return
     _JOB.update(path=path, work=work, reader=catalog.reader, order=order, specs=list(specs), block_rows=block_rows)
     with Progress(remaining, f"{desc} {'+'.join(s.name for s in specs)}", enabled=progress) as bar:
@@ -254,18 +291,18 @@ def _write_block(block: int) -> int:
             if end % s.chunk_rows == 0 or end == stop:  # a whole chunk (or the array's last)
                 data = np.concatenate(pending[s.name])
                 pending[s.name] = []
-                arrays[s.name][end - len(data) : end] = data
+                with storage_errors(path / s.name):
+                    arrays[s.name][end - len(data) : end] = data
                 _mark_done(work, s, (end - len(data)) // s.chunk_rows, cache.checksum(data))
     return stop - start
 
 
 def _collect_checksums(work: Path, spec: FeatureSpec, n: int) -> list[str]:
-    chunks = (n + spec.chunk_rows - 1) // spec.chunk_rows
+    chunks = math.ceil(n / spec.chunk_rows)
     return [json.loads((work / "done" / spec.name / f"{c}.json").read_text())["crc"] for c in range(chunks)]
 
 
 def _mark_done(work: Path, spec: FeatureSpec, chunk: int, crc: str) -> None:
-    tmp = work / "done" / spec.name / f"{chunk}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"crc": crc}))
-    os.replace(tmp, work / "done" / spec.name / f"{chunk}.json")
+    with storage_errors(work):
+        _write_json(work / "done" / spec.name / f"{chunk}.json", {"crc": crc})
 

@@ -50,3 +50,7 @@ class RunError(NsynthError):
 
 class StorageError(NsynthError):
     """The disk refused a write: full, read-only, or no permission."""
+
+
+class RenderError(NsynthError):
+    """A SoundFont that is missing, unreadable or not a SoundFont, or a renderer that is not installed."""

@@ -118,7 +118,7 @@ def format_description(info: dict[str, Any]) -> str:
 
 def find_note(c: cache_format.Cache, note_str: str) -> tuple[int, dict[str, Any]]:
     """Row and labels of one note; ``CacheError`` naming near matches when it is not there."""
-    names = np.asarray(cache_format.read(c.array("note_str")).tolist())
+    names = np.asarray(c.label("note_str").tolist())
     hits = np.flatnonzero(names == note_str)
     if not len(hits):
         prefix = note_str.rsplit("-", 2)[0]

@@ -35,8 +35,10 @@ def storage_errors(what: str | Path) -> Iterator[None]:
         if exc.errno not in DISK_ERRNOS:
             raise
         where = exc.filename or what
-        raise StorageError(f"{where}: cannot write ({DISK_ERRNOS[exc.errno]}); {what} was left as it was "
-                           "before this write, and the same command resumes once there is room") from None
+        then = ("free some space, then run the same command again: it resumes"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to")
+        raise StorageError(f"{where}: cannot write ({DISK_ERRNOS[exc.errno]}); nothing written so far is "
+                           f"lost: {then}") from None
 
 
 def holder(lock_path: Path) -> str:

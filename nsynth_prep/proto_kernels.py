@@ -105,34 +105,32 @@ def _varint(buf, pos, stop):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
+def _len_field(buf, pos, stop):  # type: ignore[no-untyped-def]
+    """(start, end) of a length-delimited value at ``pos``, or (error, error)."""
+    length, pos = _varint(buf, pos, stop)
+    if pos < 0:
+        return pos, pos
+    # Compare in uint64 against the bytes left *before* adding: a length near 2**64 read as
+    # int64 is negative, and ``pos + length`` would move backwards (an endless walk).
+    if length > np.uint64(stop - pos):
+        return ERR_TRUNCATED, ERR_TRUNCATED
+    return pos, pos + np.int64(length)
+
+
+@numba.njit(cache=True, nogil=True)
 def _skip(buf, pos, stop, wire):  # type: ignore[no-untyped-def]
     """Position after a field's value of the given wire type, or an error code."""
     if wire == 0:
         _, pos = _varint(buf, pos, stop)
         return pos
     if wire == 1:
-        return pos + 8 if pos + 8 <= stop else ERR_TRUNCATED
+        return pos + 8 if stop - pos >= 8 else ERR_TRUNCATED
     if wire == 5:
-        return pos + 4 if pos + 4 <= stop else ERR_TRUNCATED
+        return pos + 4 if stop - pos >= 4 else ERR_TRUNCATED
     if wire == 2:
-        length, pos = _varint(buf, pos, stop)
-        if pos < 0:
-            return pos
-        end = pos + np.int64(length)
-        return end if end <= stop else ERR_TRUNCATED
+        _, end = _len_field(buf, pos, stop)
+        return end
     return ERR_WIRE_TYPE
-
-
-@numba.njit(cache=True, nogil=True)
-def _len_field(buf, pos, stop):  # type: ignore[no-untyped-def]
-    """(start, end) of a length-delimited value at ``pos``, or (error, error)."""
-    length, pos = _varint(buf, pos, stop)
-    if pos < 0:
-        return pos, pos
-    end = pos + np.int64(length)
-    if end > stop:
-        return ERR_TRUNCATED, ERR_TRUNCATED
-    return pos, end
 
 
 @numba.njit(cache=True, nogil=True)
@@ -279,3 +277,81 @@ def decode_varints_reference(data: bytes) -> list[int]:
     if shift:
         raise ValueError("truncated varint")
     return values
+
+
+# --- plain-Python reference of the Example walker (the tests hold the kernels to it) ----------
+
+
+def _varint_reference(data: bytes, pos: int, stop: int) -> tuple[int, int]:
+    """(value mod 2**64, next position) or (0, error code), as :func:`_varint`."""
+    value = 0
+    for k in range(10):
+        if pos >= stop:
+            return 0, ERR_TRUNCATED
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << (7 * k)
+        if byte < 0x80:
+            return value & 0xFFFFFFFFFFFFFFFF, pos
+    return 0, ERR_VARINT
+
+
+def _field_reference(data: bytes, pos: int, stop: int) -> tuple[int, int, int, int, int]:
+    """(field, wire type, value start, value end, next position or error code), as :func:`_field`."""
+    tag, p = _varint_reference(data, pos, stop)
+    if p < 0:
+        return 0, 0, 0, 0, p
+    field, wire = tag >> 3, tag & 7
+    if wire == 0:
+        _, nxt = _varint_reference(data, p, stop)
+    elif wire in (1, 5):
+        width = 8 if wire == 1 else 4
+        nxt = p + width if stop - p >= width else ERR_TRUNCATED
+    elif wire == 2:
+        length, p = _varint_reference(data, p, stop)
+        if p < 0 or length > stop - p:  # Python ints cannot wrap: the textbook check
+            err = p if p < 0 else ERR_TRUNCATED
+            return field, wire, err, err, err
+        return field, wire, p, p + length, p + length
+    else:
+        nxt = ERR_WIRE_TYPE
+    return field, wire, p, nxt, nxt
+
+
+def parse_example_reference(data: bytes, max_features: int) -> list[tuple[int, int, int, int, int]] | int:
+    """What :func:`parse_example` finds, in plain Python: the table's rows, or the error code."""
+    rows: list[tuple[int, int, int, int, int]] = []
+    pos, stop = 0, len(data)
+    while pos < stop:
+        field, wire, fstart, fend, pos = _field_reference(data, pos, stop)
+        if pos < 0:
+            return pos
+        if field != 1 or wire != 2:
+            continue
+        p = fstart
+        while p < fend:
+            efield, ewire, es, ee, p = _field_reference(data, p, fend)
+            if p < 0:
+                return p
+            if efield != 1 or ewire != 2:
+                continue
+            if len(rows) >= max_features:
+                return ERR_TOO_MANY
+            row = [-1] * 5
+            q = es
+            while q < ee:
+                f, w, s, e, q = _field_reference(data, q, ee)
+                if q < 0:
+                    return q
+                if w == 2 and f == 1:
+                    row[0], row[1] = s, e - s
+                elif w == 2 and f == 2:
+                    r = s
+                    while r < e:
+                        kind, kwire, ls, le, r = _field_reference(data, r, e)
+                        if r < 0:
+                            return r
+                        if kwire == 2:
+                            row[2], row[3], row[4] = kind, ls, le - ls
+            rows.append((row[0], row[1], row[2], row[3], row[4]))
+    return rows

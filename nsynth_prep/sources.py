@@ -18,17 +18,18 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .catalog import AudioReader, Catalog, labels_from_entries, load_examples_json
+from .catalog import AudioReader, Catalog, first_of_each, labels_from_entries, load_examples_json, unlisted_audio
 from .errors import SourceError
 from .features import FeatureSpec
+from .fingerprint import Fingerprint
+from .fingerprint import take as take_fingerprint
 from .labels import NOTE_SAMPLES, LabelTable, NoteLabels
 from .spool import scan_targz  # streaming .tar.gz: features spooled to work_dir
 from .tfrecord import TFRecordError, decode_example, read_payload, record_spans
-from .wav import WavFormatError, pcm16_span
+from .wav import WavFormatError, pcm16_span, read_wav_file
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ class Source:
     format: str  # "jsonwav" | "targz" | "tfrecord"
     split: str
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Size and modification time of the files that define this source."""
-        files = [self.path / "examples.json", self.path / "audio"] if self.format == "jsonwav" else [self.path]
-        return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
+        """The files that define this source, with a digest of each one's content (see
+        :mod:`.fingerprint`); files whose size and times match ``reference`` keep its digest
+        instead of being read again."""
+        return take_fingerprint(self.path, self.format, reference)
 
     def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
              progress: Callable[[int], None] | None = None, workers: int = 1) -> Catalog:
@@ -121,13 +123,10 @@ class WavDirReader(AudioReader):
         for row, i in enumerate(index):
             path = self.audio_dir / f"{self.names[i]}.wav"
             try:
-                data = path.read_bytes()
+                data, _ = read_wav_file(path)
             except FileNotFoundError:
                 raise SourceError(f"{path}: WAV missing for note {self.names[i]}") from None
-            try:
-                offset, count = pcm16_span(data, str(path))
-            except WavFormatError as exc:
-                raise SourceError(str(exc)) from None
+            offset, count = pcm16_span(data, str(path))
             out[row] = np.frombuffer(data, "<i2", count, offset)
         return out
 
@@ -135,8 +134,17 @@ class WavDirReader(AudioReader):
 def _scan_dir(folder: Path, on_error: str) -> Catalog:
     json_path = folder / "examples.json"
     skipped: list[dict[str, str]] = []
-    notes = labels_from_entries(load_examples_json(json_path.read_bytes(), str(json_path)),
-                                str(json_path), on_error, skipped)
+    try:
+        with open(json_path, "rb") as f:
+            entries = load_examples_json(f, str(json_path), os.fstat(f.fileno()).st_size)
+        audio = [name[: -len(".wav")] for name in os.listdir(folder / "audio") if name.endswith(".wav")]
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise SourceError(f"{exc.filename}: missing; a split folder holds examples.json and audio/") from None
+    except OSError as exc:
+        raise SourceError(f"{exc.filename}: cannot read ({exc.strerror})") from None
+    # Every name is validated (NOTE_STR_RE) here, before any path is built from it.
+    notes = labels_from_entries(entries, str(json_path), on_error, skipped)
+    unlisted_audio(str(folder), audio, entries, on_error, skipped)
     if on_error == "skip":  # validate every WAV now, so the row plan holds only good notes
         good = []
         for n in notes:
@@ -152,18 +160,17 @@ def _scan_dir(folder: Path, on_error: str) -> Catalog:
 
 
 def _check_wav(path: Path) -> str | None:
+    """Why the WAV at ``path`` cannot be used, or None; reads its header, the whole file only
+    when the chunks before ``data`` run past the first 4 KiB."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        return f"{path}: WAV missing"
-    try:
+        head, size = read_wav_file(path, head=4096)
         try:
             # The header with the real size, so that a truncated data chunk is caught.
             pcm16_span(head, str(path), file_size=size)
         except struct.error:  # chunks before "data" run past the first 4 KiB
-            pcm16_span(path.read_bytes(), str(path))
+            pcm16_span(read_wav_file(path)[0], str(path))
+    except FileNotFoundError:
+        return f"{path}: WAV missing"
     except WavFormatError as exc:
         return str(exc)
     return None
@@ -203,38 +210,49 @@ def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | 
     jobs = [(path, on_error, int(r[0]), offsets[r], lengths[r]) for r in parts]
     notes: list[NoteLabels] = []
     audio_offsets: list[int] = []
+    records: list[int] = []
     skipped: list[dict[str, str]] = []
-    results: Iterable[tuple[list[NoteLabels], list[int], list[dict[str, str]], int]]
+    results: Iterable[tuple[list[NoteLabels], list[int], list[int], list[dict[str, str]], int]]
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(jobs) > 1:
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(min(workers, len(jobs))))
             results = pool.imap(_scan_records, jobs)
         else:
             results = map(_scan_records, jobs)
-        for part_notes, part_offsets, part_skipped, nbytes in results:  # in record order
+        for part_notes, part_offsets, part_records, part_skipped, nbytes in results:  # in record order
             notes += part_notes
             audio_offsets += part_offsets
+            records += part_records
             skipped += part_skipped
             if progress:
                 progress(nbytes)
     if framing is not None:  # nothing after a bad length can be located: the rest is skipped
         skipped.append({"note": "rest of file", "reason": str(framing)})
         log.warning("%s", framing)
+    # A note recorded twice (a duplicated record) would be two rows of one note: keep the first.
+    keep = first_of_each([n.note_str for n in notes], str(path), lambda i: f"record {records[i]}", on_error, skipped)
+    if len(keep) < len(notes):
+        notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
     labels = LabelTable.from_notes(notes)
     return Catalog(labels, TFRecordReader(path, np.array(audio_offsets, np.int64)), skipped)
 
 
 def _scan_records(job: tuple[Path, str, int, np.ndarray, np.ndarray]
-                  ) -> tuple[list[NoteLabels], list[int], list[dict[str, str]], int]:
-    """Verify and decode records ``first, first + 1, ...`` at the given offsets (a worker's share)."""
+                  ) -> tuple[list[NoteLabels], list[int], list[int], list[dict[str, str]], int]:
+    """Verify and decode records ``first, first + 1, ...`` at the given offsets (a worker's share).
+
+    Returns the good notes, their audio's byte offsets and record indices, the records skipped
+    and the bytes covered.
+    """
     path, on_error, first, offsets, lengths = job
-    notes, audio_offsets, skipped = [], [], []
+    notes, audio_offsets, records, skipped = [], [], [], []
     with open(path, "rb") as f:
         for k, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
             index = first + k
             try:
                 f.seek(offset + 12)
                 payload = read_payload(f, index, offset, length, str(path))
+                # Labels and audio are validated here, where the payload is in memory already.
                 note, audio_offset, _ = decode_example(payload, f"{path}: record {index}")
             except TFRecordError as exc:
                 if on_error != "skip":
@@ -243,4 +261,5 @@ def _scan_records(job: tuple[Path, str, int, np.ndarray, np.ndarray]
                 continue
             notes.append(note)
             audio_offsets.append(offset + 12 + audio_offset)
-    return notes, audio_offsets, skipped, int(lengths.sum() + 16 * len(lengths))
+            records.append(index)
+    return notes, audio_offsets, records, skipped, int(lengths.sum() + 16 * len(lengths))

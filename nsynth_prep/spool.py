@@ -20,10 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, SourceError, labels_from_entries, load_examples_json
+from .catalog import (
+    Catalog,
+    SourceError,
+    first_of_each,
+    labels_from_entries,
+    load_examples_json,
+    refuse_or_skip,
+    unlisted_audio,
+)
 from .features import FeatureSpec
 from .labels import NOTE_SAMPLES, LabelTable
-from .wav import WavFormatError, read_pcm16
+from .lock import storage_errors
+from .wav import MAX_WAV_BYTES, WavFormatError, read_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +61,22 @@ class SpoolReader:
 
 def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
                progress: Callable[[int], None] | None = None) -> Catalog:
-    """Stream an archive, spool the features of every WAV, join them with examples.json."""
+    """Stream an archive, spool the features of every WAV, join them with examples.json.
+
+    Members are size-checked from their headers before they are read (no WAV over
+    :data:`.wav.MAX_WAV_BYTES`, no examples.json over :data:`.catalog.MAX_EXAMPLES_JSON_BYTES`).
+    A refused write to the spool (disk full, read-only) is a :class:`StorageError` naming the
+    spool; only errors while reading the archive are reported as a damaged archive.
+    """
     spool = work_dir / "spool"
-    spool.mkdir(parents=True, exist_ok=True)
     manifest = {"features": [s.to_dict() for s in specs], "block": SPOOL_BLOCK}
     manifest_path = spool / "manifest.json"
-    if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
-        for old in spool.iterdir():
-            old.unlink()
-        manifest_path.write_text(json.dumps(manifest))
+    with storage_errors(spool):
+        spool.mkdir(parents=True, exist_ok=True)
+        if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
+            for old in spool.iterdir():
+                old.unlink()
+            manifest_path.write_text(json.dumps(manifest))
     done_blocks = 0
     while (spool / f"block-{done_blocks:05d}.json").exists():
         done_blocks += 1
@@ -89,7 +105,8 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     def flush_block() -> None:
         nonlocal block_index
         compute_pending()
-        _write_block(spool, block_index, buffers, len(block_names), block_names, block_skipped)
+        with storage_errors(spool):
+            _write_block(spool, block_index, buffers, len(block_names), block_names, block_skipped)
         skipped.extend(block_skipped)
         block_names.clear()
         block_skipped.clear()
@@ -100,58 +117,74 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
             for member in archive:
                 if not member.isfile():
                     continue
-                if member.name.endswith("examples.json"):
+                where = f"{path}:{member.name}"
+                if os.path.basename(member.name) == "examples.json":
+                    if entries is not None:
+                        raise SourceError(f"{where}: a second examples.json in the archive")
                     handle = archive.extractfile(member)
                     assert handle is not None
-                    entries = load_examples_json(handle.read(), f"{path}:{member.name}")
+                    entries = load_examples_json(handle, where, member.size)
                     continue
                 if not member.name.endswith(".wav"):
                     continue
                 wav_members += 1
                 if wav_members <= done_blocks * SPOOL_BLOCK:
                     continue  # spooled before the interruption; the stream skips its bytes
-                handle = archive.extractfile(member)
-                assert handle is not None
-                where = f"{path}:{member.name}"
                 note = os.path.basename(member.name)[: -len(".wav")]
                 try:
-                    pending.append((note, read_pcm16(handle.read(), where, NOTE_SAMPLES)))
+                    if member.size > MAX_WAV_BYTES:  # refused from the header; the stream skips the bytes
+                        raise WavFormatError(f"{where}: {member.size:,} bytes; an NSynth WAV is 128,044 and no "
+                                             f"WAV over {MAX_WAV_BYTES:,} bytes is read")
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    pending.append((note, read_pcm16(handle.read(member.size), where, NOTE_SAMPLES)))
                 except WavFormatError as exc:
-                    if on_error != "skip":
-                        raise SourceError(str(exc)) from None
-                    block_skipped.append({"note": note, "reason": str(exc)})
+                    refuse_or_skip(on_error, block_skipped, note, str(exc))
                 if len(pending) == 32:
                     compute_pending()
                 if len(block_names) + len(pending) + len(block_skipped) >= SPOOL_BLOCK:
                     flush_block()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error) as exc:  # reading: OSErrors are _CountingReader's
         raise SourceError(f"{path}: damaged archive after {wav_members} WAV files: {exc}") from None
     if pending or block_names or block_skipped:
         flush_block()
     if entries is None:
         raise SourceError(f"{path}: no examples.json in the archive")
-    # Spool position of each good note: block * SPOOL_BLOCK + row in the block.
-    spooled: dict[str, int] = {}
+    # Spool position of each note: block * SPOOL_BLOCK + row in the block.
+    names: list[str] = []
+    positions: list[int] = []
     for b in range(block_index):
         meta = json.loads((spool / f"block-{b:05d}.json").read_text())
         if b < done_blocks:
             skipped.extend(meta["skipped"])
-        for row, note in enumerate(meta["names"]):
-            if note in spooled:
-                raise SourceError(f"{path}: audio for note {note} appears twice")
-            spooled[note] = b * SPOOL_BLOCK + row
+        names += meta["names"]
+        positions += range(b * SPOOL_BLOCK, b * SPOOL_BLOCK + len(meta["names"]))
+    keep = first_of_each(names, str(path), lambda i: f"WAV {names[i]}.wav (spool row {positions[i]})", on_error,
+                         skipped)
+    spooled = {names[i]: positions[i] for i in keep}
     return _join(path, spool, spooled, entries, skipped, on_error)
 
 
 class _CountingReader:
-    """A file whose reads are reported to ``progress`` (bytes), for a progress bar over a stream."""
+    """A file whose reads are reported to ``progress`` (bytes), for a progress bar over a stream.
+
+    Its read errors (a bad disk, a vanished mount) are named here, so that the stream's own
+    ``except`` reports only a malformed archive as damaged.
+    """
 
     def __init__(self, path: Path, progress: Callable[[int], None] | None) -> None:
-        self.file = open(path, "rb")  # closed by __exit__
+        self.path = path
+        try:
+            self.file = open(path, "rb")  # closed by __exit__
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot open ({exc.strerror})") from None
         self.progress = progress
 
     def read(self, size: int = -1) -> bytes:
-        data = self.file.read(size)
+        try:
+            data = self.file.read(size)
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot read ({exc.strerror})") from None
         if self.progress:
             self.progress(len(data))
         return data
@@ -181,13 +214,12 @@ def _join(path: Path, spool: Path, spooled: dict[str, int], entries: dict[str, A
     name = f"{path}:examples.json"
     notes = labels_from_entries(entries, name, on_error, skipped)
     bad_audio = {s["note"] for s in skipped}  # already recorded with the WAV's own problem
-    problems = [(n.note_str, f"{path}: WAV missing for note {n.note_str}")
-                for n in notes if n.note_str not in spooled and n.note_str not in bad_audio]
-    problems += [(k, f"{path}: audio/{k}.wav has no entry in examples.json")
-                 for k in spooled.keys() - entries.keys()]
-    if problems and on_error != "skip":
-        raise SourceError(problems[0][1] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    skipped.extend({"note": k, "reason": r} for k, r in problems)
+    missing = [(n.note_str, f"{path}: WAV missing for note {n.note_str}")
+               for n in notes if n.note_str not in spooled and n.note_str not in bad_audio]
+    if missing and on_error != "skip":
+        raise SourceError(missing[0][1] + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    skipped.extend({"note": k, "reason": r} for k, r in missing)
+    unlisted_audio(str(path), spooled, entries, on_error, skipped)
     labels = LabelTable.from_notes([n for n in notes if n.note_str in spooled])
     positions = np.array([spooled[n] for n in labels.note_str], np.int64)
     return Catalog(labels, SpoolReader(spool, positions), skipped)

@@ -10,9 +10,7 @@ its own seeded generator, so the corpus is the same for a seed whatever is writt
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +19,13 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, format_examples_json, note_str
+from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, note_str
+from .layouts import FORMATS, SPLITS, SplitWriter, tf_features
 from .progress import Progress
-from .tfrecord import encode_example, frame_record
-from .wav import encode_pcm16
 
 log = logging.getLogger(__name__)
+__all__ = ["FORMATS", "SPLITS", "make_instruments", "parse_notes_per_split", "tf_features", "write_corpus"]
 
-SPLITS = ("train", "valid", "test")
-FORMATS = ("jsonwav", "targz", "tfrecord")
 SYNTH_LEAD = FAMILIES.index("synth_lead")
 TABLE = 2048  # wavetable length, one period
 NOTES_PER_INSTRUMENT = 40
@@ -196,19 +192,6 @@ def iter_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
             yield entry, render_note(inst.params, inst.family, pitch, velocity, note_rng)
 
 
-def tf_features(entry: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
-    """The tf.train.Example features of an NSynth note (audio as float32 = int16 / 32768)."""
-    feats: dict[str, Any] = {}
-    for key in ("note", "instrument", "pitch", "velocity", "sample_rate", "instrument_family", "instrument_source"):
-        feats[key] = [entry[key]]
-    for key in ("note_str", "instrument_str", "instrument_family_str", "instrument_source_str"):
-        feats[key] = (entry[key],)
-    feats["qualities"] = list(entry["qualities"])
-    feats["qualities_str"] = tuple(entry["qualities_str"])
-    feats["audio"] = audio.astype(np.float32) / 32768.0
-    return feats
-
-
 def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str, ...] = ("jsonwav",),
                  seed: int = 0, progress: bool = True) -> dict[str, int]:
     """Write the corpus to ``out`` in each of ``formats``; returns the notes per split."""
@@ -222,55 +205,9 @@ def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str,
     counts = {}
     for split in SPLITS:
         total = sum(i.notes for i in instruments[split])
-        with Progress(total, f"synth {split}", enabled=progress) as bar, _Writers(out, split, formats, seed) as w:
+        with Progress(total, f"synth {split}", enabled=progress) as bar, SplitWriter(out, split, formats, seed) as w:
             for entry, audio in iter_split(instruments[split], seed, ids):
                 w.add(entry, audio)
                 bar.update(1)
             counts[split] = len(w.entries)
     return counts
-
-
-class _Writers:
-    """Writes one split's notes to every requested format as they are rendered."""
-
-    def __init__(self, out: Path, split: str, formats: tuple[str, ...], seed: int) -> None:
-        self.out, self.split, self.formats, self.seed = out, split, formats, seed
-        self.entries: dict[str, dict[str, Any]] = {}
-        self.name = f"nsynth-{split}"
-
-    def __enter__(self) -> _Writers:
-        if "jsonwav" in self.formats:
-            (self.out / self.name / "audio").mkdir(parents=True, exist_ok=True)
-        if "targz" in self.formats:
-            self.tar = tarfile.open(self.out / f"{self.name}.jsonwav.tar.gz", "w:gz", compresslevel=6)
-        if "tfrecord" in self.formats:
-            self.tfrecord = open(self.out / f"{self.name}.tfrecord", "wb")
-        return self
-
-    def add(self, entry: dict[str, Any], audio: np.ndarray) -> None:
-        self.entries[entry["note_str"]] = entry
-        wav = encode_pcm16(audio)
-        if "jsonwav" in self.formats:
-            (self.out / self.name / "audio" / f"{entry['note_str']}.wav").write_bytes(wav)
-        if "targz" in self.formats:
-            self._tar_add(f"{self.name}/audio/{entry['note_str']}.wav", wav)
-        if "tfrecord" in self.formats:
-            self.tfrecord.write(frame_record(encode_example(tf_features(entry, audio))))
-
-    def _tar_add(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), 1_500_000_000, 0o644
-        self.tar.addfile(info, io.BytesIO(data))
-
-    def __exit__(self, *exc: object) -> None:
-        # Real examples.json lists notes in no particular order; so does ours (seeded).
-        keys = list(self.entries)
-        order = np.random.default_rng([self.seed, 5, SPLITS.index(self.split)]).permutation(len(keys))
-        text = format_examples_json({keys[i]: self.entries[keys[i]] for i in order}).encode()
-        if "jsonwav" in self.formats:
-            (self.out / self.name / "examples.json").write_bytes(text)
-        if "targz" in self.formats:
-            self._tar_add(f"{self.name}/examples.json", text)
-            self.tar.close()
-        if "tfrecord" in self.formats:
-            self.tfrecord.close()

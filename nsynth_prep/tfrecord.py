@@ -17,6 +17,8 @@ import numpy as np
 from .errors import TFRecordError
 from .labels import NOTE_SAMPLES, LabelError, NoteLabels, parse_example
 from .proto_kernels import (
+    ERR_TRUNCATED,
+    ERR_VARINT,
     KIND_BYTES,
     KIND_FLOAT,
     KIND_INT64,
@@ -115,7 +117,11 @@ def record_spans(path: Path) -> tuple[np.ndarray, np.ndarray, TFRecordError | No
 
 
 def decode_example(payload: np.ndarray, where: str) -> tuple[NoteLabels, int, int]:
-    """Labels of an NSynth Example and where its audio lies.
+    """Labels of an NSynth Example and where its audio lies, both validated.
+
+    The labels are checked as examples.json entries are (:func:`.labels.parse_example`), a
+    feature given twice is refused, and the audio must be 64,000 finite floats in [-1, 1]
+    (checked with two numpy reductions over the float span: no per-sample Python).
 
     Returns
     -------
@@ -132,60 +138,67 @@ def decode_example(payload: np.ndarray, where: str) -> tuple[NoteLabels, int, in
     spans = np.empty((4, 2), np.int64)
     for key_start, key_len, kind, start, length in table[:n].tolist():  # plain ints: numpy scalars are slow here
         key = payload[key_start : key_start + key_len].tobytes().decode("utf-8", "replace")
+        if key in entry or (key == "audio" and audio is not None):
+            raise TFRecordError(f"{where}: feature {key!r} is there twice")
         if kind == KIND_INT64:
             count = decode_int64_list(payload, start, start + length, ints)
             if count < 0:
                 raise TFRecordError(f"{where}: feature {key!r}: {PROTO_ERRORS[count]}")
-            entry[key] = ints[:count].tolist() if key == "qualities" else (int(ints[0]) if count else None)
+            # One value is a label; anything else stays a list, which the label checks refuse.
+            entry[key] = int(ints[0]) if count == 1 and key != "qualities" else ints[:count].tolist()
         elif kind == KIND_FLOAT and key == "audio":
             count = float_list_span(payload, start, start + length, spans)
             if count != 1:
                 raise TFRecordError(f"{where}: audio is not one packed float list")
             audio = (int(spans[0, 0]), int(spans[0, 1]))
         elif kind == KIND_BYTES:
-            entry[key] = _bytes_list(payload[start : start + length].tobytes())
+            values = _bytes_list(payload[start : start + length].tobytes(), f"{where}: feature {key!r}")
+            entry[key] = values[0] if len(values) == 1 and key != "qualities_str" else values
     if audio is None:
         raise TFRecordError(f"{where}: no 'audio' feature")
     if audio[1] != NOTE_SAMPLES:
         raise TFRecordError(f"{where}: audio has {audio[1]} samples; NSynth notes have {NOTE_SAMPLES}")
-    names = entry.get("note_str")
-    if not names:
-        raise TFRecordError(f"{where}: no 'note_str' feature")
-    key = names[0] if isinstance(names, list) else str(names)
-    family_str = entry.get("instrument_family_str")
-    if isinstance(family_str, list) and family_str:
-        entry["instrument_family_str"] = family_str[0]
-    entry["note_str"] = key
+    name = entry.get("note_str")
+    if not isinstance(name, str):
+        raise TFRecordError(f"{where}: no single 'note_str' feature")
     try:
-        labels = parse_example(key, entry, where)
+        labels = parse_example(name, entry, where)
     except LabelError as exc:
         raise TFRecordError(str(exc)) from None
+    samples = np.frombuffer(payload, "<f4", audio[1], audio[0])
+    low, high = samples.min(), samples.max()
+    if not (-1.0 <= low and high <= 1.0):  # NaN fails both comparisons, so it is caught here too
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        what = f"{bad} NaN or infinite samples" if bad else f"samples from {low:g} to {high:g}"
+        raise TFRecordError(f"{where}: note {name}: audio has {what}; NSynth audio is in [-1, 1]")
     return labels, audio[0], audio[1]
 
 
-def _bytes_list(message: bytes) -> list[str]:
+def _bytes_list(message: bytes, where: str) -> list[str]:
     """Strings of a ``BytesList`` message (repeated field 1, length-delimited)."""
     values, pos = [], 0
     while pos < len(message):
-        tag, pos = _read_varint(message, pos)
+        tag, pos = _read_varint(message, pos, where)
         if tag != (1 << 3 | 2):
-            raise TFRecordError(f"unexpected field tag {tag} in a BytesList")
-        length, pos = _read_varint(message, pos)
+            raise TFRecordError(f"{where}: unexpected field tag {tag} in a BytesList")
+        length, pos = _read_varint(message, pos, where)
+        if length > len(message) - pos:
+            raise TFRecordError(f"{where}: {PROTO_ERRORS[ERR_TRUNCATED]}")
         values.append(message[pos : pos + length].decode("utf-8", "replace"))
         pos += length
     return values
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def _read_varint(data: bytes, pos: int, where: str) -> tuple[int, int]:
     value = shift = 0
-    while pos < len(data):
+    while pos < len(data) and shift < 70:
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
         shift += 7
-    raise TFRecordError("truncated varint")
+    raise TFRecordError(f"{where}: {PROTO_ERRORS[ERR_VARINT if shift >= 70 else ERR_TRUNCATED]}")
 
 
 # --- writing (the synthetic corpus, tests) --------------------------------------------------

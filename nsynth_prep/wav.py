@@ -7,12 +7,20 @@ a 44-byte header, and refuses anything that is not exactly the NSynth format.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
+from pathlib import Path
 
 import numpy as np
 
 from .errors import WavFormatError
 from .labels import NOTE_SAMPLES, SAMPLE_RATE
+
+# An NSynth WAV is 128,044 bytes (44-byte header, 64,000 16-bit samples). Other chunks (LIST,
+# fact, ...) are allowed, within reason: no file or archive member bigger than this is read, so
+# a huge or endless "WAV" (a symlink to /dev/zero, 1 GiB of trailing zeros) cannot exhaust memory.
+MAX_WAV_BYTES = 1 << 20
 
 WAVE_FORMAT_PCM = 1
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -79,6 +87,44 @@ def pcm16_span(data: bytes | bytearray | memoryview, name: str, frames: int = NO
             return body, count
         pos = body + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     raise WavFormatError(f"{name}: no {'data' if fmt_seen else 'fmt'} chunk")
+
+
+def read_wav_file(path: Path, head: int | None = None) -> tuple[bytes, int]:
+    """The bytes of a WAV file (or its first ``head`` bytes) and the file's size, read with a bound.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file (or a dangling link): the caller names the note.
+    WavFormatError
+        Not a regular file (a folder, a device such as ``/dev/zero``, a FIFO), larger than
+        :data:`MAX_WAV_BYTES`, or unreadable; the message names the file.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; reads of regular files ignore it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise WavFormatError(f"{path}: cannot open ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+            raise WavFormatError(f"{path}: not a regular file ({kind})")
+        if info.st_size > MAX_WAV_BYTES:
+            raise WavFormatError(f"{path}: {info.st_size:,} bytes; an NSynth WAV is 128,044 and no WAV over "
+                                 f"{MAX_WAV_BYTES:,} bytes is read")
+        with open(fd, "rb", closefd=False) as f:
+            # +1: a file that grew since fstat shows; never more than the bound plus one byte.
+            data = f.read(info.st_size + 1 if head is None else min(head, info.st_size))
+    except OSError as exc:
+        raise WavFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_WAV_BYTES:
+        raise WavFormatError(f"{path}: grew past {MAX_WAV_BYTES:,} bytes while it was read")
+    return data, info.st_size
 
 
 def read_pcm16(data: bytes | bytearray | memoryview, name: str, frames: int = NOTE_SAMPLES) -> np.ndarray:

@@ -9,19 +9,25 @@ may be partial (or dropped). Labels are read once and kept in memory; only featu
 
 :class:`DeviceSplit` is the other mode: the whole split loaded once into (GPU) memory and
 indexed there, for splits that fit.
+
+Both check what they read against the CRC32s recorded at build time (per chunk as the stream
+reads it, every chunk when a split is loaded, the task's labels on open): a damaged cache
+stops with one ``CacheError`` line naming the array and chunk instead of training on wrong
+numbers (see :mod:`nsynth_prep.checked`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nsynth_prep import cache as cache_format
+from nsynth_prep.checked import CheckedArray
+from nsynth_prep.errors import NsynthError
 
 from .config import TrainConfig
 from .tasks import Task
@@ -43,22 +49,25 @@ class ChunkStream(IterableDataset):
     batch_size, shuffle, seed, buffer_chunks
         Rows are shuffled within groups of ``buffer_chunks`` chunks, in a chunk order drawn
         from ``(seed, epoch)``: the same seed and epoch give the same batches.
+    check
+        Check every chunk against its build-time CRC32 as it is read (about one ``zlib.crc32``
+        pass over the bytes; see docs/benchmarks.md). False only for measuring that cost.
     """
 
     def __init__(self, path: Path, feature: str, task: Task, batch_size: int, shuffle: bool = True,
-                 seed: int = 0, buffer_chunks: int = 4) -> None:
+                 seed: int = 0, buffer_chunks: int = 4, check: bool = True) -> None:
         super().__init__()
         c = cache_format.open_cache(Path(path), (feature,))
         self.path, self.feature, self.task = Path(path), feature, task
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.batch_size, self.shuffle, self.seed, self.check = batch_size, shuffle, seed, check
         self.buffer_chunks = max(1, buffer_chunks)
         arr = c.array(feature)
         self.chunk_rows = int(arr.chunks[0])
         self.row_shape = tuple(arr.shape[1:])
-        self.classes = task.classes_of(cache_format.read(c.array(task.column)))  # (N,) -1 = not in task
+        self.classes = task.classes_of(c.label(task.column))  # (N,) -1 = not in task; checked
         self.num_chunks = -(-len(c) // self.chunk_rows)
         self.epoch = 0
-        self._array: Any = None  # a zarr array, opened lazily in each worker process
+        self._array: CheckedArray | None = None  # opened lazily in each worker process
 
     def __len__(self) -> int:
         """Rows of the split that belong to the task (one epoch)."""
@@ -78,14 +87,14 @@ class ChunkStream(IterableDataset):
         if info is not None:
             order = order[info.id :: info.num_workers]
         if self._array is None:
-            self._array = cache_format.open_cache(self.path, (self.feature,)).array(self.feature)
+            self._array = CheckedArray(cache_format.open_cache(self.path, (self.feature,)), self.feature, self.check)
+        array = self._array
         rng = np.random.default_rng([self.seed, self.epoch, 1 + (info.id if info else 0)])
         for g in range(0, len(order), self.buffer_chunks):
             group = order[g : g + self.buffer_chunks]
             rows = np.concatenate([np.arange(c * self.chunk_rows, min(len(self.classes), (c + 1) * self.chunk_rows))
                                    for c in group])
-            data = np.concatenate([cache_format.read(self._array, slice(c * self.chunk_rows, (c + 1) * self.chunk_rows))
-                                   for c in group])
+            data = np.concatenate([array.chunk(int(c)) for c in group])
             keep = self.classes[rows] >= 0
             data, rows = data[keep], rows[keep]
             perm = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
@@ -107,7 +116,7 @@ def batches(source: DataLoader | ChunkStream, batch_size: int, drop_last: bool) 
     (or dropped with ``drop_last``)."""
     parts: list[Batch] = []
     held = 0
-    for batch in source:
+    for batch in _one_line_errors(source):
         n = len(batch[1])
         if n == batch_size and not parts:
             yield batch
@@ -124,14 +133,27 @@ def batches(source: DataLoader | ChunkStream, batch_size: int, drop_last: bool) 
         yield joined[0], joined[1], joined[2]
 
 
+def _one_line_errors(source: DataLoader | ChunkStream) -> Iterator[Batch]:
+    """Iterate ``source``; an ``NsynthError`` raised in a DataLoader worker (a damaged chunk)
+    comes back as the same one-line error, not torch's re-raise with the worker's traceback."""
+    try:
+        yield from source
+    except NsynthError as exc:
+        text = str(exc)
+        if "DataLoader worker" not in text:
+            raise
+        last = text.strip().splitlines()[-1]  # "nsynth_prep.errors.CacheError: <the message>"
+        raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
+
+
 class DeviceSplit:
     """A whole split's feature and classes held in one tensor on ``device``; batches by indexing."""
 
     def __init__(self, path: Path, feature: str, task: Task, device: torch.device) -> None:
         c = cache_format.open_cache(Path(path), (feature,))
-        classes = task.classes_of(cache_format.read(c.array(task.column)))
+        classes = task.classes_of(c.label(task.column))
         self.rows = torch.from_numpy(np.flatnonzero(classes >= 0)).to(device)
-        data = cache_format.read(c.array(feature))[classes >= 0]
+        data = CheckedArray(c, feature).read_all()[classes >= 0]  # every chunk checked
         self.x = torch.from_numpy(data).to(device)
         self.y = torch.from_numpy(classes[classes >= 0]).to(device)
         self.device = device

@@ -120,7 +120,7 @@ def test_family_filters_and_adding_a_feature(corpus: Path, tmp_path: Path) -> No
     after = _arrays(s.path)
     np.testing.assert_array_equal(after["pooled"], before["pooled"])
     assert verify_cache(s.path) == []
-    with pytest.raises(cache.CacheError, match="source or options differ"):
+    with pytest.raises(cache.CacheError, match=r"other data or options: --families was \[\], now \['bass'\]"):
         build_cache(corpus / "nsynth-train", tmp_path, BuildConfig(families=("bass",)), progress=False)
     only = build_cache(corpus / "nsynth-train", tmp_path / "bass", BuildConfig(families=("bass", "reed")),
                        progress=False)[0]

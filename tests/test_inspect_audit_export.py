@@ -17,8 +17,6 @@ from nsynth_prep.build import BuildConfig, build_cache
 from nsynth_prep.cache import CacheError, open_cache
 from nsynth_prep.export import export_hdf5
 from nsynth_prep.inspect_plots import plot_note, write_overview
-from nsynth_prep.synth import tf_features
-from nsynth_prep.tfrecord import decode_example, encode_example, frame_record, iter_records
 from nsynth_prep.wav import encode_pcm16, read_pcm16
 
 
@@ -48,14 +46,17 @@ def planted(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     loud = np.clip(wav(names[1]).astype(np.int32) * 20, -32768, 32767).astype(np.int16)
     (audio / f"{names[1]}.wav").write_bytes(encode_pcm16(loud))
     (audio / f"{names[2]}.wav").write_bytes((audio / f"{names[3]}.wav").read_bytes())
-    entries[names[4]]["pitch"] = 9
+    # Pitch 9 under a name that says so (the readers refuse a pitch that disagrees with note_str).
+    odd = f"{names[4].rsplit('-', 2)[0]}-009-{names[4].rsplit('-', 1)[1]}"
+    entries[odd] = {**entries.pop(names[4]), "pitch": 9, "note_str": odd}
+    (audio / f"{names[4]}.wav").rename(audio / f"{odd}.wav")
     train_entries = json.loads((corpus / "nsynth-train" / "examples.json").read_text())
     leak = sorted(train_entries)[0]
     entries[leak] = train_entries[leak]
     shutil.copy(corpus / "nsynth-train" / "audio" / f"{leak}.wav", audio / f"{leak}.wav")
     (src / "examples.json").write_text(json.dumps(entries))
     build_cache(src, root / "cache", BuildConfig(features=("pooled", "framed")), progress=False)
-    plan = {"silent": names[0], "clipped": names[1], "dup_a": names[2], "dup_b": names[3], "pitch": names[4],
+    plan = {"silent": names[0], "clipped": names[1], "dup_a": names[2], "dup_b": names[3], "pitch": odd,
             "leak": leak}
     return root / "cache", plan
 
@@ -118,16 +119,12 @@ def test_audit_finds_every_planted_problem(planted: tuple[Path, dict[str, str]],
 
 
 def test_audit_finds_nan(corpus: Path, tmp_path: Path) -> None:
-    out = tmp_path / "nsynth-test.tfrecord"
-    with open(out, "wb") as f:
-        for index, _, payload in iter_records(corpus / "nsynth-test.tfrecord"):
-            labels, offset, count = decode_example(payload, "")
-            audio = np.frombuffer(payload, "<f4", count, offset).copy()
-            if index == 4:
-                audio[100] = np.nan
-            entry = json.loads((corpus / "nsynth-test" / "examples.json").read_text())[labels.note_str]
-            f.write(frame_record(encode_example({**tf_features(entry, np.zeros(1, np.int16)), "audio": audio})))
-    build_cache(out, tmp_path / "cache", BuildConfig(features=("pooled", "framed")), progress=False)
+    """The readers refuse NaN audio, so NaN can only get into a cache afterwards: plant it there."""
+    build_cache(corpus / "nsynth-test.tfrecord", tmp_path / "cache", BuildConfig(features=("pooled", "framed")),
+                progress=False)
+    group = zarr.open_group(tmp_path / "cache" / "test.zarr", mode="r+")
+    group["pooled"][4, 100] = np.nan
+    group["framed"][4, 1, 20] = np.nan
     report = audit([tmp_path / "cache" / "test.zarr"])
     assert {n["feature"] for n in report.caches[0].non_finite} == {"pooled", "framed"}
     assert len({n["note"] for n in report.caches[0].non_finite}) == 1
@@ -152,3 +149,41 @@ def test_missing_cache_errors(tmp_path: Path) -> None:
         inspect_lib.describe(tmp_path / "x.zarr")
     with pytest.raises(CacheError, match="no cache here"):
         export_hdf5(tmp_path / "x.zarr", tmp_path / "x.h5")
+
+
+def test_export_progress_ends_at_its_total(clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsynth_prep import progress
+
+    bars: list[progress.Progress] = []
+
+    class Recorded(progress.Progress):
+        def __init__(self, total: int, desc: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(total, desc, **kwargs)
+            self.total, self.unit, self.counted = total, kwargs.get("unit"), 0
+            bars.append(self)
+
+        def update(self, n: int = 1) -> None:
+            self.counted += n
+            super().update(n)
+
+    monkeypatch.setattr(progress, "Progress", Recorded)
+    export_hdf5(clean / "train.zarr", tmp_path / "train.h5", progress=False)
+    (bar,) = bars
+    # pooled + framed + the numeric labels, byte for byte (it stopped at 149 of 165 MiB: whole MiB were counted)
+    raw = 60 * (2048 + 100 * 160) * 4 + 60 * (1 + 1 + 2 + 2 + 2 + 4 + 10)
+    assert bar.unit == "B" and bar.total == raw and bar.counted == raw  # type: ignore[attr-defined]
+
+
+def test_export_refuses_to_overwrite(clean: Path, tmp_path: Path) -> None:
+    from nsynth_prep.errors import ConfigError
+
+    out = export_hdf5(clean / "test.zarr", tmp_path / "test.h5")
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match=r"test\.h5: already exists; pass --overwrite to replace it"):
+        export_hdf5(clean / "train.zarr", out)
+    assert out.read_bytes() == before
+    export_hdf5(clean / "train.zarr", out, overwrite=True)
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["split"] == "train"
+    with pytest.raises(ConfigError, match="is a folder"):
+        export_hdf5(clean / "train.zarr", tmp_path)

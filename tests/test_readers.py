@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nsynth_prep.labels import format_examples_json
 from nsynth_prep.sources import SourceError, discover, split_of
@@ -133,3 +135,48 @@ def test_header_check_reads_on_past_large_chunks(tmp_path: Path) -> None:
     stereo = tmp_path / "stereo.wav"
     stereo.write_bytes(_wav(channels=2))
     assert "2 channels" in (_check_wav(stereo) or "")
+
+
+TRICKY = [0, 1, 2, -1, 10, 11, 127, 128, 16000, 32767, 32768, 2**31 - 1, 2**31, True, False, 66.9, 49.0,
+          float("inf"), float("nan"), "49", "bass", "synthetic", None, [], [0] * 10, [1] * 10, [True] + [0] * 9,
+          [0] * 9, "0000000000", {}, "bass_synthetic_068", "bass_synthetic_068-049-025"]
+
+
+def _agree(key: str, entry: dict) -> None:
+    from nsynth_prep.labels import LabelError, _accept, explain_example
+
+    try:
+        want = explain_example(key, entry, "f")
+    except LabelError:
+        assert _accept(key, entry) is None, (key, entry)
+    else:
+        got = _accept(key, entry)
+        assert got is None or got == want, (key, entry)
+
+
+def test_fast_label_check_agrees_on_every_single_edit() -> None:
+    """Every label of every excerpt entry set to every tricky value (or deleted), one at a time."""
+    for name, entry in json.loads(REFERENCE.read_text()).items():
+        _agree(name, entry)
+        for key in [*entry, "other"]:
+            for value in [*TRICKY, "<delete>"]:
+                edited = {k: v for k, v in entry.items() if k != key or value != "<delete>"}
+                if value != "<delete>":
+                    edited[key] = value
+                _agree(name, edited)
+
+
+@given(st.sampled_from(sorted(json.loads(REFERENCE.read_text()))), st.lists(st.tuples(
+    st.sampled_from([*sorted(json.loads(REFERENCE.read_text())["bass_synthetic_068-049-025"]), "other"]),
+    st.sampled_from([*TRICKY, "<delete>"])), max_size=3), st.sampled_from(["", "x", "\n", "../"]))
+@settings(database=None, max_examples=400, deadline=None)
+def test_fast_label_check_agrees_with_the_explaining_one(name: str, edits: list[tuple[str, object]], prefix: str) -> None:
+    """parse_example's fast path never accepts what explain_example refuses, and returns the same
+    labels; here with several edits at once and a bad name."""
+    entry = dict(json.loads(REFERENCE.read_text())[name])
+    for key, value in edits:
+        if value == "<delete>":
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    _agree(prefix + name if prefix != "\n" else name + prefix, entry)
