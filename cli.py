@@ -252,11 +252,11 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
 
 @main.command("demo")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="CNN epochs.")
-@click.option("--notes-per-split", default="2400,400,400", show_default=True,
-              help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (delete that "
-                   "folder to make another).")
+@click.option("--notes-per-split", show_default="2400,400,400",
+              help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (to make "
+                   "another size, remove data/nsynth and data/cache).")
 @click.pass_obj
-def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
+def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     """The whole tool on the embedded default: synthesize a corpus into data/ (once), build
     its caches, train the CNN on the family task (on CPU, or a GPU when there is one) into a
     new folder data/runs/demo-family-cnn-N (earlier demos are kept), and say where the

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nsynth_prep.errors import ConfigError
+
 from .evaluate import evaluate_run
 from .loop import TrainConfig, train
 
@@ -61,15 +63,31 @@ def eval_run(run: Path, cache_dir: Path | None = None, split: str = "test", out:
     return result
 
 
-def demo(data_dir: Path, notes_per_split: str = "2400,400,400", epochs: int = 15, progress: bool = True) -> str:
-    """Synthesize the corpus into ``data_dir`` once, build its caches, train the CNN on the
-    family task, and return where everything is."""
+DEMO_NOTES = "2400,400,400"
+
+
+def demo(data_dir: Path, notes_per_split: str | None = None, epochs: int = 15, progress: bool = True) -> str:
+    """Synthesize the corpus into ``data_dir`` once (``notes_per_split``, default
+    :data:`DEMO_NOTES`), build its caches, train the CNN on the family task into a new run
+    folder, and return where everything is.
+
+    Raises
+    ------
+    ConfigError
+        ``notes_per_split`` differs from the corpus already made in ``data_dir``.
+    """
     from nsynth_prep.build import BuildConfig, build_cache
     from nsynth_prep.synth import parse_notes_per_split, write_corpus
 
     corpus, caches = data_dir / "nsynth", data_dir / "cache"
     marker = corpus / ".complete"
-    if not marker.exists():
+    if marker.exists():
+        made = marker.read_text().strip()
+        if notes_per_split and parse_notes_per_split(notes_per_split) != parse_notes_per_split(made):
+            raise ConfigError(f"{corpus} holds the demo corpus made with --notes-per-split {made}; remove "
+                              f"{corpus} and {caches} to make one of {notes_per_split}, or leave the option out")
+    else:
+        notes_per_split = notes_per_split or DEMO_NOTES
         log.info("synthesizing the demo corpus into %s", corpus)
         write_corpus(corpus, parse_notes_per_split(notes_per_split), ("jsonwav",), seed=0, progress=progress)
         marker.write_text(notes_per_split + "\n")

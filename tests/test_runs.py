@@ -152,6 +152,8 @@ def test_a_second_demo_keeps_the_first(tmp_path: Path) -> None:
     assert runs == ["demo-family-cnn-1", "demo-family-cnn-2"]
     assert "demo-family-cnn-1" in first and "demo-family-cnn-2" in second
     assert all((tmp_path / "runs" / r / "metrics.json").exists() for r in runs)
+    with pytest.raises(ConfigError, match=r"made with --notes-per-split 40,20,20; remove"):
+        demo(tmp_path, "80,20,20", epochs=1, progress=False)  # the corpus is made once: say so
 
 
 def test_stale_temporary_files_are_removed(caches: Path, tmp_path: Path) -> None:
