@@ -6,9 +6,11 @@ Heavy libraries (torch, matplotlib, zarr, numba) are imported inside the command
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -189,36 +191,43 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
               help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder holding train.zarr, valid.zarr and test.zarr.")
-@click.option("--epochs", type=int, help="Default: the model preset's (cnn 20, lstm 30).")
-@click.option("--batch-size", type=int, help="Default: the preset's (cnn 1024, lstm 768).")
-@click.option("--lr", type=float, help="Adam learning rate. Default: the preset's (cnn 1e-3, lstm 3e-3).")
-@click.option("--l1", type=float, help="L1 penalty on conv kernels (cnn-reg; default 1e-3).")
-@click.option("--l2", type=float, help="L2 penalty on conv kernels (cnn-reg; default 1e-3).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Default: the model preset's (cnn 20, lstm 30).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the preset's (cnn 1024, lstm 768).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Adam learning rate. Default: the preset's (cnn 1e-3, lstm 3e-3).")
+@click.option("--l1", type=click.FloatRange(min=0), help="L1 penalty on conv kernels (cnn-reg; default 1e-3).")
+@click.option("--l2", type=click.FloatRange(min=0), help="L2 penalty on conv kernels (cnn-reg; default 1e-3).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
               help="Autocast on CUDA (auto = bf16); ignored on CPU.")
 @click.option("--resident", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
               help="Hold whole splits in device memory (auto: when they fit) or stream zarr chunks.")
-@click.option("--workers", "num_workers", default=0, show_default=True, help="DataLoader workers when streaming.")
-@click.option("--patience", default=0, show_default=True, help="Early stopping patience in epochs (0: off).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", "num_workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader workers when streaming.")
+@click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Early stopping patience in epochs (0: off).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder. Default: runs/<task>-<model>-seed<seed>.")
+              help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
-              num_workers: int, patience: int, seed: int, out: Path | None, resume: bool) -> None:
+              num_workers: int, patience: int, seed: int, out: Path | None, resume: bool, overwrite: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
-    Writes checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/ to the run
-    folder.
+    Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
+    to the run folder. A folder that holds a run is never overwritten unless --overwrite.
+    Ctrl-C stops after saving nothing half-written and prints the command that resumes.
     """
     from nsynth_train.api import train_run
 
-    result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                       l1=l1, l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers,
-                       patience=patience, seed=seed, out=out, resume=resume, progress=obj["progress"])
+    with _interruptible():
+        result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
+                           lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
+                           num_workers=num_workers, patience=patience, seed=seed, out=out, resume=resume,
+                           overwrite=overwrite, progress=obj["progress"])
     click.echo(result["report"])
 
 
@@ -227,29 +236,47 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Cache folder (default: the one the run was trained on).")
 @click.option("--split", default="test", show_default=True, help="Split to score: <cache>/<split>.zarr.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to run the model (auto: a GPU when there is one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write (default: the run).")
 @click.pass_obj
 def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: str, out: Path | None) -> None:
-    """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split."""
+    """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split, and say
+    where the run came from (its config.json)."""
     from nsynth_train.api import eval_run
 
-    result = eval_run(run, cache_dir, split, out, device, obj["progress"])
+    with _interruptible():
+        result = eval_run(run, cache_dir, split, out, device, obj["progress"])
     click.echo(result["report"])
 
 
 @main.command("demo")
-@click.option("--epochs", default=15, show_default=True, help="CNN epochs.")
-@click.option("--notes-per-split", default="2400,400,400", show_default=True,
-              help="Size of the synthetic corpus, made once in data/nsynth.")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="CNN epochs.")
+@click.option("--notes-per-split", show_default="2400,400,400",
+              help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (to make "
+                   "another size, remove data/nsynth and data/cache).")
 @click.pass_obj
-def demo_cmd(obj: dict, epochs: int, notes_per_split: str) -> None:
+def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     """The whole tool on the embedded default: synthesize a corpus into data/ (once), build
-    its caches, train the CNN on the family task (on CPU, or a GPU when there is one), and say
-    where the results are."""
+    its caches, train the CNN on the family task (on CPU, or a GPU when there is one) into a
+    new folder data/runs/demo-family-cnn-N (earlier demos are kept), and say where the
+    results are."""
     from nsynth_train.api import demo
 
-    click.echo(demo(DATA_DIR, notes_per_split, epochs, obj["progress"]))
+    with _interruptible():
+        report = demo(DATA_DIR, notes_per_split, epochs, obj["progress"])
+    click.echo(report)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C: one line (for training, the command that resumes) and exit status 130, the
+    shell's convention for SIGINT, instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        click.secho(str(exc) or "interrupted", fg="yellow", err=True)
+        sys.exit(130)
 
 
 @prep.command("export")

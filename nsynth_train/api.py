@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
+
+from nsynth_prep.errors import ConfigError
 
 from .evaluate import evaluate_run
 from .loop import TrainConfig, train
@@ -17,7 +20,8 @@ def report(result: dict[str, Any], out: Path) -> str:
     split = result["split"]
     m = result[split]
     per_class = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["per_class_accuracy"].items() if v is not None)
-    lines = [f"{result['model']} / {result['task']} task, {split} split ({m['notes']:,} notes, "
+    lines = [result["run"]] if result.get("run") else []
+    lines += [f"{result['model']} / {result['task']} task, {split} split ({m['notes']:,} notes, "
              f"checkpoint of epoch {result['epoch']}):",
              f"  accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.3f}   "
              f"chance {100 / len(result['classes']):.0f}%",
@@ -28,13 +32,26 @@ def report(result: dict[str, Any], out: Path) -> str:
     return "\n".join(lines)
 
 
+def default_out(config: TrainConfig) -> Path:
+    """``runs/<task>-<model>-<hash of every resolved setting>``: other settings, another folder;
+    the same command, the same folder (where ``--resume`` finds it)."""
+    resolved = config.resolved()
+    return Path("runs") / f"{resolved.task}-{resolved.model}-{resolved.fingerprint()}"
+
+
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Path = Path("data/cache"),
-              out: Path | None = None, resume: bool = False, progress: bool = True, **options: Any) -> dict[str, Any]:
-    """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset)."""
+              out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+              **options: Any) -> dict[str, Any]:
+    """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
+
+    ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
+    ``resume`` (continue it) or ``overwrite`` (replace it).
+    """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
-    out = Path(out) if out else Path("runs") / f"{task}-{model}-seed{config.seed}"
-    result = train(config, out, resume=resume, progress=progress)
-    result["report"] = f"run: {out}\n" + report(result, out)
+    out = Path(out) if out else default_out(config)
+    log.info("run folder: %s", out)
+    result = train(config, out, resume=resume, overwrite=overwrite, progress=progress)
+    result["report"] = f"run: {out}\n" + report({**result, "run": None}, out)
     return result
 
 
@@ -46,22 +63,52 @@ def eval_run(run: Path, cache_dir: Path | None = None, split: str = "test", out:
     return result
 
 
-def demo(data_dir: Path, notes_per_split: str = "2400,400,400", epochs: int = 15, progress: bool = True) -> str:
-    """Synthesize the corpus into ``data_dir`` once, build its caches, train the CNN on the
-    family task, and return where everything is."""
+DEMO_NOTES = "2400,400,400"
+
+
+def demo(data_dir: Path, notes_per_split: str | None = None, epochs: int = 15, progress: bool = True) -> str:
+    """Synthesize the corpus into ``data_dir`` once (``notes_per_split``, default
+    :data:`DEMO_NOTES`), build its caches, train the CNN on the family task into a new run
+    folder, and return where everything is.
+
+    Raises
+    ------
+    ConfigError
+        ``notes_per_split`` differs from the corpus already made in ``data_dir``.
+    """
     from nsynth_prep.build import BuildConfig, build_cache
     from nsynth_prep.synth import parse_notes_per_split, write_corpus
 
     corpus, caches = data_dir / "nsynth", data_dir / "cache"
     marker = corpus / ".complete"
-    if not marker.exists():
+    if marker.exists():
+        made = marker.read_text().strip()
+        if notes_per_split and parse_notes_per_split(notes_per_split) != parse_notes_per_split(made):
+            raise ConfigError(f"{corpus} holds the demo corpus made with --notes-per-split {made}; remove "
+                              f"{corpus} and {caches} to make one of {notes_per_split}, or leave the option out")
+    else:
+        notes_per_split = notes_per_split or DEMO_NOTES
         log.info("synthesizing the demo corpus into %s", corpus)
         write_corpus(corpus, parse_notes_per_split(notes_per_split), ("jsonwav",), seed=0, progress=progress)
         marker.write_text(notes_per_split + "\n")
     summaries = build_cache(corpus, caches, BuildConfig(features=("pooled", "framed"), workers=2), progress=progress)
     built = "\n".join(s.report() for s in summaries)
-    out = data_dir / "runs" / "demo-family-cnn"
+    out = _new_folder(data_dir / "runs" / "demo-family-cnn")  # never the folder of an earlier demo
     # The reference batch of 1024 would give 2 steps an epoch on the small corpus: use 64.
     result = train_run("family", "cnn", caches, out, resume=False, progress=progress, epochs=epochs, batch_size=64)
     return f"{built}\n\n{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 64; " \
            f"nsynth eval {out} --split valid"
+
+
+def _new_folder(base: Path) -> Path:
+    """``base-1``, ``base-2``...: the first that does not exist, created (atomically, so two
+    demos at once get two folders)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        path = base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")

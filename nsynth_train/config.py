@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+import json
+import math
+import shlex
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nsynth_prep.errors import ConfigError
 
-from .models import get_preset
-from .tasks import get_task
+from .models import PRESETS, get_preset
+from .tasks import TASKS, get_task
+
+# TrainConfig field -> its `nsynth train` option (drop_last and buffer_chunks are Python-only)
+CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "epochs": "--epochs",
+               "batch_size": "--batch-size", "lr": "--lr", "l1": "--l1", "l2": "--l2", "device": "--device",
+               "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
+               "seed": "--seed"}
+CHOICES = {"task": tuple(TASKS), "model": tuple(PRESETS), "device": ("auto", "cpu", "cuda"),
+           "amp": ("auto", "bf16", "fp16", "off"), "resident": ("auto", "yes", "no")}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a run; stored in every checkpoint. ``None`` = the preset's value."""
+    """Everything that decides a run; stored in every checkpoint and in the run's config.json.
+
+    ``None`` means "the model preset's value" (:meth:`resolved` fills it in); any other value
+    is used as given and must be in range: ``epochs=0`` is an error, never "the preset".
+    """
 
     task: str = "family"
     model: str = "cnn"
@@ -34,19 +51,81 @@ class TrainConfig:
     buffer_chunks: int = 4
     patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
 
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        _check_int(self, "epochs", 1, optional=True)
+        _check_int(self, "batch_size", 1, optional=True)
+        _check_int(self, "seed", 0)
+        _check_int(self, "num_workers", 0)
+        _check_int(self, "buffer_chunks", 1)
+        _check_int(self, "patience", 0)
+        _check_float(self, "lr", positive=True)
+        _check_float(self, "l1", positive=False)
+        _check_float(self, "l2", positive=False)
+
     def resolved(self) -> TrainConfig:
         """The config with every ``None`` filled from the model's preset, and an absolute cache
         folder (so ``nsynth eval`` finds it from anywhere)."""
         p = get_preset(self.model)
         get_task(self.task)
-        return replace(self, cache_dir=str(Path(self.cache_dir).resolve()), epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size,
-                       lr=self.lr or p.lr, l1=p.l1 if self.l1 is None else self.l1,
+        return replace(self, cache_dir=str(Path(self.cache_dir).resolve()),
+                       epochs=p.epochs if self.epochs is None else self.epochs,
+                       batch_size=p.batch_size if self.batch_size is None else self.batch_size,
+                       lr=p.lr if self.lr is None else self.lr,
+                       l1=p.l1 if self.l1 is None else self.l1,
                        l2=p.l2 if self.l2 is None else self.l2,
                        drop_last=p.drop_last if self.drop_last is None else self.drop_last)
 
     @property
     def feature(self) -> str:
         return get_preset(self.model).feature
+
+    def fingerprint(self) -> str:
+        """8 hex digits of a hash of every setting: the default run folder's suffix, so runs with
+        other settings never share a folder and the same command finds its own run again."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def resume_command(self, out: Path) -> str:
+        """The ``nsynth train`` command that continues this (resolved) config's run in ``out``:
+        the task, model and cache, plus every setting that differs from the preset's."""
+        preset = TrainConfig(task=self.task, model=self.model).resolved()
+        if (self.drop_last, self.buffer_chunks) != (preset.drop_last, preset.buffer_chunks):
+            return f"train(config, Path({str(out)!r}), resume=True) in Python (drop_last and buffer_chunks " \
+                   "have no command-line option)"
+        parts = ["nsynth", "train"]
+        for name, option in CLI_OPTIONS.items():
+            value = getattr(self, name)
+            if name in ("task", "model", "cache_dir") or value != getattr(preset, name):
+                parts += [option, shlex.quote(str(value))]
+        return " ".join([*parts, "--resume", "--out", shlex.quote(str(out))])
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
+        """The inverse of ``asdict``; unknown keys are an error (a checkpoint of another version)."""
+        unknown = set(d) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ConfigError(f"unknown settings {', '.join(sorted(unknown))}")
+        return TrainConfig(**d)
+
+
+def _check_int(config: TrainConfig, name: str, low: int, optional: bool = False) -> None:
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number >= {low}, not {value!r}")
+
+
+def _check_float(config: TrainConfig, name: str, positive: bool) -> None:
+    value = getattr(config, name)
+    if value is None:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, not {value!r}")
 
 
 def pick_device(name: str) -> torch.device:

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from nsynth_prep import cache as cache_format
+from nsynth_prep.errors import CheckpointError, ConfigError
 
-from . import checkpoint
+from . import checkpoint, run_dir
 from .config import TrainConfig, amp_dtype, pick_device
 from .data import Split
 from .metrics import confusion_matrix, summarize
 from .models import build_model, forward
-from .run_dir import write_json
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,27 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None = None,
                  device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
-    """Metrics (and figures) of a checkpoint on ``split``.
+    """:func:`score` under the lock of the folder it writes to (``out``, default the run's)."""
+    ckpt_path = resolve_checkpoint(ckpt_path)
+    with run_dir.locked(Path(out) if out else ckpt_path.parent):
+        return score(ckpt_path, cache_dir, split, out, device, progress, figures)
+
+
+def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None = None,
+          device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
+    """Metrics (and figures) of a checkpoint on ``split``; the caller holds ``out``'s lock.
 
     Writes ``metrics.json`` for the test split, ``metrics-<split>.json`` otherwise, and
     figures to ``figures/`` (``figures-<split>/`` for other splits), in ``out`` (default:
-    the checkpoint's folder).
+    the checkpoint's folder). The result also says where the run came from (``run``).
     """
     ckpt_path = resolve_checkpoint(ckpt_path)
-    state = checkpoint.load(ckpt_path)
+    state = checkpoint.load(ckpt_path)  # refuses damaged files and NaN/inf weights
     try:
-        config = TrainConfig(**state["config"])
+        config = TrainConfig.from_dict(state["config"])
         task = Task.from_dict(state["task"])
-    except TypeError as exc:
-        raise checkpoint.CheckpointError(f"{ckpt_path}: config not understood ({exc})") from None
+    except (TypeError, KeyError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{ckpt_path}: config not understood ({exc})") from None
     config = replace(config, device=device, resident="auto",
                      cache_dir=str(cache_dir) if cache_dir else config.cache_dir)
     dev = pick_device(config.device)
@@ -63,7 +71,7 @@ def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path 
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise checkpoint.CheckpointError(
+        raise CheckpointError(
             f"{ckpt_path}: weights do not fit a {config.model} for {task.num_classes} classes "
             f"({str(exc).splitlines()[0]})") from None
     model.to(dev)
@@ -76,16 +84,32 @@ def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path 
               "seed": config.seed, split: summarize(cm, task.class_names)}
     out = Path(out) if out else ckpt_path.parent
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / ("metrics.json" if split == "test" else f"metrics-{split}.json"), result)
+    run_dir.write_json(out / ("metrics.json" if split == "test" else f"metrics-{split}.json"), result)
+    result["run"] = run_dir.summary(ckpt_path.parent, state["config"])
     log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", config.model, split,
              100 * result[split]["accuracy"], result[split]["macro_f1"], len(y))
     if figures:
         from . import plots
 
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
-        last = ckpt_path.parent / "last.pt"  # the whole history, not only up to the best epoch
-        history = checkpoint.load(last)["extra"]["history"] if last.is_file() else state["extra"].get("history", [])
-        plots.write_all(fig_dir, history, cm, task, result[split], probs, y, rows,
-                        cache_format.open_cache(path, (config.feature,)))
+        history = _full_history(ckpt_path, state)
+        plots.write_all(fig_dir, history, cm, task, split, result[split], probs, y, rows,
+                        cache_format.open_cache(path, (config.feature,)), model=config.model,
+                       best_epoch=state["epoch"])
         result["figures"] = str(fig_dir)
     return result
+
+
+def _full_history(ckpt_path: Path, state: dict[str, Any]) -> list[dict[str, float]]:
+    """The run's whole history (from its last.pt beside the checkpoint, when that is of the same
+    run), not only the epochs up to the checkpoint's."""
+    last = ckpt_path.parent / "last.pt"
+    if last.is_file() and last != ckpt_path:
+        try:
+            other = checkpoint.load(last, check_finite=False)
+        except CheckpointError as exc:
+            log.warning("learning curves up to the checkpoint's epoch only: %s", exc)
+        else:
+            if other["config"] == state["config"]:
+                return list(other["extra"].get("history", []))
+    return list(state["extra"].get("history", []))

@@ -1,13 +1,16 @@
-"""Train, select on valid, test the best checkpoint; resume; evaluate any split.
+"""Train, select on valid, test the best checkpoint; resume.
 
-Reads top to bottom: :func:`train` sets the seed, builds the model from its preset, runs
-epochs (:func:`run_epoch`), keeps the best checkpoint by validation accuracy, then scores
-it on test with :func:`evaluate_run`, which ``nsynth eval`` also calls.
+Reads top to bottom: :func:`train` checks the caches, takes the run folder (its lock, and the
+rule that a run is never overwritten unless asked), records ``config.json``, sets the seed,
+builds the model from its preset, runs epochs (:func:`run_epoch`), keeps the best checkpoint by
+validation accuracy, stops on a non-finite loss or weights, and finally scores the best
+checkpoint on test with :func:`~nsynth_train.evaluate.score`, which ``nsynth eval`` also calls.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,34 +21,63 @@ import torch
 import torch.nn.functional as F
 
 from nsynth_prep import cache as cache_format
-from nsynth_prep.errors import RunError
+from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
 
-from . import checkpoint
+from . import checkpoint, run_dir
 from .config import TrainConfig, amp_dtype, pick_device
 from .data import Split
-from .evaluate import evaluate_run
+from .evaluate import score
 from .models import CNN, build_model, count_parameters, forward
-from .run_dir import write_history
 from .tasks import get_task
 
-__all__ = ["TrainConfig", "run_epoch", "train"]
+__all__ = ["Diverged", "Interrupted", "TrainConfig", "run_epoch", "train"]
 
 log = logging.getLogger(__name__)
+
+SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often
+
+
+class Diverged(RunError):
+    """The loss or the weights became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its text says what is saved and the command that continues."""
+
+    def __init__(self, config: TrainConfig, out: Path, saved_epoch: int) -> None:
+        super().__init__()
+        self.config, self.out, self.saved_epoch = config, out, saved_epoch
+
+    def __str__(self) -> str:
+        last = self.out / "last.pt"
+        saved = (f"{last} holds epoch {self.saved_epoch} of {self.config.epochs}" if self.saved_epoch
+                 else f"{last} is as it was" if last.exists() else "no epoch was finished yet")
+        return f"interrupted; {saved}. Continue with:\n  {self.config.resume_command(self.out)}"
 
 
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer | None, amp: torch.dtype | None, desc: str,
               progress: bool) -> tuple[float, float, int]:
-    """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes)."""
+    """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes).
+
+    Raises
+    ------
+    Diverged
+        The running loss became NaN or infinite.
+    """
     model.train(optimizer is not None)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    total_loss, correct, seen = 0.0, 0, 0
+    # The sums stay on the device: reading them every batch would make the host wait for the GPU
+    # at every step. They are read (and checked) every SYNC_SECONDS and at the end.
+    total_loss = torch.zeros((), device=split.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.device)
+    seen, synced = 0, time.perf_counter()
     drop_last = bool(config.drop_last) and optimizer is not None
     with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(optimizer is not None):
         for x, y, _ in split.batches(epoch, drop_last):
-            logits = forward(model, x, amp)
+            logits = forward(model, x, amp)  # (B, classes) float32
             loss = F.cross_entropy(logits, y)
             if optimizer is not None:
                 objective = loss
@@ -56,74 +88,132 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 scaler.step(optimizer)
                 scaler.update()
             n = len(y)
-            total_loss += float(loss.detach()) * n
-            correct += int((logits.argmax(1) == y).sum())
+            total_loss += loss.detach() * n
+            correct += (logits.argmax(1) == y).sum()
             seen += n
             bar.update(n)
-            bar.postfix = f"loss {total_loss / seen:.3f} acc {correct / seen:.1%}"
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+            if time.perf_counter() - synced > SYNC_SECONDS:
+                bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {int(correct) / seen:.1%}"
+                synced = time.perf_counter()
+    return _finite(total_loss, desc) / max(seen, 1), int(correct) / max(seen, 1), seen
 
 
-def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json)."""
+def _finite(total: torch.Tensor, desc: str) -> float:
+    value = float(total)
+    if not math.isfinite(value):
+        raise Diverged(f"the loss became {value} ({desc.strip()})")
+    return value
+
+
+def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
+
+    Parameters
+    ----------
+    resume
+        Continue the run in ``out`` from its ``last.pt`` (same settings only).
+    overwrite
+        Replace the run ``out`` holds. Without ``resume`` or ``overwrite``, a folder that
+        holds a run is refused (:class:`RunError`).
+
+    Raises
+    ------
+    Interrupted
+        Ctrl-C; ``str()`` of it is the command that continues the run.
+    Diverged
+        The loss or weights became non-finite; ``last.pt`` keeps the last finite epoch.
+    """
     config = config.resolved()
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     task = get_task(config.task)
     device = pick_device(config.device)
     amp = amp_dtype(config, device)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
     cache_dir = Path(config.cache_dir)
-    for split in ("train", "valid", "test"):  # fail before training if any split is unusable
-        cache_format.open_cache(cache_format.cache_path(cache_dir, split), (config.feature,))
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    model = build_model(config.model, task.num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
-    history: list[dict[str, float]] = []
-    start, best = 1, -1.0
-    if resume and (out / "last.pt").exists():
-        state = checkpoint.load(out / "last.pt")
-        if state["config"] != asdict(config):
-            diff = {k: (v, asdict(config)[k]) for k, v in state["config"].items() if asdict(config).get(k) != v}
-            raise RunError(f"{out}: --resume with other settings than the run's (run vs now: {diff})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best = state["extra"]["history"], state["extra"]["best_valid_accuracy"]
-        start = state["epoch"] + 1
-        log.info("resuming %s after epoch %d", out, state["epoch"])
-    elif resume:
-        log.info("%s has no last.pt; starting from scratch", out)
-    train_split = Split(cache_format.cache_path(cache_dir, "train"), config, task, device, shuffle=True)
-    valid_split = Split(cache_format.cache_path(cache_dir, "valid"), config, task, device, shuffle=False)
-    log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
-             config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
-             "resident in memory" if train_split.resident else "streamed from zarr",
-             f", autocast {amp}" if amp else "")
-    assert config.epochs is not None
-    for epoch in range(start, config.epochs + 1):
-        stale = _epochs_since_best(history)
-        if config.patience and stale >= config.patience:
-            log.info("early stop: valid accuracy has not improved for %d epochs", stale)
-            break
-        t = time.perf_counter()
-        tl, ta, n = run_epoch(model, train_split, config, epoch, optimizer, amp, f"epoch {epoch}/{config.epochs}",
-                              progress)
-        seconds = time.perf_counter() - t
-        vl, va, _ = run_epoch(model, valid_split, config, epoch, None, amp, "  valid", False)
-        history.append({"epoch": epoch, "train_loss": tl, "train_accuracy": ta, "valid_loss": vl,
-                        "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds})
-        log.info("epoch %d/%d: train loss %.3f acc %.1f%% | valid loss %.3f acc %.1f%% | %.1f s, %s notes/s",
-                 epoch, config.epochs, tl, 100 * ta, vl, 100 * va, seconds, f"{n / seconds:,.0f}")
-        improved = va > best
-        best = max(best, va)
-        extra = {"history": history, "best_valid_accuracy": best}
-        kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config), task=task.to_dict(),
-                      extra=extra)
-        if improved:
-            checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
-        checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
-        write_history(out / "history.csv", history)
-    return evaluate_run(out / "best.pt", cache_dir, "test", out, progress=progress)
+    caches = {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split), (config.feature,))
+              for split in ("train", "valid", "test")}  # fail before touching the run folder
+    with run_dir.locked(out):  # one writer at a time; stale temporary files removed
+        run_dir.claim(out, resume, overwrite)
+        saved = 0  # the epoch last.pt holds (for the Ctrl-C message)
+        try:
+            torch.manual_seed(config.seed)
+            np.random.seed(config.seed)
+            model = build_model(config.model, task.num_classes).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
+            history: list[dict[str, float]] = []
+            start, best = 1, -1.0
+            if resume and (out / "last.pt").exists():
+                history, best, start = _restore(out / "last.pt", config, model, optimizer)
+                saved = start - 1
+                log.info("resuming %s after epoch %d", out, saved)
+            elif resume:
+                log.info("%s has no last.pt; starting from scratch", out)
+            run_dir.write_config(out, asdict(config), task.to_dict(), {
+                "feature": config.feature, "device": str(device), "amp": str(amp).removeprefix("torch.") if amp else None,
+                "parameters": count_parameters(model),
+                "data": {s: run_dir.data_record(c, config.feature) for s, c in caches.items()}},
+                resumed_after=start - 1 if start > 1 else None)
+            train_split = Split(caches["train"].path, config, task, device, shuffle=True)
+            valid_split = Split(caches["valid"].path, config, task, device, shuffle=False)
+            log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
+                     config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
+                     "resident in memory" if train_split.resident else "streamed from zarr",
+                     f", autocast {amp}" if amp else "")
+            assert config.epochs is not None
+            for epoch in range(start, config.epochs + 1):
+                stale = _epochs_since_best(history)
+                if config.patience and stale >= config.patience:
+                    log.info("early stop: valid accuracy has not improved for %d epochs", stale)
+                    break
+                t = time.perf_counter()
+                tl, ta, n = run_epoch(model, train_split, config, epoch, optimizer, amp,
+                                      f"epoch {epoch}/{config.epochs}", progress)
+                seconds = time.perf_counter() - t
+                vl, va, _ = run_epoch(model, valid_split, config, epoch, None, amp, "  valid", False)
+                # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when
+                # gradients do, even while the loss still looks finite.
+                bad = checkpoint.non_finite(model.state_dict()) + checkpoint.non_finite(optimizer.state_dict())
+                if bad:
+                    raise Diverged(f"the weights or optimizer state became non-finite ({', '.join(bad[:3])})")
+                history.append({"epoch": epoch, "train_loss": tl, "train_accuracy": ta, "valid_loss": vl,
+                                "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds})
+                log.info("epoch %d/%d: train loss %.3f acc %.1f%% | valid loss %.3f acc %.1f%% | %.1f s, %s notes/s",
+                         epoch, config.epochs, tl, 100 * ta, vl, 100 * va, seconds, f"{n / seconds:,.0f}")
+                improved = va > best
+                best = max(best, va)
+                kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config),
+                              task=task.to_dict(), extra={"history": history, "best_valid_accuracy": best})
+                if improved:
+                    checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
+                checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
+                saved = epoch
+                run_dir.write_history(out / "history.csv", history)
+            return score(out / "best.pt", cache_dir, "test", out, device=config.device, progress=progress)
+        except Diverged as exc:
+            kept = (f"{out / 'last.pt'} keeps epoch {saved}; start again with --overwrite" if saved
+                    else "no checkpoint was written")
+            raise Diverged(f"{out}: training stopped in epoch {saved + 1}: {exc}; {kept}. A lower --lr "
+                           f"(now {config.lr:g}) usually helps") from None
+        except KeyboardInterrupt:
+            raise Interrupted(config, out, saved) from None
+
+
+def _restore(path: Path, config: TrainConfig, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], float, int]:
+    """Load ``path`` (a run's last.pt) into the model, optimizer and torch RNG; returns the
+    history, the best valid accuracy so far and the next epoch."""
+    state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
+    checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
+    if state["config"] != asdict(config):
+        now = asdict(config)
+        diff = {k: (v, now.get(k)) for k, v in state["config"].items() if now.get(k) != v}
+        raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["extra"]["history"], state["extra"]["best_valid_accuracy"], state["epoch"] + 1
 
 
 def _epochs_since_best(history: list[dict[str, float]]) -> int:

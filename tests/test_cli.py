@@ -34,8 +34,13 @@ def test_end_to_end(tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"] == "cnn" and len(metrics["classes"]) == 10
     assert (run / "best.pt").exists() and (run / "figures" / "confusion_normalized.png").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["epochs"] == 2 and config["config"]["batch_size"] == 32 and config["seed"] == 0
+    assert config["command"].startswith("nsynth -q train --cache")
     out = nsynth("-q", "eval", str(run), "--split", "valid").stdout
     assert "valid split (30 notes" in out and (run / "metrics-valid.json").exists()
+    assert out.startswith(f"run {run}: cnn on the family task, 2 epochs of batch 32") and "trained on 80 notes" in out
+    assert "holds a run" in nsynth("-q", "train", "--cache", str(cache), "--out", str(run), ok=False).stderr
 
 
 def test_errors_are_one_clear_line(tmp_path: Path) -> None:
@@ -43,7 +48,7 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert "error:" in err and "no cache here" in err and "Traceback" not in err
     (tmp_path / "bad.pt").write_bytes(b"junk")
     err = nsynth("eval", str(tmp_path / "bad.pt"), ok=False).stderr
-    assert "not a readable nsynth checkpoint" in err and "Traceback" not in err
+    assert "not a checkpoint" in err and "Traceback" not in err
     proc = nsynth("prep", "verify", str(tmp_path / "missing.zarr"), ok=False)
     assert "no cache here" in proc.stdout
     err = nsynth("prep", "synth", str(tmp_path / "c"), "--notes-per-split", "1,2", ok=False).stderr
@@ -64,7 +69,9 @@ def test_inspect_audit_export_commands(tmp_path: Path) -> None:
     out = nsynth("inspect", str(cache / "train.zarr"), "--plot", str(tmp_path / "fig")).stdout
     assert "train split, 40 notes" in out and out.count("figure:") == 4
     assert json.loads(nsynth("inspect", str(cache / "test.zarr"), "--json").stdout)["notes"] == 20
-    assert "no note" in nsynth("inspect", str(cache / "test.zarr"), "--note", "bass_x", ok=False).stderr
+    err = nsynth("inspect", str(cache / "test.zarr"), "--note", "bad", ok=False).stderr
+    assert err.startswith(f"error: {cache / 'test.zarr'}: no note 'bad'") and err.count("\n") == 1  # no stray quotes
+    assert not err.rstrip().endswith(("'\"", "\"'")) and "KeyError" not in err
     caches = [str(cache / f"{s}.zarr") for s in ("train", "valid", "test")]
     assert "total: 0 problem(s)" in nsynth("audit", "--strict", *caches).stdout
     # The same notes built again as another split: every instrument leaks.
