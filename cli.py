@@ -6,11 +6,9 @@ Heavy libraries (torch, matplotlib, zarr, numba) are imported inside the command
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -26,7 +24,8 @@ log = logging.getLogger("nsynth")
 
 class NsynthGroup(click.Group):
     """The top-level group: the project's own errors (bad data, bad settings) become one line
-    and exit status 1; anything else is a bug and keeps its traceback."""
+    and exit status 1; Ctrl-C one line and 130 (the shell's convention for SIGINT); anything
+    else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         from nsynth_prep.errors import NsynthError
@@ -36,7 +35,10 @@ class NsynthGroup(click.Group):
         except NsynthError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line (train: the command that resumes), exit 130
+            click.secho(str(exc) or "interrupted; the same command resumes where it stopped", fg="yellow", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception:
             click.secho("nsynth hit an internal error: a bug in nsynth, not a problem with your data. "
@@ -206,6 +208,8 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
               help="DataLoader workers when streaming.")
 @click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True,
               help="Early stopping patience in epochs (0: off).")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile the model (slower start; see docs/benchmarks.md for when it pays).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
@@ -214,7 +218,8 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
-              num_workers: int, patience: int, seed: int, out: Path | None, resume: bool, overwrite: bool) -> None:
+              num_workers: int, patience: int, compile_model: bool, seed: int, out: Path | None, resume: bool,
+              overwrite: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
@@ -223,11 +228,10 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
     """
     from nsynth_train.api import train_run
 
-    with _interruptible():
-        result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
-                           lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
-                           num_workers=num_workers, patience=patience, seed=seed, out=out, resume=resume,
-                           overwrite=overwrite, progress=obj["progress"])
+    result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
+                       lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
+                       num_workers=num_workers, patience=patience, compile=compile_model, seed=seed, out=out,
+                       resume=resume, overwrite=overwrite, progress=obj["progress"])
     click.echo(result["report"])
 
 
@@ -245,8 +249,7 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
     where the run came from (its config.json)."""
     from nsynth_train.api import eval_run
 
-    with _interruptible():
-        result = eval_run(run, cache_dir, split, out, device, obj["progress"])
+    result = eval_run(run, cache_dir, split, out, device, obj["progress"])
     click.echo(result["report"])
 
 
@@ -263,20 +266,8 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     results are."""
     from nsynth_train.api import demo
 
-    with _interruptible():
-        report = demo(DATA_DIR, notes_per_split, epochs, obj["progress"])
+    report = demo(DATA_DIR, notes_per_split, epochs, obj["progress"])
     click.echo(report)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C: one line (for training, the command that resumes) and exit status 130, the
-    shell's convention for SIGINT, instead of a traceback."""
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        click.secho(str(exc) or "interrupted", fg="yellow", err=True)
-        sys.exit(130)
 
 
 @prep.command("export")

@@ -50,6 +50,7 @@ class TrainConfig:
     num_workers: int = 0
     buffer_chunks: int = 4
     patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
+    compile: bool = False  # torch.compile the model for training (see docs/benchmarks.md for when it helps)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -64,6 +65,8 @@ class TrainConfig:
         _check_float(self, "lr", positive=True)
         _check_float(self, "l1", positive=False)
         _check_float(self, "l2", positive=False)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be true or false, not {self.compile!r}")
 
     def resolved(self) -> TrainConfig:
         """The config with every ``None`` filled from the model's preset, and an absolute cache

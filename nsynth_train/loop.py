@@ -58,7 +58,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer | None, amp: torch.dtype | None, desc: str,
-              progress: bool) -> tuple[float, float, int]:
+              progress: bool, scaler: torch.amp.GradScaler | None = None) -> tuple[float, float, int]:
     """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes).
 
     Raises
@@ -67,8 +67,8 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
         The running loss became NaN or infinite.
     """
     model.train(optimizer is not None)
-    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    if scaler is None:  # made once per run by train(): its scale adapts over the whole run
+        scaler = make_scaler(split.device, amp)
     # The sums stay on the device: reading them every batch would make the host wait for the GPU
     # at every step. They are read (and checked) every SYNC_SECONDS and at the end.
     total_loss = torch.zeros((), device=split.device)
@@ -81,8 +81,9 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
             loss = F.cross_entropy(logits, y)
             if optimizer is not None:
                 objective = loss
-                if isinstance(model, CNN) and (config.l1 or config.l2):
-                    objective = loss + model.penalty(config.l1 or 0.0, config.l2 or 0.0)
+                base = getattr(model, "_orig_mod", model)  # the model inside torch.compile's wrapper
+                if isinstance(base, CNN) and (config.l1 or config.l2):
+                    objective = loss + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(objective).backward()
                 scaler.step(optimizer)
@@ -96,6 +97,11 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {int(correct) / seen:.1%}"
                 synced = time.perf_counter()
     return _finite(total_loss, desc) / max(seen, 1), int(correct) / max(seen, 1), seen
+
+
+def make_scaler(device: torch.device, amp: torch.dtype | None) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none (a no-op scaler)."""
+    return torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
 
 def _finite(total: torch.Tensor, desc: str) -> float:
@@ -142,6 +148,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
             np.random.seed(config.seed)
             model = build_model(config.model, task.num_classes).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
+            scaler = make_scaler(device, amp)
+            # The compiled module shares the model's parameters; checkpoints save the plain model.
+            step_model: torch.nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
             history: list[dict[str, float]] = []
             start, best = 1, -1.0
             if resume and (out / "last.pt").exists():
@@ -168,10 +177,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                     log.info("early stop: valid accuracy has not improved for %d epochs", stale)
                     break
                 t = time.perf_counter()
-                tl, ta, n = run_epoch(model, train_split, config, epoch, optimizer, amp,
-                                      f"epoch {epoch}/{config.epochs}", progress)
+                tl, ta, n = run_epoch(step_model, train_split, config, epoch, optimizer, amp,
+                                      f"epoch {epoch}/{config.epochs}", progress, scaler)
                 seconds = time.perf_counter() - t
-                vl, va, _ = run_epoch(model, valid_split, config, epoch, None, amp, "  valid", False)
+                vl, va, _ = run_epoch(step_model, valid_split, config, epoch, None, amp, "  valid", False, scaler)
                 # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when
                 # gradients do, even while the loss still looks finite.
                 bad = checkpoint.non_finite(model.state_dict()) + checkpoint.non_finite(optimizer.state_dict())
