@@ -55,7 +55,7 @@ def row(run: Path, model: str, task: str) -> str | None:
     else:
         acc, f1 = f"{100 * test['accuracy']:.1f}", f"{test['macro_f1']:.3f}"
     settings = config["config"]
-    params = config["run"]["parameters"]
+    params = config["parameters"]
     return (f"| {model} | {task} | {acc} | {f1} | {params:,} | {rate:,.0f} | {seconds:,.0f} | "
             f"{settings['batch_size']} | {len(history)} (best {metrics['epoch']}) |")
 
