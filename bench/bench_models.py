@@ -26,6 +26,10 @@ from nsynth_train.api import train_run  # noqa: E402
 from nsynth_train.models import PRESETS  # noqa: E402
 
 REFERENCE = ("cnn", "cnn-reg", "lstm", "blstm")
+# --plain: the same presets with every training option off (the reference recipe), run folders
+# <task>-<model>-plain: what the options bring, measured
+PLAIN = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "label_smoothing": 0.0, "balance": "off",
+         "gain_db": 0.0, "shift": 0.0}
 
 
 def jobs(models: list[str]) -> list[tuple[str, str]]:
@@ -60,11 +64,14 @@ def row(run: Path, model: str, task: str) -> str | None:
             f"{settings['batch_size']} | {len(history)} (best {metrics['epoch']}) |")
 
 
-def table(runs: Path, pairs: list[tuple[str, str]]) -> str:
+def table(runs: Path, pairs: list[tuple[str, str]], plain: bool = False) -> str:
     lines = ["| preset | task | test accuracy % | macro-F1 | parameters | train notes/s | s/epoch | batch | epochs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model, task in pairs:
         lines.append(row(runs / f"{task}-{model}", model, task) or f"| {model} | {task} | (not run) | | | | | | |")
+        if plain and model not in REFERENCE:
+            name = f"{model}, options off"
+            lines.append(row(runs / f"{task}-{model}-plain", name, task) or f"| {name} | {task} | (not run) | | | | | | |")
     return "\n".join(lines)
 
 
@@ -76,19 +83,24 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--only", help="Comma-separated presets (default: all)")
     ap.add_argument("--tasks", help="Comma-separated tasks (default: all that apply)")
+    ap.add_argument("--plain", action="store_true",
+                    help="Also train the new presets with every training option off (<task>-<model>-plain).")
     ap.add_argument("--table-only", action="store_true", help="Print the table of the finished runs; train nothing.")
     args = ap.parse_args()
     models = args.only.split(",") if args.only else list(PRESETS)
     pairs = [p for p in jobs(models) if not args.tasks or p[1] in args.tasks.split(",")]
     if not args.table_only:
-        for model, task in pairs:
-            out = args.runs / f"{task}-{model}"
+        todo = [(m, t, "", {}) for m, t in pairs]
+        if args.plain:
+            todo += [(m, t, "-plain", PLAIN) for m, t in pairs if m not in REFERENCE]
+        for model, task, suffix, options in todo:
+            out = args.runs / f"{task}-{model}{suffix}"
             if (out / "metrics.json").is_file():
                 continue
-            print(f"== {task} {model}", flush=True)
+            print(f"== {task} {model}{suffix}", flush=True)
             train_run(task, model, args.cache, out, resume=True, progress=False, epochs=args.epochs,
-                      batch_size=args.batch_size)
-    print(table(args.runs, pairs))
+                      batch_size=args.batch_size, **options)
+    print(table(args.runs, pairs, args.plain))
 
 
 if __name__ == "__main__":

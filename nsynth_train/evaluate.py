@@ -114,10 +114,16 @@ def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None 
 
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
         history = _full_history(ckpt_path, state)
-        if task.second:  # one folder of figures per head
+        if task.second:  # one set of curves for the network, one folder of figures per head
+            chance = float(np.mean([1 / h.num_classes for h, _ in heads]))
+            if history:
+                plots.write_learning_curves(
+                    fig_dir, history, f"{config.model}, both task", split, state["epoch"], chance,
+                    "loss: the sum of the family and source heads' cross-entropies; accuracy: the mean of "
+                    "the two heads' accuracies")
             for (head, p_head, y_head, cm_head), key in zip(per_head, (split, "source_head"), strict=True):
-                plots.write_all(fig_dir / f"{head.name}_head", history, cm_head,
-                                replace(head, name=f"both ({head.name} head)"), split, result[key], p_head,
+                plots.write_all(fig_dir / f"{head.name}_head", [], cm_head,
+                                replace(head, name=f"{head.name} head of the both"), split, result[key], p_head,
                                 y_head, rows, cache, model=config.model, best_epoch=state["epoch"])
         else:
             plots.write_all(fig_dir, history, cm, task, split, result[split], probs, y, rows, cache,

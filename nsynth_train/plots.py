@@ -225,6 +225,18 @@ def plot_log_mel(mel: np.ndarray, ax: Axes, value_range: tuple[float, float], bo
     return ax
 
 
+def write_learning_curves(out: Path, history: list[dict[str, float]], what: str, split: str,
+                          best_epoch: int | None, chance: float, note: str = "") -> None:
+    """``learning_curves.png``: loss and accuracy per epoch, train and valid; ``what`` names the
+    model and task, ``note`` says what loss and accuracy mean when it is not obvious."""
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    plot_learning_curves(history, (axes[0], axes[1]), best_epoch, chance)
+    fig.suptitle(f"Learning curves: {what}, train and valid splits (this folder scores the {split} split)"
+                 + (f"\n{note}" if note else ""))
+    save(fig, out / "learning_curves.png")
+
+
 def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: Task, split: str,
               metrics: dict[str, Any], probs: np.ndarray, y: np.ndarray, rows: np.ndarray, cache: cache_format.Cache,
               model: str = "", best_epoch: int | None = None) -> None:
@@ -237,11 +249,7 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
     ctx = Context(model, task.name, split, best_epoch)
     names = task.class_names
     if history:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-        plot_learning_curves(history, (axes[0], axes[1]), best_epoch, 1 / len(names))
-        fig.suptitle(f"Learning curves: {model}, {task.name} task, train and valid splits "
-                     f"(this folder scores the {split} split)")
-        save(fig, out / "learning_curves.png")
+        write_learning_curves(out, history, f"{model}, {task.name} task", split, best_epoch, 1 / len(names))
     notes = int(cm.sum())
     for normalize, name in ((False, "confusion_counts.png"), (True, "confusion_normalized.png")):
         fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names) + 2.4, 0.6 * len(names) + 2.4), layout="constrained")

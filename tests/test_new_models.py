@@ -151,6 +151,7 @@ def test_both_task_end_to_end(mel_caches: Path, tmp_path: Path, caplog: pytest.L
     for head in ("family_head", "source_head"):
         names = {p.name for p in (tmp_path / "run" / "figures" / head).iterdir()}
         assert {"confusion_counts.png", "confusion_normalized.png", "examples_confident.png"} <= names
+    assert (tmp_path / "run" / "figures" / "learning_curves.png").exists()
     assert get_task("both").outputs == 13
 
 
