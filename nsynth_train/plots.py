@@ -298,7 +298,7 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
             title = (f"Nearest the decision boundary per true class (smallest margin between the top two "
                      f"classes, with their probabilities; red frame: wrong)\n{ctx.tag()}; {shown} audio: envelope and zoom of a few periods")
         mels = None
-        if ctx.model == "mel-cnn" and shown == "trimmed":  # the picture the model classifies, beside the audio
+        if ctx.model == "mel-cnn" and shown == "trimmed" and len(waves):  # the model's input, beside the audio
             import torch
 
             from .frontend import LogMel
