@@ -30,6 +30,9 @@ CHOICES = {"task": tuple(TASKS), "model": tuple(PRESETS), "device": ("auto", "cp
 # Options whose None means "the preset's" (validated only when set)
 OPTIONAL_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "balance": BALANCE}
 PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift")
+# Their values in the reference recipe (every option off): what runs made before they existed used
+REFERENCE_OPTIONS: dict[str, Any] = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
+                                     "label_smoothing": 0.0, "balance": "off", "gain_db": 0.0, "shift": 0.0}
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,17 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """8 hex digits of a hash of every setting: the default run folder's suffix, so runs with
         other settings never share a folder and the same command finds its own run again."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        for name in PRESET_OPTIONS:  # options at the reference recipe (or unset) leave the hash as it was
+            if d[name] is None or d[name] == REFERENCE_OPTIONS[name]:  # before they existed
+                del d[name]
+        text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def with_options_of(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """``saved`` (a checkpoint's config) with the training options it predates filled in at
+        the reference recipe, which is how it was trained: for comparing it with this config."""
+        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, **saved}
 
     def resume_command(self, out: Path) -> str:
         """The ``nsynth train`` command that continues this (resolved) config's run in ``out``:

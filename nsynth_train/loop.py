@@ -328,9 +328,10 @@ def _restore(path: Path, config: TrainConfig, model: torch.nn.Module,
     history, the best valid accuracy so far and the next epoch."""
     state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
     checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
-    if state["config"] != asdict(config):
+    saved = config.with_options_of(state["config"])  # a run from before the training options
+    if saved != asdict(config):
         now = asdict(config)
-        diff = {k: (v, now.get(k)) for k, v in state["config"].items() if now.get(k) != v}
+        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
         raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -162,3 +162,14 @@ def test_options_train(mel_caches: Path, tmp_path: Path, model: str) -> None:
                          balance="loss", gain_db=3.0, shift=0.05)
     result = train(config, tmp_path / "run", progress=False)
     assert 0 <= result["test"]["accuracy"] <= 1
+
+
+def test_reference_runs_keep_their_folder_hash_and_resume() -> None:
+    c = TrainConfig(model="cnn").resolved()
+    assert c.fingerprint() == TrainConfig(model="cnn", optimizer="adam", shift=0.0).resolved().fingerprint()
+    assert c.fingerprint() != TrainConfig(model="cnn", shift=0.1).resolved().fingerprint()
+    from dataclasses import asdict
+
+    old = {k: v for k, v in asdict(c).items() if k not in ("optimizer", "schedule", "balance", "weight_decay",
+                                                             "label_smoothing", "gain_db", "shift")}
+    assert c.with_options_of(old) == asdict(c)  # a checkpoint from before the options resumes
