@@ -212,20 +212,20 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
               help="Early stopping patience in epochs (0: off).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model (slower start; see docs/benchmarks.md for when it pays).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="Default: the preset's (adam; mel-cnn adamw).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the preset's (0; mel-cnn 0.01).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="Default: the preset's (adam).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the preset's (0).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]),
-              help="Learning-rate schedule over all steps. Default: the preset's (constant; mel-cnn onecycle).")
+              help="Learning-rate schedule over all steps. Default: the preset's (constant).")
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
-              help="Default: the preset's (0; mel-cnn 0.1).")
+              help="Default: the preset's (0).")
 @click.option("--balance", type=click.Choice(["off", "loss"]),
               help="loss: weight the cross-entropy by inverse train class frequency. Default: the preset's "
-                   "(off; mel-cnn loss).")
+                   "(off).")
 @click.option("--gain-db", type=click.FloatRange(min=0, max=40),
-              help="Augmentation: random gain in +-N dB per note. Default: the preset's (0; mel-cnn 6).")
+              help="Augmentation: random gain in +-N dB per note. Default: the preset's (0).")
 @click.option("--shift", type=click.FloatRange(min=0, max=0.5),
               help="Augmentation: random time shift up to this fraction of the input. Default: the preset's "
-                   "(0; mel-cnn 0.1).")
+                   "(0).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")

@@ -1,7 +1,7 @@
 """Every preset x task trained on one corpus with one budget, and the markdown table of results.
 
     nice -n 19 python3 bench/bench_models.py --cache /work/gm-cache --runs /work/gm-runs \
-        --epochs 3 --batch-size 128 [--only cnn,mel-cnn] [--table-only]
+        --epochs 3 --batch-size 128 [--only cnn,mel-cnn] [--tasks family] [--options] [--table-only]
 
 Each row is one run folder ``<runs>/<task>-<model>`` trained with ``nsynth train``'s own code
 (the preset's lr and options, the given ``--epochs`` and ``--batch-size`` for every row, so the
@@ -26,10 +26,10 @@ from nsynth_train.api import train_run  # noqa: E402
 from nsynth_train.models import PRESETS  # noqa: E402
 
 REFERENCE = ("cnn", "cnn-reg", "lstm", "blstm")
-# --plain: the same presets with every training option off (the reference recipe), run folders
-# <task>-<model>-plain: what the options bring, measured
-PLAIN = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "label_smoothing": 0.0, "balance": "off",
-         "gain_db": 0.0, "shift": 0.0}
+# --options: the new presets also with every training option on, run folders <task>-<model>-options:
+# what the options bring, measured (the presets themselves have them off)
+OPTIONS = {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "onecycle", "label_smoothing": 0.1,
+           "balance": "loss", "gain_db": 6.0, "shift": 0.1}
 
 
 def jobs(models: list[str]) -> list[tuple[str, str]]:
@@ -64,14 +64,14 @@ def row(run: Path, model: str, task: str) -> str | None:
             f"{settings['batch_size']} | {len(history)} (best {metrics['epoch']}) |")
 
 
-def table(runs: Path, pairs: list[tuple[str, str]], plain: bool = False) -> str:
+def table(runs: Path, pairs: list[tuple[str, str]], options: bool = False) -> str:
     lines = ["| preset | task | test accuracy % | macro-F1 | parameters | train notes/s | s/epoch | batch | epochs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model, task in pairs:
         lines.append(row(runs / f"{task}-{model}", model, task) or f"| {model} | {task} | (not run) | | | | | | |")
-        if plain and model not in REFERENCE:
-            name = f"{model}, options off"
-            lines.append(row(runs / f"{task}-{model}-plain", name, task) or f"| {name} | {task} | (not run) | | | | | | |")
+        if options and model not in REFERENCE:
+            name = f"{model} + options"
+            lines.append(row(runs / f"{task}-{model}-options", name, task) or f"| {name} | {task} | (not run) | | | | | | |")
     return "\n".join(lines)
 
 
@@ -83,16 +83,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--only", help="Comma-separated presets (default: all)")
     ap.add_argument("--tasks", help="Comma-separated tasks (default: all that apply)")
-    ap.add_argument("--plain", action="store_true",
-                    help="Also train the new presets with every training option off (<task>-<model>-plain).")
+    ap.add_argument("--options", action="store_true",
+                    help="Also train the new presets with every training option on (<task>-<model>-options).")
     ap.add_argument("--table-only", action="store_true", help="Print the table of the finished runs; train nothing.")
     args = ap.parse_args()
     models = args.only.split(",") if args.only else list(PRESETS)
     pairs = [p for p in jobs(models) if not args.tasks or p[1] in args.tasks.split(",")]
     if not args.table_only:
         todo = [(m, t, "", {}) for m, t in pairs]
-        if args.plain:
-            todo += [(m, t, "-plain", PLAIN) for m, t in pairs if m not in REFERENCE]
+        if args.options:
+            todo += [(m, t, "-options", OPTIONS) for m, t in pairs if m not in REFERENCE]
         for model, task, suffix, options in todo:
             out = args.runs / f"{task}-{model}{suffix}"
             if (out / "metrics.json").is_file():
@@ -100,7 +100,7 @@ def main() -> None:
             print(f"== {task} {model}{suffix}", flush=True)
             train_run(task, model, args.cache, out, resume=True, progress=False, epochs=args.epochs,
                       batch_size=args.batch_size, **options)
-    print(table(args.runs, pairs, args.plain))
+    print(table(args.runs, pairs, args.options))
 
 
 if __name__ == "__main__":
