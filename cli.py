@@ -187,10 +187,12 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(["family", "source"]), default="family", show_default=True,
-              help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic.")
-@click.option("--model", type=click.Choice(["cnn", "cnn-reg", "lstm", "blstm"]), default="cnn", show_default=True,
-              help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one.")
+@click.option("--task", type=click.Choice(["family", "source", "both"]), default="family", show_default=True,
+              help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic; both: one "
+                   "network with a head for each, loss the sum.")
+@click.option("--model", type=click.Choice(["cnn", "cnn-reg", "lstm", "blstm", "mel-cnn"]), default="cnn",
+              show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
+                                      "a log-mel spectrogram made on the device from trimmed.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder holding train.zarr, valid.zarr and test.zarr.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: the model preset's (cnn 20, lstm 30).")
@@ -210,6 +212,20 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
               help="Early stopping patience in epochs (0: off).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model (slower start; see docs/benchmarks.md for when it pays).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="Default: the preset's (adam).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the preset's (0).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]),
+              help="Learning-rate schedule over all steps. Default: the preset's (constant).")
+@click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
+              help="Default: the preset's (0).")
+@click.option("--balance", type=click.Choice(["off", "loss"]),
+              help="loss: weight the cross-entropy by inverse train class frequency. Default: the preset's "
+                   "(off).")
+@click.option("--gain-db", type=click.FloatRange(min=0, max=40),
+              help="Augmentation: random gain in +-N dB per note. Default: the preset's (0).")
+@click.option("--shift", type=click.FloatRange(min=0, max=0.5),
+              help="Augmentation: random time shift up to this fraction of the input. Default: the preset's "
+                   "(0).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
@@ -218,7 +234,9 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
-              num_workers: int, patience: int, compile_model: bool, seed: int, out: Path | None, resume: bool,
+              num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
+              weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
+              gain_db: float | None, shift: float | None, seed: int, out: Path | None, resume: bool,
               overwrite: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
@@ -230,7 +248,9 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
 
     result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
                        lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
-                       num_workers=num_workers, patience=patience, compile=compile_model, seed=seed, out=out,
+                       num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
+                       weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
+                       balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
                        resume=resume, overwrite=overwrite, progress=obj["progress"])
     click.echo(result["report"])
 
@@ -251,6 +271,24 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
 
     result = eval_run(run, cache_dir, split, out, device, obj["progress"])
     click.echo(result["report"])
+
+
+@main.command("predict")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per head.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, device: str) -> None:
+    """Classify WAV files with RUN (a run folder or a checkpoint). AUDIO: WAV files (any rate,
+    channels, length and PCM/float format), folders of them, or NSynth split folders. Each file is
+    mixed to mono, resampled to 16 kHz and cut or padded to 4 s, and says which it needed."""
+    import json
+
+    from nsynth_train.predict import format_results, predict_files
+
+    results = predict_files(run, list(audio), top, device)
+    click.echo(json.dumps(results, indent=1) if as_json else format_results(results))
 
 
 @main.command("demo")

@@ -26,10 +26,24 @@ def report(result: dict[str, Any], out: Path) -> str:
              f"  accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.3f}   "
              f"chance {100 / len(result['classes']):.0f}%",
              f"  per class: {per_class}",
+             *_second_head(result),
              f"  metrics: {out / ('metrics.json' if split == 'test' else f'metrics-{split}.json')}"]
     if "figures" in result:
         lines.append(f"  figures: {result['figures']}")
     return "\n".join(lines)
+
+
+def _second_head(result: dict[str, Any]) -> list[str]:
+    """The report lines of a ``both`` run's source head and its family/source consistency."""
+    if "source_head" not in result:
+        return []
+    m = result["source_head"]
+    per_class = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["per_class_accuracy"].items() if v is not None)
+    c = result["consistency"]
+    odd = [f"{p['family']}/{p['source']} ({p['notes']})" for p in c["pairs"] if not p["in_train"]]
+    return [f"  source head: accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.3f}   ({per_class})",
+            f"  predicted (family, source) pairs seen in train: {100 * c['fraction_in_train']:.1f}% of notes"
+            + (f"; never seen: {', '.join(odd[:5])}" if odd else "")]
 
 
 def default_out(config: TrainConfig) -> Path:

@@ -15,15 +15,24 @@ import torch
 from nsynth_prep.errors import ConfigError
 
 from .models import PRESETS, get_preset
+from .options import BALANCE, OPTIMIZERS, SCHEDULES
 from .tasks import TASKS, get_task
 
 # TrainConfig field -> its `nsynth train` option (drop_last and buffer_chunks are Python-only)
 CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "epochs": "--epochs",
                "batch_size": "--batch-size", "lr": "--lr", "l1": "--l1", "l2": "--l2", "device": "--device",
                "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
-               "seed": "--seed"}
+               "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
+               "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
+               "gain_db": "--gain-db", "shift": "--shift"}
 CHOICES = {"task": tuple(TASKS), "model": tuple(PRESETS), "device": ("auto", "cpu", "cuda"),
            "amp": ("auto", "bf16", "fp16", "off"), "resident": ("auto", "yes", "no")}
+# Options whose None means "the preset's" (validated only when set)
+OPTIONAL_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "balance": BALANCE}
+PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift")
+# Their values in the reference recipe (every option off): what runs made before they existed used
+REFERENCE_OPTIONS: dict[str, Any] = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
+                                     "label_smoothing": 0.0, "balance": "off", "gain_db": 0.0, "shift": 0.0}
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,14 @@ class TrainConfig:
     buffer_chunks: int = 4
     patience: int = 0  # early stopping after this many epochs without a better valid accuracy; 0 = off
     compile: bool = False  # torch.compile the model for training (see docs/benchmarks.md for when it helps)
+    # Training options (nsynth_train.options); None = the preset's (off for the reference presets)
+    optimizer: str | None = None  # adam | adamw
+    weight_decay: float | None = None
+    schedule: str | None = None  # constant | cosine | onecycle
+    label_smoothing: float | None = None  # in [0, 1)
+    balance: str | None = None  # off | loss (inverse class frequency weights)
+    gain_db: float | None = None  # random gain in +-gain_db dB
+    shift: float | None = None  # random time shift, fraction of the input in [0, 0.5]
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -65,6 +82,17 @@ class TrainConfig:
         _check_float(self, "lr", positive=True)
         _check_float(self, "l1", positive=False)
         _check_float(self, "l2", positive=False)
+        for name, allowed in OPTIONAL_CHOICES.items():
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        for name in ("weight_decay", "label_smoothing", "gain_db", "shift"):
+            _check_float(self, name, positive=False)
+        if self.label_smoothing is not None and self.label_smoothing >= 1:
+            raise ConfigError(f"label_smoothing must be below 1, not {self.label_smoothing!r}")
+        if self.shift is not None and self.shift > 0.5:
+            raise ConfigError(f"shift must be at most 0.5 (half the input), not {self.shift!r}")
+        if self.gain_db is not None and self.gain_db > 40:
+            raise ConfigError(f"gain_db must be at most 40, not {self.gain_db!r}")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile must be true or false, not {self.compile!r}")
 
@@ -79,7 +107,9 @@ class TrainConfig:
                        lr=p.lr if self.lr is None else self.lr,
                        l1=p.l1 if self.l1 is None else self.l1,
                        l2=p.l2 if self.l2 is None else self.l2,
-                       drop_last=p.drop_last if self.drop_last is None else self.drop_last)
+                       drop_last=p.drop_last if self.drop_last is None else self.drop_last,
+                       **{name: getattr(p, name) if getattr(self, name) is None else getattr(self, name)
+                          for name in PRESET_OPTIONS})
 
     @property
     def feature(self) -> str:
@@ -88,8 +118,17 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """8 hex digits of a hash of every setting: the default run folder's suffix, so runs with
         other settings never share a folder and the same command finds its own run again."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        for name in PRESET_OPTIONS:  # options at the reference recipe (or unset) leave the hash as it was
+            if d[name] is None or d[name] == REFERENCE_OPTIONS[name]:  # before they existed
+                del d[name]
+        text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def with_options_of(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """``saved`` (a checkpoint's config) with the training options it predates filled in at
+        the reference recipe, which is how it was trained: for comparing it with this config."""
+        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, **saved}
 
     def resume_command(self, out: Path) -> str:
         """The ``nsynth train`` command that continues this (resolved) config's run in ``out``:

@@ -23,13 +23,22 @@ from .tasks import Task
 log = logging.getLogger(__name__)
 
 
-def predict(model: torch.nn.Module, split: Split, amp: torch.dtype | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Class probabilities (N, C) float32, true classes (N,) and cache rows (N,) of a whole split."""
+def head_softmax(logits: torch.Tensor, task: Task) -> torch.Tensor:
+    """(B, outputs) logits -> (B, outputs) probabilities, a softmax over each head's slice."""
+    return torch.cat([torch.softmax(logits[:, part], 1) for _, part in task.heads()], 1)
+
+
+def predict(model: torch.nn.Module, split: Split, amp: torch.dtype | None,
+            task: Task | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class probabilities (N, outputs) float32 (per head for ``both``), true classes (N,) of
+    the first head and cache rows (N,) of a whole split."""
     model.eval()
     probs, ys, rows = [], [], []
     with torch.no_grad():
         for x, y, r in split.batches(0, drop_last=False):
-            probs.append(torch.softmax(forward(model, x, amp), 1).cpu().numpy())
+            logits = forward(model, x, amp)
+            p = head_softmax(logits, task) if task is not None else torch.softmax(logits, 1)
+            probs.append(p.cpu().numpy())
             ys.append(y.cpu().numpy())
             rows.append(r.cpu().numpy())
     return np.concatenate(probs), np.concatenate(ys), np.concatenate(rows)
@@ -67,7 +76,7 @@ def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None 
     config = replace(config, device=device, resident="auto",
                      cache_dir=str(cache_dir) if cache_dir else config.cache_dir)
     dev = pick_device(config.device)
-    model = build_model(config.model, task.num_classes)
+    model = build_model(config.model, task.outputs)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -77,11 +86,23 @@ def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None 
     model.to(dev)
     path = cache_format.cache_path(Path(config.cache_dir), split)
     data = Split(path, config, task, dev, shuffle=False)
-    probs, y, rows = predict(model, data, amp_dtype(config, dev))
-    cm = confusion_matrix(y, probs.argmax(1), task.num_classes)
+    probs, y, rows = predict(model, data, amp_dtype(config, dev), task)
+    heads = task.heads()
+    cache = cache_format.open_cache(path, (config.feature,))
+    # Each head: its probabilities, true classes (the second head's looked up by cache row), matrix.
+    per_head = []
+    for i, (head, part) in enumerate(heads):
+        y_head = y if i == 0 else head.classes_of(cache.label(head.column))[rows]
+        p_head = probs[:, part]
+        per_head.append((head, p_head, y_head, confusion_matrix(y_head, p_head.argmax(1), head.num_classes)))
+    cm = per_head[0][3]
     result = {"task": task.name, "model": config.model, "classes": list(task.class_names),
               "split": split, "cache": str(path), "checkpoint": str(ckpt_path), "epoch": state["epoch"],
               "seed": config.seed, split: summarize(cm, task.class_names)}
+    if task.second:
+        result["source_head"] = summarize(per_head[1][3], per_head[1][0].class_names)
+        result["consistency"] = consistency(per_head[0][1].argmax(1), per_head[1][1].argmax(1),
+                                            state["extra"].get("train_pairs", []), task)
     out = Path(out) if out else ckpt_path.parent
     out.mkdir(parents=True, exist_ok=True)
     run_dir.write_json(out / ("metrics.json" if split == "test" else f"metrics-{split}.json"), result)
@@ -93,11 +114,40 @@ def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None 
 
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
         history = _full_history(ckpt_path, state)
-        plots.write_all(fig_dir, history, cm, task, split, result[split], probs, y, rows,
-                        cache_format.open_cache(path, (config.feature,)), model=config.model,
-                       best_epoch=state["epoch"])
+        if task.second:  # one set of curves for the network, one folder of figures per head
+            chance = float(np.mean([1 / h.num_classes for h, _ in heads]))
+            if history:
+                plots.write_learning_curves(
+                    fig_dir, history, f"{config.model}, both task", split, state["epoch"], chance,
+                    "loss: the sum of the family and source heads' cross-entropies; accuracy: the mean of "
+                    "the two heads' accuracies")
+            for (head, p_head, y_head, cm_head), key in zip(per_head, (split, "source_head"), strict=True):
+                plots.write_all(fig_dir / f"{head.name}_head", [], cm_head,
+                                replace(head, name=f"{head.name} head of the both"), split, result[key], p_head,
+                                y_head, rows, cache, model=config.model, best_epoch=state["epoch"])
+        else:
+            plots.write_all(fig_dir, history, cm, task, split, result[split], probs, y, rows, cache,
+                            model=config.model, best_epoch=state["epoch"])
         result["figures"] = str(fig_dir)
     return result
+
+
+def consistency(family: np.ndarray, source: np.ndarray, train_pairs: list[list[int]], task: Task) -> dict[str, Any]:
+    """How often a ``both`` model's predicted (family, source) pair exists in the training data.
+
+    ``family``, ``source`` (N,) predicted classes; ``train_pairs`` the (family, source) class
+    pairs of the train split. Returns the fraction of notes whose predicted pair is a train pair,
+    and every predicted pair with its count and whether it is one.
+    """
+    known = {tuple(p) for p in train_pairs}
+    (fam, _), (src, _) = task.heads()
+    pairs: dict[tuple[int, int], int] = {}
+    for f, s in zip(family.tolist(), source.tolist(), strict=True):
+        pairs[(f, s)] = pairs.get((f, s), 0) + 1
+    table: list[dict[str, Any]] = [{"family": fam.class_names[f], "source": src.class_names[s], "notes": n, "in_train": (f, s) in known}
+             for (f, s), n in sorted(pairs.items(), key=lambda kv: -kv[1])]
+    consistent = sum(row["notes"] for row in table if row["in_train"])
+    return {"fraction_in_train": consistent / max(len(family), 1), "pairs": table}
 
 
 def _full_history(ckpt_path: Path, state: dict[str, Any]) -> list[dict[str, float]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,15 @@ from .config import TrainConfig, amp_dtype, pick_device
 from .data import Split
 from .evaluate import score
 from .models import CNN, build_model, count_parameters, forward
-from .tasks import get_task
+from .options import augment, class_weights, lr_factor, make_optimizer
+from .tasks import Task, get_task
 
-__all__ = ["Diverged", "Interrupted", "TrainConfig", "run_epoch", "train"]
+__all__ = ["Diverged", "Interrupted", "Objective", "TrainConfig", "run_epoch", "train"]
 
 log = logging.getLogger(__name__)
 
 SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often
+MIN_STEPS = 50  # fewer optimizer steps per epoch than this: warn (small corpus, large batch)
 
 
 class Diverged(RunError):
@@ -56,10 +58,43 @@ class Interrupted(KeyboardInterrupt):
         return f"interrupted; {saved}. Continue with:\n  {self.config.resume_command(self.out)}"
 
 
+@dataclass
+class Objective:
+    """What a training step optimises beyond plain cross-entropy on one head.
+
+    ``heads``: each head's slice of the logits and its class weights (None = unweighted).
+    ``second``: (N,) second-head class of every cache row of the split, on the device (the
+    ``both`` task's source), or None. ``step``/``total``: optimizer steps done and planned,
+    for the lr schedule.
+    """
+
+    heads: list[tuple[slice, torch.Tensor | None]]
+    second: torch.Tensor | None = None
+    label_smoothing: float = 0.0
+    gain_db: float = 0.0
+    shift: float = 0.0
+    schedule: str = "constant"
+    base_lr: float = 0.0
+    step: int = 0
+    total: int = 1
+
+
+def head_targets(objective: Objective, y: torch.Tensor, rows: torch.Tensor) -> list[torch.Tensor]:
+    """The target classes of each head for a batch: ``y`` itself, and for ``both`` the second
+    head's classes looked up by cache row."""
+    if objective.second is None:
+        return [y]
+    return [y, objective.second[rows.to(objective.second.device)]]
+
+
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer | None, amp: torch.dtype | None, desc: str,
-              progress: bool, scaler: torch.amp.GradScaler | None = None) -> tuple[float, float, int]:
+              progress: bool, scaler: torch.amp.GradScaler | None = None,
+              objective: Objective | None = None) -> tuple[float, float, int]:
     """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes).
+
+    With two heads (``both``) the loss is the sum of the heads' cross-entropies and the
+    accuracy the mean of the heads' accuracies.
 
     Raises
     ------
@@ -69,34 +104,70 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
     model.train(optimizer is not None)
     if scaler is None:  # made once per run by train(): its scale adapts over the whole run
         scaler = make_scaler(split.device, amp)
+    if objective is None:
+        objective = Objective(heads=[(slice(None), None)])
+    training = optimizer is not None
     # The sums stay on the device: reading them every batch would make the host wait for the GPU
     # at every step. They are read (and checked) every SYNC_SECONDS and at the end.
     total_loss = torch.zeros((), device=split.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.device)
     seen, synced = 0, time.perf_counter()
-    drop_last = bool(config.drop_last) and optimizer is not None
-    with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(optimizer is not None):
-        for x, y, _ in split.batches(epoch, drop_last):
-            logits = forward(model, x, amp)  # (B, classes) float32
-            loss = F.cross_entropy(logits, y)
+    drop_last = bool(config.drop_last) and training
+    with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(training):
+        for x, y, rows in split.batches(epoch, drop_last):
+            if training:
+                x = augment(x, objective.gain_db, objective.shift)
+            logits = forward(model, x, amp)  # (B, outputs) float32
+            targets = head_targets(objective, y, rows)
+            loss = torch.zeros((), device=logits.device)
+            for (part, weight), target in zip(objective.heads, targets, strict=True):
+                # Smoothing and class weights shape the training objective only; the reported
+                # validation loss is the plain cross-entropy, comparable across runs.
+                loss = loss + F.cross_entropy(logits[:, part], target, weight=weight if training else None,
+                                              label_smoothing=objective.label_smoothing if training else 0.0)
+                correct += (logits[:, part].argmax(1) == target).sum()
             if optimizer is not None:
-                objective = loss
+                objective_value = loss
                 base = getattr(model, "_orig_mod", model)  # the model inside torch.compile's wrapper
                 if isinstance(base, CNN) and (config.l1 or config.l2):
-                    objective = loss + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
+                    objective_value = loss + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
+                factor = lr_factor(objective.schedule, objective.step, objective.total)
+                for group in optimizer.param_groups:
+                    group["lr"] = objective.base_lr * factor
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(objective).backward()
+                scaler.scale(objective_value).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                objective.step += 1
             n = len(y)
             total_loss += loss.detach() * n
-            correct += (logits.argmax(1) == y).sum()
             seen += n
             bar.update(n)
             if time.perf_counter() - synced > SYNC_SECONDS:
-                bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {int(correct) / seen:.1%}"
+                bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {_acc(correct, seen, objective):.1%}"
                 synced = time.perf_counter()
-    return _finite(total_loss, desc) / max(seen, 1), int(correct) / max(seen, 1), seen
+    return _finite(total_loss, desc) / max(seen, 1), _acc(correct, seen, objective), seen
+
+
+def _acc(correct: torch.Tensor, seen: int, objective: Objective) -> float:
+    """Mean accuracy over the heads (correct counts every head's hits)."""
+    return int(correct) / max(seen * len(objective.heads), 1)
+
+
+def steps_per_epoch(notes: int, batch_size: int, drop_last: bool) -> int:
+    return notes // batch_size if drop_last else -(-notes // batch_size)
+
+
+def small_corpus_warning(notes: int, batch_size: int, drop_last: bool) -> str | None:
+    """The warning line when an epoch would be fewer than MIN_STEPS optimizer steps, naming a
+    batch size (a power of two) that gives at least that many; None when the epoch is long enough."""
+    steps = steps_per_epoch(notes, batch_size, drop_last)
+    if steps >= MIN_STEPS:
+        return None
+    better = 2 ** max(0, int(math.log2(max(1, notes // MIN_STEPS))))
+    return (f"an epoch of {notes:,} notes at batch size {batch_size} is only {steps} optimizer steps; "
+            f"models learn little from so few: --batch-size {better} gives "
+            f"{steps_per_epoch(notes, better, drop_last)}")
 
 
 def make_scaler(device: torch.device, amp: torch.dtype | None) -> torch.amp.GradScaler:
@@ -146,8 +217,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
         try:
             torch.manual_seed(config.seed)
             np.random.seed(config.seed)
-            model = build_model(config.model, task.num_classes).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or 0.0)
+            model = build_model(config.model, task.outputs).to(device)
+            optimizer = make_optimizer(list(model.parameters()), config.optimizer or "adam", config.lr or 0.0,
+                                       config.weight_decay or 0.0)
             scaler = make_scaler(device, amp)
             # The compiled module shares the model's parameters; checkpoints save the plain model.
             step_model: torch.nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
@@ -170,7 +242,15 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                      config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
                      "resident in memory" if train_split.resident else "streamed from zarr",
                      f", autocast {amp}" if amp else "")
-            assert config.epochs is not None
+            assert config.epochs is not None and config.batch_size is not None
+            warning = small_corpus_warning(len(train_split), config.batch_size, bool(config.drop_last))
+            if warning:
+                log.warning(warning)
+            steps = steps_per_epoch(len(train_split), config.batch_size, bool(config.drop_last))
+            train_obj = objective_for(config, task, caches["train"], device, steps * config.epochs)
+            train_obj.step = steps * (start - 1)  # a resumed run continues the schedule where it was
+            valid_obj = objective_for(config, task, caches["valid"], device, 1)
+            pairs = train_pairs(task, caches["train"])
             for epoch in range(start, config.epochs + 1):
                 stale = _epochs_since_best(history)
                 if config.patience and stale >= config.patience:
@@ -178,9 +258,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                     break
                 t = time.perf_counter()
                 tl, ta, n = run_epoch(step_model, train_split, config, epoch, optimizer, amp,
-                                      f"epoch {epoch}/{config.epochs}", progress, scaler)
+                                      f"epoch {epoch}/{config.epochs}", progress, scaler, train_obj)
                 seconds = time.perf_counter() - t
-                vl, va, _ = run_epoch(step_model, valid_split, config, epoch, None, amp, "  valid", False, scaler)
+                vl, va, _ = run_epoch(step_model, valid_split, config, epoch, None, amp, "  valid", False, scaler,
+                                      valid_obj)
                 # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when
                 # gradients do, even while the loss still looks finite.
                 bad = checkpoint.non_finite(model.state_dict()) + checkpoint.non_finite(optimizer.state_dict())
@@ -193,7 +274,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                 improved = va > best
                 best = max(best, va)
                 kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config),
-                              task=task.to_dict(), extra={"history": history, "best_valid_accuracy": best})
+                              task=task.to_dict(), extra={"history": history, "best_valid_accuracy": best,
+                                                          "train_pairs": pairs})
                 if improved:
                     checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
                 checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
@@ -209,15 +291,47 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
             raise Interrupted(config, out, saved) from None
 
 
+def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, device: torch.device,
+                  total_steps: int) -> Objective:
+    """The training objective of ``config`` on one split's cache: heads, class weights (from this
+    cache's labels, used for the train split), the second head's labels, schedule, augmentation."""
+    heads: list[tuple[slice, torch.Tensor | None]] = []
+    for head, part in task.heads():
+        weight = None
+        if config.balance == "loss":
+            w = class_weights(head.classes_of(cache.label(head.column)), head.num_classes)
+            weight = torch.from_numpy(w).to(device)
+        heads.append((part, weight))
+    second = None
+    if task.second:
+        head = task.heads()[1][0]
+        second = torch.from_numpy(head.classes_of(cache.label(head.column))).to(device)
+    return Objective(heads=heads, second=second, label_smoothing=config.label_smoothing or 0.0,
+                     gain_db=config.gain_db or 0.0, shift=config.shift or 0.0,
+                     schedule=config.schedule or "constant", base_lr=config.lr or 0.0, total=total_steps)
+
+
+def train_pairs(task: Task, cache: cache_format.Cache) -> list[list[int]]:
+    """The (family class, source class) pairs present in the train split, for ``both`` runs
+    (the consistency table of their predictions); [] for one-head tasks."""
+    if not task.second:
+        return []
+    (first, _), (second, _) = task.heads()
+    a, b = first.classes_of(cache.label(first.column)), second.classes_of(cache.label(second.column))
+    keep = (a >= 0) & (b >= 0)
+    return sorted({(int(i), int(j)) for i, j in zip(a[keep], b[keep], strict=True)})  # type: ignore[misc]
+
+
 def _restore(path: Path, config: TrainConfig, model: torch.nn.Module,
              optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], float, int]:
     """Load ``path`` (a run's last.pt) into the model, optimizer and torch RNG; returns the
     history, the best valid accuracy so far and the next epoch."""
     state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
     checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
-    if state["config"] != asdict(config):
+    saved = config.with_options_of(state["config"])  # a run from before the training options
+    if saved != asdict(config):
         now = asdict(config)
-        diff = {k: (v, now.get(k)) for k, v in state["config"].items() if now.get(k) != v}
+        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
         raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

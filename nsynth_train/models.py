@@ -1,7 +1,10 @@
-"""The reference projects' networks, by name, with each one's training defaults.
+"""The networks, by name, with each one's training defaults.
 
 ``cnn``/``cnn-reg``: the CNN project's networks 1 and 2 on ``pooled`` (2,048 values).
 ``lstm``/``blstm``: the RNN project's 2-layer (Bi)LSTM, hidden 128, on ``framed`` (100 x 160).
+These four reproduce the reference projects: every training option below is off for them.
+``mel-cnn``: a 2-D CNN on a log-mel spectrogram made on the device from ``trimmed``
+(:mod:`nsynth_train.mel_models`); the training options are off for it too (measured better).
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ class ModelPreset:
     drop_last: bool
     l1: float = 0.0  # L1 penalty on conv kernels (cnn-reg)
     l2: float = 0.0  # L2 penalty on conv kernels (cnn-reg)
+    # Training options (nsynth_train.options); the reference presets keep these defaults (off).
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0  # decoupled (AdamW) or L2 (Adam) weight decay
+    schedule: str = "constant"  # constant | cosine | onecycle (per optimizer step)
+    label_smoothing: float = 0.0
+    balance: str = "off"  # off | loss: cross-entropy weighted by inverse train class frequency
+    gain_db: float = 0.0  # augmentation: random gain, uniform in +-gain_db dB
+    shift: float = 0.0  # augmentation: random time shift, up to this fraction of the input
 
 
 PRESETS = {
@@ -36,7 +47,11 @@ PRESETS = {
                            l1=1e-3, l2=1e-3),
     "lstm": ModelPreset("lstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
     "blstm": ModelPreset("blstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
+    # Every training option off: with AdamW, one-cycle, label smoothing, class-balanced loss and
+    # gain/shift augmentation together it scored lower on the rendered corpus (docs/benchmarks.md).
+    "mel-cnn": ModelPreset("mel-cnn", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
 }
+REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")
 
 
 def get_preset(name: str) -> ModelPreset:
@@ -109,8 +124,13 @@ class RNN(nn.Module):
 
 
 def build_model(name: str, num_classes: int) -> nn.Module:
-    """A fresh model by preset name."""
+    """A fresh model by preset name; ``num_classes`` is its number of outputs (13 for the
+    ``both`` task: 10 family logits then 3 source logits)."""
     get_preset(name)
+    if name == "mel-cnn":
+        from .mel_models import MelCNN
+
+        return MelCNN(num_classes)
     if name in ("cnn", "cnn-reg"):
         return CNN(num_classes)
     return RNN(num_classes, bidirectional=name == "blstm")

@@ -152,16 +152,20 @@ def pick_examples(probs: np.ndarray, y: np.ndarray, kind: str, per_class: int = 
 
 def plot_examples(waves: np.ndarray, t: np.ndarray, xlabel: str, grid: np.ndarray, probs: np.ndarray,
                   y: np.ndarray, names: tuple[str, ...], note_str: np.ndarray, pitch: np.ndarray,
-                  empty: list[str], title: str, runner_up: bool = False) -> Figure:
+                  empty: list[str], title: str, runner_up: bool = False, mels: np.ndarray | None = None) -> Figure:
     """One row per true class: envelope and zoom of each example (``grid``: (C, k) indices into
     ``probs``, -1 for none; ``waves``: (N, T) for those indices, in ``grid`` order), one amplitude
     scale; a wrong prediction has a red frame. A class without examples gets a one-line row
-    saying why (``empty[c]``). ``runner_up`` adds the second most probable class to each title."""
+    saying why (``empty[c]``). ``runner_up`` adds the second most probable class to each title.
+    ``mels`` (N, bands, frames), in ``waves``' order: a log-mel panel after each zoom (mel models)."""
     per = grid.shape[1]
+    cols = 3 if mels is not None else 2
     has = [bool((grid[c] >= 0).any()) for c in range(len(grid))]
-    fig = plt.figure(figsize=(3.4 * per + 0.6, sum(1.55 if h else 0.32 for h in has) + 0.8), layout="constrained")
-    gs = fig.add_gridspec(len(grid), 2 * per, width_ratios=[1, ZOOM_WIDTH] * per,
+    fig = plt.figure(figsize=((3.4 + 1.6 * (cols == 3)) * per + 0.6, sum(1.55 if h else 0.32 for h in has) + 0.8),
+                     layout="constrained")
+    gs = fig.add_gridspec(len(grid), cols * per, width_ratios=[1, ZOOM_WIDTH, 0.8][:cols] * per,
                           height_ratios=[1 if h else 0.2 for h in has])
+    mel_range = (float(mels.min()), float(mels.max())) if mels is not None and len(mels) else (0.0, 1.0)
     ylim = 1.05 * float(np.abs(waves).max(initial=0.0)) or 1e-3
     last = max((c for c in range(len(grid)) if has[c]), default=-1)
     k = 0
@@ -172,10 +176,16 @@ def plot_examples(waves: np.ndarray, t: np.ndarray, xlabel: str, grid: np.ndarra
             ax.text(0, 0.5, f"{names[c]}: {empty[c]}", color=color_of(names[c]), fontsize=8, va="center",
                     transform=ax.transAxes)
             continue
-        pairs = waveform_cells(fig, gs, c, int((grid[c] >= 0).sum()))
-        for (ax, zoom), i in zip(pairs, grid[c][grid[c] >= 0], strict=True):
+        n_here = int((grid[c] >= 0).sum())
+        if mels is None:
+            pairs = waveform_cells(fig, gs, c, n_here)
+        else:
+            pairs = [(fig.add_subplot(gs[c, 3 * j]), fig.add_subplot(gs[c, 3 * j + 1])) for j in range(n_here)]
+        for j, ((ax, zoom), i) in enumerate(zip(pairs, grid[c][grid[c] >= 0], strict=True)):
             pred = int(probs[i].argmax())
             plot_waveform(t, waves[k], color_of(names[c]), ax, zoom, int(pitch[i]), ylim)
+            if mels is not None:
+                plot_log_mel(mels[k], fig.add_subplot(gs[c, 3 * j + 2]), mel_range, bottom=c == last)
             k += 1
             wrong = pred != y[i]
             if runner_up:  # short: the title must fit above the envelope panel
@@ -196,6 +206,37 @@ def plot_examples(waves: np.ndarray, t: np.ndarray, xlabel: str, grid: np.ndarra
     return fig
 
 
+def plot_log_mel(mel: np.ndarray, ax: Axes, value_range: tuple[float, float], bottom: bool = True) -> Axes:
+    """(bands, frames) log-mel as the model sees it (first 1.6 s), low frequencies at the bottom;
+    y ticks at a few bands' centre frequencies."""
+    from .frontend import F_MAX, F_MIN, HOP, SAMPLE_RATE, hz_to_mel, mel_to_hz
+
+    bands, frames = mel.shape
+    seconds = frames * HOP / SAMPLE_RATE
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=value_range[0], vmax=value_range[1],
+              extent=(0, seconds, -0.5, bands - 0.5), interpolation="nearest")
+    centres = mel_to_hz(np.linspace(hz_to_mel(F_MIN), hz_to_mel(F_MAX), bands + 2))[1:-1]
+    ticks = [int(np.argmin(np.abs(centres - hz))) for hz in (100, 1000, 4000)]
+    ax.set_yticks(ticks, ["100", "1k", "4k"], fontsize=6)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_title("log-mel (Hz)", fontsize=6, pad=2)
+    if bottom:
+        ax.set_xlabel("s", fontsize=7)
+    return ax
+
+
+def write_learning_curves(out: Path, history: list[dict[str, float]], what: str, split: str,
+                          best_epoch: int | None, chance: float, note: str = "") -> None:
+    """``learning_curves.png``: loss and accuracy per epoch, train and valid; ``what`` names the
+    model and task, ``note`` says what loss and accuracy mean when it is not obvious."""
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    plot_learning_curves(history, (axes[0], axes[1]), best_epoch, chance)
+    fig.suptitle(f"Learning curves: {what}, train and valid splits (this folder scores the {split} split)"
+                 + (f"\n{note}" if note else ""))
+    save(fig, out / "learning_curves.png")
+
+
 def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: Task, split: str,
               metrics: dict[str, Any], probs: np.ndarray, y: np.ndarray, rows: np.ndarray, cache: cache_format.Cache,
               model: str = "", best_epoch: int | None = None) -> None:
@@ -208,11 +249,7 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
     ctx = Context(model, task.name, split, best_epoch)
     names = task.class_names
     if history:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-        plot_learning_curves(history, (axes[0], axes[1]), best_epoch, 1 / len(names))
-        fig.suptitle(f"Learning curves: {model}, {task.name} task, train and valid splits "
-                     f"(this folder scores the {split} split)")
-        save(fig, out / "learning_curves.png")
+        write_learning_curves(out, history, f"{model}, {task.name} task", split, best_epoch, 1 / len(names))
     notes = int(cm.sum())
     for normalize, name in ((False, "confusion_counts.png"), (True, "confusion_normalized.png")):
         fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names) + 2.4, 0.6 * len(names) + 2.4), layout="constrained")
@@ -260,6 +297,16 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
         else:
             title = (f"Nearest the decision boundary per true class (smallest margin between the top two "
                      f"classes, with their probabilities; red frame: wrong)\n{ctx.tag()}; {shown} audio: envelope and zoom of a few periods")
+        mels = None
+        if ctx.model == "mel-cnn" and shown == "trimmed" and len(waves):  # the model's input, beside the audio
+            import torch
+
+            from .frontend import LogMel
+            from .mel_models import CROP
+
+            with torch.no_grad():
+                mels = LogMel()(torch.from_numpy(np.ascontiguousarray(waves[:, :CROP], np.float32))).numpy()
+            title += "; log-mel of the first 1.6 s (the model's input)"
         fig = plot_examples(waves, t, xlabel, grid, probs, y, names, note_str, pitch, empty, title,
-                            runner_up=kind == "boundary")
+                            runner_up=kind == "boundary", mels=mels)
         save(fig, out / f"examples_{kind}.png")

@@ -17,16 +17,35 @@ from nsynth_prep.labels import FAMILIES, SOURCES
 
 @dataclass(frozen=True)
 class Task:
-    """A task: ``column`` of the cache, and the NSynth ids that are its classes, in order."""
+    """A task: ``column`` of the cache, and the NSynth ids that are its classes, in order.
+
+    ``second`` names a second head's task (``both``: family classes here, then ``source``):
+    the model has ``outputs`` logits, the first ``num_classes`` for this task's classes and
+    the rest for the second task's; each head has its own softmax and loss.
+    """
 
     name: str
     column: str
     class_ids: tuple[int, ...]
     class_names: tuple[str, ...]
+    second: str | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_ids)
+
+    @property
+    def outputs(self) -> int:
+        """Logits of the model: this task's classes plus the second head's."""
+        return self.num_classes + (get_task(self.second).num_classes if self.second else 0)
+
+    def heads(self) -> list[tuple[Task, slice]]:
+        """Each head's task and its slice of the logits: one head, or (family, source) for ``both``."""
+        first = Task(self.column, self.column, self.class_ids, self.class_names) if self.second else self
+        heads = [(first, slice(0, self.num_classes))]
+        if self.second:
+            heads.append((get_task(self.second), slice(self.num_classes, self.outputs)))
+        return heads
 
     def lookup(self) -> np.ndarray:
         """(max id + 1,) int64: NSynth id -> class index, -1 for ids outside the task."""
@@ -44,12 +63,13 @@ class Task:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "column": self.column, "class_ids": list(self.class_ids),
-                "class_names": list(self.class_names)}
+        d = {"name": self.name, "column": self.column, "class_ids": list(self.class_ids),
+             "class_names": list(self.class_names)}
+        return {**d, "second": self.second} if self.second else d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Task:
-        return Task(d["name"], d["column"], tuple(d["class_ids"]), tuple(d["class_names"]))
+        return Task(d["name"], d["column"], tuple(d["class_ids"]), tuple(d["class_names"]), d.get("second"))
 
 
 # synth_lead (9) has no valid or test notes in NSynth, so the family task has 10 classes.
@@ -57,6 +77,9 @@ _FAMILY_IDS = tuple(i for i, f in enumerate(FAMILIES) if f != "synth_lead")
 TASKS = {
     "family": Task("family", "family", _FAMILY_IDS, tuple(FAMILIES[i] for i in _FAMILY_IDS)),
     "source": Task("source", "source", tuple(range(len(SOURCES))), SOURCES),
+    # One network, two heads: the family's 10 classes (rows of synth_lead are left out, as in
+    # the family task) and the 3 sources; the loss is the sum of the two cross-entropies.
+    "both": Task("both", "family", _FAMILY_IDS, tuple(FAMILIES[i] for i in _FAMILY_IDS), second="source"),
 }
 
 

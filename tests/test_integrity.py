@@ -136,7 +136,9 @@ def test_train_stops_on_a_chunk_that_will_not_decompress(corpus: Path, tmp_path:
                            "--batch-size", "16", "--resident", "no", "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    # One error line; the small-corpus warning (57 notes at batch 16 are 4 steps) may precede it.
+    errors = [line for line in proc.stderr.strip().splitlines() if not line.startswith("WARNING")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
     assert "train.zarr: pooled: chunk 0 (rows 0..59, file pooled/c/0/0) cannot be read" in proc.stderr
 
 
