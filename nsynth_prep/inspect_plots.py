@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from . import cache as cache_format
+from .features import FeatureSpec, Pooled, feature_spec
 from .labels import SAMPLE_RATE, LabelTable
 from .palette import color_of
 
@@ -21,14 +22,17 @@ PER_ROW = 4  # example waveforms per family or source
 
 def audio_feature(c: cache_format.Cache) -> str:
     """The feature that looks most like audio: trimmed, else framed, else pooled."""
-    return next(f for f in ("trimmed", "framed", "pooled") if f in c.attrs["features"])
+    return next(f for f in ("trimmed", "framed", "pooled") if f in c.meta.features)
 
 
-def time_axis(feature: str, width: int) -> tuple[np.ndarray, str]:
-    """Seconds for each value of a flattened feature row (pooled values are 25-sample means)."""
-    if feature == "pooled":
-        return (np.arange(width) * 25 + 12.5) / SAMPLE_RATE, "time (s); pooled: 25-sample means"
-    return np.arange(width) / SAMPLE_RATE, "time (s)"
+def time_axis(feature: FeatureSpec | str, width: int) -> tuple[np.ndarray, str]:
+    """Seconds for each value of a flattened feature row, from the feature's own parameters (a
+    cache's ``FeatureMeta.spec``; a name means that feature's default spec)."""
+    spec = feature_spec(feature) if isinstance(feature, str) else feature
+    t = spec.seconds(SAMPLE_RATE)[:width]
+    if isinstance(spec, Pooled):
+        return t, f"time (s); pooled: {spec.kernel}-sample means"
+    return t, "time (s)"
 
 
 def plot_balance(names: list[str], counts: list[int], title: str, ax: Axes) -> Axes:
@@ -63,11 +67,10 @@ def _example_rows(codes: np.ndarray, values: int, per: int) -> list[np.ndarray]:
 def waveform_grid(c: cache_format.Cache, labels: LabelTable, by: str, path: Path) -> None:
     """A row of example waveforms for every family (``by='family'``) or source present."""
     feature = audio_feature(c)
-    names = c.attrs["families" if by == "family" else "sources"]
+    names = c.meta.families if by == "family" else c.meta.sources
     rows = _example_rows(getattr(labels, by), len(names), PER_ROW)
     present = [i for i, r in enumerate(rows) if len(r)]
     fig, axes = plt.subplots(len(present), PER_ROW, figsize=(3.2 * PER_ROW, 1.8 * len(present) + 0.8), squeeze=False)
-    arr = c.array(feature)
     for line, code in enumerate(present):
         for k in range(PER_ROW):
             ax = axes[line, k]
@@ -75,8 +78,8 @@ def waveform_grid(c: cache_format.Cache, labels: LabelTable, by: str, path: Path
                 ax.axis("off")
                 continue
             row = int(rows[code][k])
-            wave = cache_format.read(arr, row).ravel()
-            t, xlabel = time_axis(feature, len(wave))
+            wave = c.floats(feature, row).ravel()
+            t, xlabel = time_axis(c.feature(feature).spec, len(wave))
             plot_waveform(t, wave, str(labels.note_str[row]), color_of(names[code]), xlabel, ax)
     fig.suptitle(f"Example notes per {by} ({feature} feature, {c.split} split)")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
@@ -111,13 +114,13 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
     """Every inspect figure of a cache into ``out``; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     labels = c.labels()
-    m = c.attrs
+    m = c.meta
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
-    fam = np.bincount(labels.family.astype(np.int64), minlength=len(m["families"]))
-    src = np.bincount(labels.source.astype(np.int64), minlength=len(m["sources"]))
-    plot_balance(list(m["families"]), fam.tolist(), f"Notes per family ({c.split})", axes[0])
-    plot_balance(list(m["sources"]), src.tolist(), f"Notes per source ({c.split})", axes[1])
+    fam = np.bincount(labels.family.astype(np.int64), minlength=len(m.families))
+    src = np.bincount(labels.source.astype(np.int64), minlength=len(m.sources))
+    plot_balance(list(m.families), fam.tolist(), f"Notes per family ({c.split})", axes[0])
+    plot_balance(list(m.sources), src.tolist(), f"Notes per source ({c.split})", axes[1])
     fig.tight_layout()
     written.append(out / "class_balance.png")
     fig.savefig(written[-1], dpi=100)
@@ -126,18 +129,18 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
         written.append(out / f"waveforms_by_{by}.png")
         waveform_grid(c, labels, by, written[-1])
     written.append(out / "pitch_by_family.png")
-    plot_pitch_histograms(labels, list(m["families"]), written[-1])
+    plot_pitch_histograms(labels, list(m.families), written[-1])
     return written
 
 
 def plot_note(c: cache_format.Cache, row: int, title: str, path: Path) -> Path:
     """Every built feature of one note, one panel each."""
-    feats = list(c.attrs["features"])
+    feats = list(c.meta.features)
     fig, axes = plt.subplots(len(feats), 1, figsize=(10, 2.4 * len(feats) + 0.5), squeeze=False)
-    color = color_of(c.attrs["families"][int(cache_format.read(c.array("family"), row))])
+    color = color_of(c.meta.families[int(cache_format.read(c.array("family"), row))])
     for ax, f in zip(axes[:, 0], feats, strict=True):
-        wave = cache_format.read(c.array(f), row).ravel()
-        t, xlabel = time_axis(f, len(wave))
+        wave = c.floats(f, row).ravel()
+        t, xlabel = time_axis(c.feature(f).spec, len(wave))
         plot_waveform(t, wave, f"{f} {tuple(c.array(f).shape[1:])}", color, xlabel, ax)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))

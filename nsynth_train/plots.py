@@ -129,7 +129,6 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
     _save(fig, out / "per_class_accuracy.png")
     # Show real samples where the cache has them: 25-sample means flatten high notes to zero.
     shown = audio_feature(cache)
-    arr = cache.array(shown)
     for kind, title in (("confident", "Classified with high confidence"),
                         ("boundary", "Near the decision boundary (smallest top-2 margin)")):
         grid = pick_examples(probs, y, kind).ravel()  # one row per class
@@ -137,7 +136,7 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
         waves = np.zeros((len(grid), 1))
         if len(pick):
             order = np.argsort(rows[pick])  # zarr reads faster in row order
-            data = np.asarray(arr.oindex[rows[pick][order]]).reshape(len(pick), -1)[np.argsort(order)]
+            data = cache.floats(shown, rows[pick][order]).reshape(len(pick), -1)[np.argsort(order)]
             waves = np.zeros((len(grid), data.shape[1]), np.float32)
             waves[grid >= 0] = data
         titles, colors = [], []
