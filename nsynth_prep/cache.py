@@ -177,9 +177,12 @@ def load_meta(group: zarr.Group) -> CacheMeta:
 def rebuild_command(path: Path, own: dict[str, Any]) -> str:
     """The shell command that replaces an older cache with one built the same way (from what its
     attrs say, where they say it; placeholders in capitals where they do not)."""
-    build = own.get("build") if isinstance(own.get("build"), dict) else {}
-    source = build.get("source") if isinstance(build.get("source"), dict) else {}
-    features = own.get("features") if isinstance(own.get("features"), dict) else {}
+    def part(d: dict[str, Any], key: str) -> dict[str, Any]:
+        return d[key] if isinstance(d.get(key), dict) else {}
+
+    build = part(own, "build")
+    source = part(build, "source")
+    features = part(own, "features")
     args = ["nsynth", "prep", "build-cache", str(source.get("path") or "SOURCE"), "--cache", str(path.parent),
             "--split", str(build.get("split") or path.name.removesuffix(".zarr"))]
     for name in [f for f in FEATURES if f in features] or ["pooled"]:

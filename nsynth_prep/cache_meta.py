@@ -149,7 +149,7 @@ class RowOptions:
 
 
 def _cli(value: Any) -> str:
-    return repr(",".join(value)) if isinstance(value, tuple) else repr(value)
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 @dataclass(frozen=True)

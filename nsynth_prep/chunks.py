@@ -20,6 +20,7 @@ import numpy as np
 import zarr
 from numcodecs import blosc
 from zarr.codecs import BloscCodec, BytesCodec
+from zarr.core.metadata import ArrayV3Metadata
 
 from .cache import chunk_file, read
 
@@ -44,7 +45,8 @@ class ChunkFiles:
         self.chunk_shape = (self.chunk_rows, *arr.shape[1:])
         self.dtype = np.dtype(arr.dtype)
         self.chunk_bytes = int(np.prod(self.chunk_shape)) * self.dtype.itemsize
-        codecs = arr.metadata.codecs
+        meta = arr.metadata
+        codecs = meta.codecs if isinstance(meta, ArrayV3Metadata) else ()
         plain = (len(codecs) >= 1 and isinstance(codecs[0], BytesCodec)
                  and (self.dtype.itemsize == 1 or str(getattr(codecs[0].endian, "value", "")) == "little"))
         self.blosc = len(codecs) == 2 and isinstance(codecs[1], BloscCodec)
@@ -52,7 +54,8 @@ class ChunkFiles:
         # host, a non-default key layout) goes through zarr.
         self.direct = (plain and (len(codecs) == 1 or self.blosc) and sys.byteorder == "little"
                        and not arr.metadata.fill_value and arr.ndim == len(self.chunk_shape)
-                       and type(arr.metadata.chunk_key_encoding).__name__ == "DefaultChunkKeyEncoding")
+                       and isinstance(meta, ArrayV3Metadata)
+                       and type(meta.chunk_key_encoding).__name__ == "DefaultChunkKeyEncoding")
 
     def rows_of(self, chunk: int) -> range:
         """The array rows held by ``chunk`` (the last chunk may hold fewer than ``chunk_rows``)."""
@@ -81,7 +84,7 @@ class ChunkFiles:
             dest[: len(rows)] = read(self.array, slice(rows.start, rows.stop))
             return len(rows)
         try:
-            f = open(self.file(chunk), "rb", buffering=0)  # noqa: SIM115 (closed below)
+            f = open(self.file(chunk), "rb", buffering=0)  # closed by the with below
         except FileNotFoundError:
             dest[...] = 0
             return len(rows)
@@ -95,7 +98,7 @@ class ChunkFiles:
                     raise ValueError(f"the chunk file decodes to {size} bytes, not the chunk's {self.chunk_bytes}")
                 blosc.decompress(frame, dest)
             else:
-                got = f.readinto(memoryview(dest).cast("B"))
+                got = f.readinto(memoryview(dest).cast("B"))  # type: ignore[arg-type]
                 if got != self.chunk_bytes or f.read(1):
                     raise ValueError(f"the chunk file holds {self.file(chunk).stat().st_size} bytes, not the chunk's "
                                      f"{self.chunk_bytes}")

@@ -88,7 +88,7 @@ class Trimmed:
     name: ClassVar[str] = "trimmed"
     dtype: ClassVar[np.dtype] = np.dtype(np.int16)
     scale: ClassVar[float] = kernels.INT16_SCALE
-    chunk_rows: ClassVar[int] = 64  # 6.25 MiB chunks
+    chunk_rows: ClassVar[int] = 32  # 3.1 MiB chunks
 
     def __post_init__(self) -> None:
         if self.length < 1:

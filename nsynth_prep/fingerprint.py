@@ -201,16 +201,16 @@ def differences(old: SourceFingerprint, old_files: Fingerprint | None, new: Fing
     """What differs between a recorded fingerprint (summary ``old`` and, when stored, its table)
     and ``new``, as short phrases naming files: ``audio/x.wav: content changed (same size)``.
     ``[]`` when they are the same."""
-    now = new.summary()
-    if old == now:
+    summary = new.summary()
+    if old == summary:
         return []
     if old.scheme != SCHEME or old.kind != new.kind:
         return [f"recorded by another fingerprint scheme ({old})"]
     if old_files is None or old_files.summary() != old:  # no table to name files: say what the summary says
-        if old.files != now.files:
-            return [f"{old.files} files then, {now.files} now"]
-        if old.bytes != now.bytes:
-            return [f"{old.bytes:,} bytes then, {now.bytes:,} now"]
+        if old.files != summary.files:
+            return [f"{old.files} files then, {summary.files} now"]
+        if old.bytes != summary.bytes:
+            return [f"{old.bytes:,} bytes then, {summary.bytes:,} now"]
         return ["the content of its files changed (same number of files and bytes)"]
     before = {str(n): i for i, n in enumerate(old_files.names)}
     now = {str(n): i for i, n in enumerate(new.names)}

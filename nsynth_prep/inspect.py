@@ -13,7 +13,6 @@ import numpy as np
 
 from . import cache as cache_format
 from .errors import CacheError
-from .labels import QUALITIES
 
 
 def _disk_bytes(path: Path) -> int:
@@ -26,12 +25,13 @@ def describe(path: Path) -> dict[str, Any]:
     meta = c.meta
     labels = c.labels()
     features = {}
-    for name, f in meta.features.items():
+    for name, feature in meta.features.items():
         arr = c.array(name)
         features[name] = {
-            "shape": list(arr.shape), "dtype": str(f.dtype), "scale": f.scale, "chunks": list(arr.chunks),
+            "shape": list(arr.shape), "dtype": str(feature.dtype), "scale": feature.scale, "chunks": list(arr.chunks),
             "compressors": [type(x).__name__ + _codec_args(x) for x in arr.compressors],
-            "disk_bytes": _disk_bytes(Path(path) / name), "raw_bytes": int(arr.nbytes), "params": f.spec.to_dict(),
+            "disk_bytes": _disk_bytes(Path(path) / name), "raw_bytes": int(arr.nbytes),
+            "params": feature.spec.to_dict(),
         }
     counts = meta.counts or cache_format.Counts.of(labels)
     pitch_by_family = {}

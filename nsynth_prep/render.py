@@ -192,8 +192,10 @@ def _render_all(todo: list[Instrument], audio_root: Path, work: Path, workers: i
                 while _RENDERER:
                     _RENDERER.pop().close()
         else:
-            # Each worker makes its own synthesizer (the initializer forgets any the parent had).
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_RENDERER.clear) as pool:
+            # Spawned, not forked: a child forked from a process that has loaded FluidSynth (or runs
+            # other threads: zarr's I/O loop, tqdm's monitor) can inherit a held lock and hang in
+            # sfload. Each worker makes its own synthesizer.
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
                 for n in pool.imap_unordered(_render_instrument, jobs):
                     bar.update(n)
 

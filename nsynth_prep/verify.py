@@ -85,7 +85,8 @@ def _check_labels(c: cache.Cache) -> list[str]:
     labels = c.labels()
     for name, (lo, hi) in COLUMN_RANGES.items():
         v = getattr(labels, name)
-        bad = np.flatnonzero(((v < lo) | (v > hi)).reshape(len(v), -1).any(axis=1))
+        out = (v < lo) | (v > hi)
+        bad = np.flatnonzero(out.any(axis=1) if out.ndim > 1 else out)  # rows (qualities: any flag)
         if len(bad):
             problems.append(f"{name}: {len(bad)} values outside {lo}..{hi}, e.g. row {bad[0]} = {v[bad[0]]}")
     if problems:
