@@ -359,7 +359,7 @@ class CacheMeta:
                                 f"{math.ceil(notes / meta.chunk_rows)} chunks")
             features[name] = meta
         building = parse_strs(d.get("building"), "building")
-        counts = Counts.from_attrs(d["counts"]) if "counts" in d or state == "complete" else None
+        counts = Counts.from_attrs(d.get("counts")) if "counts" in d or state == "complete" else None
         if counts is not None and counts.notes != notes:
             raise MetaError(f"counts add up to {counts.notes} notes, not {notes}")
         return cls(state, notes, BuildMeta.from_attrs(d.get("build")), label_checksums, features, building, counts)
