@@ -29,6 +29,7 @@ import os
 import pstats
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,11 +176,11 @@ def main() -> None:
         checked = ChunkStream(path, feature, task, batch, **kwargs)  # type: ignore[arg-type]
         unchecked = ChunkStream(path, feature, task, batch, check=False, **kwargs)  # type: ignore[arg-type]
         t = best_in_turns({
-            "memory": lambda: memory(False), "unchecked": lambda: streamed(unchecked, 0, False),
-            "stream": lambda: streamed(checked, 0, False), "memory float": lambda: memory(True),
-            "stream float": lambda: streamed(checked, 0, True),
+            "memory": partial(memory, False), "unchecked": partial(streamed, unchecked, 0, False),
+            "stream": partial(streamed, checked, 0, False), "memory float": partial(memory, True),
+            "stream float": partial(streamed, checked, 0, True),
         })
-        t2 = best_in_turns({"workers": lambda: streamed(checked, 2, False)}, repeat=2)
+        t2 = best_in_turns({"workers": partial(streamed, checked, 2, False)}, repeat=2)
         model = build_model(model_name, task.num_classes).to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         x = to_float(torch.from_numpy(data[:batch]), scale)

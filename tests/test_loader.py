@@ -87,7 +87,7 @@ def test_threads_end_with_the_epoch_or_an_early_stop(path: Path) -> None:
 
 
 def test_resident_split_holds_int16_and_gives_float32(path: Path) -> None:
-    whole, classes, scale = _whole(path, "framed")
+    whole, _, scale = _whole(path, "framed")
     resident = DeviceSplit(path, "framed", get_task("family"), torch.device("cpu"))
     assert resident.x.dtype == torch.int16 and resident.scale == scale
     for x, _, r in resident.batches(8, shuffle=True, seed=0, epoch=1, drop_last=False):
