@@ -154,7 +154,7 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
     with storage_errors(work):
         work.mkdir(parents=True, exist_ok=True)
         _write_json(work / resume.SOURCE_JSON, source_info.to_attrs())
-    if src.format == "jsonwav":
+    if src.format in ("jsonwav", "synth"):
         catalog = src.scan(todo, config.on_error, work)
     else:  # archives and TFRecords are read whole to find the notes: show it
         verb = "stream" if src.format == "targz" else "scan"

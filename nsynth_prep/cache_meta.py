@@ -28,6 +28,7 @@ FORMAT = "nsynth-cache"
 FORMAT_VERSION = 2
 CHECKSUM = "crc32c"  # of every feature chunk's and label array's bytes; see cache.checksum
 STATES = ("building", "complete")
+SOURCE_FORMATS = ("jsonwav", "targz", "tfrecord", "synth")
 _CRC_RE = re.compile(r"[0-9a-f]{8}\Z")
 
 
@@ -119,7 +120,7 @@ class SourceMeta:
     """The source a cache was built from: its path when built, its format and fingerprint."""
 
     path: str
-    format: str  # "jsonwav" | "targz" | "tfrecord"
+    format: str  # "jsonwav" | "targz" | "tfrecord" | "synth" (a described synthetic corpus, rendered into the cache)
     fingerprint: SourceFingerprint
 
     def to_attrs(self) -> dict[str, Any]:
@@ -129,7 +130,7 @@ class SourceMeta:
     def from_attrs(cls, value: Any, where: str) -> SourceMeta:
         d = parse_dict(value, where)
         return cls(parse_str(d.get("path"), f"{where}.path"),
-                   parse_str(d.get("format"), f"{where}.format", ("jsonwav", "targz", "tfrecord")),
+                   parse_str(d.get("format"), f"{where}.format", SOURCE_FORMATS),
                    SourceFingerprint.from_attrs(d.get("fingerprint"), f"{where}.fingerprint"))
 
 

@@ -191,7 +191,7 @@ def _tfrecord(path: str, size: int) -> int:
         return NOT_A_FILE
 
 
-_DIGESTS = {"jsonwav": _whole, "targz": _archive, "tfrecord": _tfrecord}
+_DIGESTS = {"jsonwav": _whole, "targz": _archive, "tfrecord": _tfrecord, "synth": _whole}
 
 
 # --- comparing ----------------------------------------------------------------------------------

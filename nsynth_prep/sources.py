@@ -48,7 +48,7 @@ class Source:
     """One split of NSynth in one format."""
 
     path: Path
-    format: str  # "jsonwav" | "targz" | "tfrecord"
+    format: str  # "jsonwav" | "targz" | "tfrecord" | "synth" (see .synth.write_descriptors)
     split: str
 
     def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
@@ -67,6 +67,10 @@ class Source:
             return _scan_dir(self.path, on_error)
         if self.format == "tfrecord":
             return _scan_tfrecord(self.path, on_error, progress, workers)
+        if self.format == "synth":  # a described synthetic corpus, rendered as the features are computed
+            from .synth import scan_descriptor
+
+            return scan_descriptor(self.path, self.split, on_error)
         return scan_targz(self.path, specs, on_error, work_dir, progress)
 
 
@@ -109,6 +113,8 @@ def _kind(path: Path) -> str | None:
         return "targz"
     if path.is_file() and ".tfrecord" in path.name:
         return "tfrecord"
+    if path.is_file() and path.name.endswith(".synth.json"):
+        return "synth"
     return None
 
 
