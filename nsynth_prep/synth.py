@@ -259,8 +259,11 @@ class SynthReader(AudioReader):
         self.plan, self.seed = plan, seed
 
     def read_audio(self, index: np.ndarray) -> np.ndarray:
-        return np.stack([render_entry(*self.plan[i], self.seed) for i in index]) if len(index) else \
-            np.empty((0, NOTE_SAMPLES), np.int16)
+        out = np.empty((len(index), NOTE_SAMPLES), np.int16)
+        for row, i in enumerate(index):
+            entry, inst = self.plan[i]
+            out[row] = render_entry(entry, inst, self.seed)
+        return out
 
 
 def scan_descriptor(path: Path, split: str, on_error: str) -> Catalog:
