@@ -48,20 +48,22 @@ def best_in_turns(fns: dict, repeat: int = 3) -> dict[str, float]:  # type: igno
     return best
 
 
-def build(corpus: Path, out: Path, int16_codec: str, pooled_codec: str) -> Path:
-    """The train cache of ``corpus`` with the given codecs (the format's are lz4 for int16 audio and
-    none for pooled; the others are for comparing), built once."""
+def build(corpus: Path, out: Path, codec: str) -> Path:
+    """The train cache of ``corpus`` with every feature stored with ``codec`` (``lz4``: Blosc LZ4
+    with byte shuffle, or ``none``), built once; the format's own choice is compared with the other."""
     from zarr.codecs import BloscCodec
 
     from nsynth_prep import cache
     from nsynth_prep.build import BuildConfig, build_cache
 
-    lz4 = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
-    cache.FEATURE_CODECS.update({"int16": lz4 if int16_codec == "lz4" else None,
-                                 "float32": lz4 if pooled_codec == "lz4" else None})
-    folder = out / f"int16-{int16_codec}.pooled-{pooled_codec}"
-    build_cache(corpus, folder, BuildConfig(features=("pooled", "framed"), workers=2), progress=False)
-    return cache.cache_path(folder, "train")
+    chain = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")] if codec == "lz4" else None
+    saved = dict(cache.FEATURE_CODECS)
+    cache.FEATURE_CODECS.update(dict.fromkeys(saved, chain))
+    try:
+        build_cache(corpus, out / codec, BuildConfig(features=("pooled", "framed"), workers=2), progress=False)
+    finally:
+        cache.FEATURE_CODECS.update(saved)
+    return cache.cache_path(out / codec, "train")
 
 
 def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str:
@@ -125,6 +127,7 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from nsynth_prep import cache as cache_format
     from nsynth_prep.cache import open_cache
     from nsynth_prep.checked import CheckedArray, cpu_threads
     from nsynth_train.data import ChunkStream, batches, loader, to_float
@@ -134,24 +137,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True, help="an nsynth-train folder")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench" / "out" / "loader-cache")
-    ap.add_argument("--int16-codec", choices=["lz4", "none"], default="lz4", help="codec of framed (format 2: lz4)")
-    ap.add_argument("--pooled-codec", choices=["lz4", "none"], default="none", help="codec of pooled (format 2: none)")
+    ap.add_argument("--codecs", default="format", help="'format' (the format's own per feature), or a list of "
+                    "lz4,none to compare side by side")
     ap.add_argument("--threads", type=int, default=None, help="ChunkStream reader threads (default: every core)")
     ap.add_argument("--buffer-chunks", type=int, default=4)
     ap.add_argument("--steps", type=int, default=6, help="training steps timed per model")
     ap.add_argument("--profile", action="store_true", help="time each stage and cProfile one streamed epoch")
     args = ap.parse_args()
-    path = build(args.corpus, args.cache, args.int16_codec, args.pooled_codec)
+    fmt = {f: "none" if c is None else "lz4" for f, c in cache_format.FEATURE_CODECS.items()}
+    codecs = sorted(set(fmt.values())) if args.codecs == "format" else args.codecs.split(",")
+    paths = {c: build(args.corpus, args.cache, c) for c in codecs}
     task = get_task("family")
     dev = torch.device("cpu")
-    print(f"cache {path}: {len(open_cache(path))} notes; torch threads {torch.get_num_threads()}; cores "
-          f"{cpu_threads()}; load average {os.getloadavg()[0]:.2f} at the start")
-    header = ("| feature | batch | in-memory gather | stream, unchecked | stream | stream / in-memory | "
-              "stream, 2 workers | in-memory, float32 | stream, float32 | float32 ratio | train step | model |")
+    print(f"{len(open_cache(next(iter(paths.values()))))} notes; torch threads {torch.get_num_threads()}; cores "
+          f"{cpu_threads()}; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    header = ("| feature | codec | on disk | in-memory gather | stream, unchecked | stream | stream / in-memory | "
+              "stream, 2 workers | in-memory, float32 | stream, float32 | float32 ratio | train step |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     loads = []
     for feature, model_name, batch in (("pooled", "cnn", 1024), ("framed", "lstm", 768)):
-        c = open_cache(path)
+        mine = [c for c in codecs if args.codecs != "format" or c == fmt[feature]]
+        c = open_cache(paths[mine[0]])
         data = CheckedArray(c, feature).read_all()  # (N, ...) as stored
         classes = task.classes_of(c.label("family"))
         rows = np.flatnonzero(classes >= 0)  # the same rows the stream yields
@@ -173,14 +179,17 @@ def main() -> None:
                     to_float(x, stream.scale)
 
         kwargs = {"seed": 0, "threads": args.threads, "buffer_chunks": args.buffer_chunks}
-        checked = ChunkStream(path, feature, task, batch, **kwargs)  # type: ignore[arg-type]
-        unchecked = ChunkStream(path, feature, task, batch, check=False, **kwargs)  # type: ignore[arg-type]
-        t = best_in_turns({
-            "memory": partial(memory, False), "unchecked": partial(streamed, unchecked, 0, False),
-            "stream": partial(streamed, checked, 0, False), "memory float": partial(memory, True),
-            "stream float": partial(streamed, checked, 0, True),
-        })
-        t2 = best_in_turns({"workers": partial(streamed, checked, 2, False)}, repeat=2)
+        fns = {"memory": partial(memory, False), "memory float": partial(memory, True)}
+        streams = {}
+        for codec in mine:
+            streams[codec] = ChunkStream(paths[codec], feature, task, batch, **kwargs)  # type: ignore[arg-type]
+            unchecked = ChunkStream(paths[codec], feature, task, batch, check=False, **kwargs)  # type: ignore[arg-type]
+            fns |= {f"{codec} unchecked": partial(streamed, unchecked, 0, False),
+                    f"{codec} stream": partial(streamed, streams[codec], 0, False),
+                    f"{codec} stream float": partial(streamed, streams[codec], 0, True)}
+        t = best_in_turns(fns)  # every variant and the in-memory gather in turns, best of 3
+        t |= best_in_turns({f"{codec} workers": partial(streamed, streams[codec], 2, False) for codec in mine},
+                           repeat=2)
         model = build_model(model_name, task.num_classes).to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         x = to_float(torch.from_numpy(data[:batch]), scale)
@@ -195,27 +204,33 @@ def main() -> None:
                 opt.step()
 
         r_step = args.steps * batch / best_in_turns({"step": steps}, repeat=1)["step"]
-        r = {k: kept / v for k, v in {**t, **t2}.items()}
-        lines.append(f"| {feature} ({data.dtype}) | {batch} | {r['memory']:,.0f}/s | {r['unchecked']:,.0f}/s | "
-                     f"{r['stream']:,.0f}/s | **{r['stream'] / r['memory']:.2f}x** | {r['workers']:,.0f}/s | "
-                     f"{r['memory float']:,.0f}/s | {r['stream float']:,.0f}/s | "
-                     f"{r['stream float'] / r['memory float']:.2f}x | {r_step:,.0f}/s | {model_name} |")
-        print(lines[-1], flush=True)
+        r = {k: kept / v for k, v in t.items()}
+        for codec in mine:
+            disk = sum(f.stat().st_size for f in (paths[codec] / feature).rglob("*") if f.is_file()) / data.nbytes
+            lines.append(
+                f"| {feature} ({data.dtype}) | {codec} | {disk:.0%} | {r['memory']:,.0f}/s | "
+                f"{r[codec + ' unchecked']:,.0f}/s | {r[codec + ' stream']:,.0f}/s | "
+                f"**{r[codec + ' stream'] / r['memory']:.2f}x** | {r[codec + ' workers']:,.0f}/s | "
+                f"{r['memory float']:,.0f}/s | {r[codec + ' stream float']:,.0f}/s | "
+                f"{r[codec + ' stream float'] / r['memory float']:.2f}x | {r_step:,.0f}/s ({model_name}) |")
+            print(lines[-1], flush=True)
         t = best_in_turns({"unchecked": lambda c=c, f=feature: CheckedArray(c, f, check=False).read_all(),
                            "checked": lambda c=c, f=feature: CheckedArray(c, f).read_all()})
-        loads.append(f"| {feature} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | {t['checked']:.3f} s |")
+        loads.append(f"| {feature} | {mine[0]} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | "
+                     f"{t['checked']:.3f} s |")
         if args.profile:
-            print("\n" + stage_profile(path, feature, batch) + "\n", flush=True)
+            for codec in mine:
+                print("\n" + stage_profile(paths[codec], feature, batch) + "\n", flush=True)
             prof = cProfile.Profile()
-            prof.runcall(streamed, checked, 0, False)
+            prof.runcall(streamed, streams[mine[0]], 0, False)
             text = io.StringIO()
             pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(8)
             print("\n".join(text.getvalue().splitlines()[:24]), flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end\n")
     print("\n".join(lines))
     print("\nWhole feature loaded for --resident (DeviceSplit), best of 3 in turns:\n")
-    print("| feature | size as stored | unchecked | checked |")
-    print("|---|---|---|---|")
+    print("| feature | codec | size as stored | unchecked | checked |")
+    print("|---|---|---|---|---|")
     print("\n".join(loads))
 
 

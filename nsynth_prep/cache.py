@@ -64,12 +64,14 @@ ATTR = "nsynth"  # the key of our metadata in the group's attributes
 LABEL_CHUNK_ROWS = 1 << 16
 SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fingerprint): plain arrays
 
-# int16 audio compresses to 70-80 % of its size with byte-shuffled LZ4 on rendered instruments
-# (70 % trimmed, 80 % framed; see docs/benchmarks.md), decoded at ~8 GB/s a core. Pooled means
-# (float32) only reach 83 %, and unencoded chunks are read at the speed of a memory copy.
+# The codec of each feature's chunks (docs/benchmarks.md has the measurements): pooled means
+# (float32) only shrink to 83 % with byte-shuffled LZ4, and unencoded chunks are read at the speed
+# of a memory copy; int16 audio shrinks to 70 % (trimmed) and 80 % (framed) on rendered
+# instruments, and decodes at ~8 GB/s a core.
 FEATURE_CODECS: dict[str, list[Any] | None] = {
-    "int16": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
-    "float32": None,
+    "pooled": None,
+    "framed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "trimmed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
 }
 
 # What zarr raises for metadata or chunk bytes it cannot use: JSON and zarr's own metadata errors
@@ -290,7 +292,7 @@ def add_feature(group: zarr.Group, spec: FeatureSpec) -> zarr.Array:
     with storage_errors(group_path(group)):
         arr = group.create_array(spec.name, shape=(meta.notes, *spec.row_shape), dtype=spec.dtype,
                                  chunks=(spec.chunk_rows, *spec.row_shape),
-                                 compressors=FEATURE_CODECS[str(spec.dtype)], overwrite=True)
+                                 compressors=FEATURE_CODECS[spec.name], overwrite=True)
     save_meta(group, replace(meta, building=tuple(sorted({*meta.building, spec.name}))))
     return arr
 
