@@ -1,35 +1,39 @@
-"""Loader overhead, side by side in one run: zarr chunk stream vs an in-memory tensor vs the
-model's own training step.
+"""Loader throughput, side by side in one run: the chunk stream vs an in-memory gather of the same
+rows vs the model's own training step.
 
-    python3 bench/bench_loader.py --corpus bench/out/corpus-8000/nsynth-train [--device cpu]
+    PYTHONPATH=. python3 bench/bench_loader.py --corpus /tmp/bench/corpus-8000/nsynth-train [--profile]
 
-Builds a pooled + framed cache of the corpus (once), then measures samples/s of
-(1) batches drawn from a tensor already in memory (the floor any loader is held to),
-(2) :class:`ChunkStream` through a DataLoader with 0 workers, with and without the per-chunk
-    CRC32 check (timed in turns, best of 3, so both see the same machine), and with 2 workers,
-(3) one full training step (forward, backward, Adam) of ``cnn`` and ``lstm``,
-and the time to load the whole feature for ``--resident`` with and without the check.
-The loader is negligible when (2) is many times faster than (3).
+Builds a pooled + framed cache of the corpus (once per codec choice), then measures rows per
+second of
+
+(1) an in-memory gather: the whole feature in memory as stored (int16 audio, float32 pooled),
+    one ``np.take`` of each batch's rows in a fresh random order, the same batch size: what
+    a loader that had nothing to read would still do;
+(2) :class:`ChunkStream` through the DataLoader wrapper that training uses (:func:`loader`,
+    :func:`batches`), with and without the per-chunk checksum (timed in turns, best of 3, so
+    both see the same machine), and with 2 DataLoader workers;
+
+both as stored (what crosses to a GPU) and made float32 on the device (``to_float``; here the
+device is the CPU, which pays for the conversion itself); and (3) one training step of ``cnn``
+and ``lstm``. ``--profile`` adds the time of each stage of the stream on the same chunks
+(file read, decompression, checksum, shuffle-gather, torch conversion) and a cProfile of one
+streamed epoch.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import os
+import pstats
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def rate(fn, samples: int, repeat: int = 2) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return samples / best
 
 
 def best_in_turns(fns: dict, repeat: int = 3) -> dict[str, float]:  # type: ignore[type-arg]
@@ -44,52 +48,152 @@ def best_in_turns(fns: dict, repeat: int = 3) -> dict[str, float]:  # type: igno
     return best
 
 
+def build(corpus: Path, out: Path, codec: str) -> Path:
+    """The train cache of ``corpus`` with every feature stored with ``codec`` (``lz4``: Blosc LZ4
+    with byte shuffle, or ``none``), built once; the format's own choice is compared with the other."""
+    from zarr.codecs import BloscCodec
+
+    from nsynth_prep import cache
+    from nsynth_prep.build import BuildConfig, build_cache
+
+    chain = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")] if codec == "lz4" else None
+    saved = dict(cache.FEATURE_CODECS)
+    cache.FEATURE_CODECS.update(dict.fromkeys(saved, chain))
+    try:
+        build_cache(corpus, out / codec, BuildConfig(features=("pooled", "framed"), workers=2), progress=False)
+    finally:
+        cache.FEATURE_CODECS.update(saved)
+    return cache.cache_path(out / codec, "train")
+
+
+def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str:
+    """Seconds per MiB (of stored bytes) of each stage of the stream, on the first ``chunks`` chunks."""
+    import google_crc32c
+    import numpy as np
+    import torch
+    from numcodecs import blosc
+
+    from nsynth_prep.cache import open_cache
+    from nsynth_prep.checked import CheckedArray
+    from nsynth_train.data import to_float
+
+    arr = CheckedArray(open_cache(path), feature)
+    n = min(chunks, arr.num_chunks)
+    files = [arr.files.file(c).read_bytes() for c in range(n)]  # warm page cache
+    buf = arr.buffer(n)
+    mib = buf.nbytes / 2**20
+
+    def read() -> None:
+        for c in range(n):
+            with open(arr.files.file(c), "rb", buffering=0) as f:
+                f.read()
+
+    def decompress() -> None:
+        for c in range(n):
+            if arr.files.blosc:
+                blosc.decompress(files[c], buf[c * arr.chunk_rows :])
+
+    def crc() -> None:
+        view = buf.view()
+        view.flags.writeable = False
+        for c in range(n):
+            google_crc32c.value(view[c * arr.chunk_rows : (c + 1) * arr.chunk_rows])
+
+    order = np.random.default_rng(0).permutation(len(buf))
+
+    def gather() -> None:
+        for b in range(0, len(order), batch):
+            torch.from_numpy(np.take(buf, order[b : b + batch], axis=0))
+
+    x = torch.from_numpy(np.take(buf, order[:batch], axis=0))
+
+    def convert() -> None:
+        for _ in range(0, len(order), batch):
+            to_float(x, arr.scale)
+
+    t = best_in_turns({"read": read, "decompress": decompress, "checksum": crc, "gather": gather,
+                       "to float32": convert}, repeat=5)
+    rows = len(buf)
+    lines = [f"{feature}: {n} chunks, {mib:.0f} MiB as stored ({'Blosc lz4' if arr.files.blosc else 'no codec'})",
+             "| stage | ms per chunk | GB/s of stored bytes | rows/s alone |", "|---|---|---|---|"]
+    for name, s in t.items():
+        if name == "decompress" and not arr.files.blosc:
+            continue
+        lines.append(f"| {name} | {1e3 * s / n:.2f} | {buf.nbytes / s / 1e9:.1f} | {rows / s:,.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    import numpy as np
     import torch
 
-    from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.cache import cache_path, open_cache, read
-    from nsynth_prep.checked import CheckedArray
-    from nsynth_train.data import ChunkStream, batches, loader
+    from nsynth_prep import cache as cache_format
+    from nsynth_prep.cache import open_cache
+    from nsynth_prep.checked import CheckedArray, cpu_threads
+    from nsynth_train.data import ChunkStream, batches, loader, to_float
     from nsynth_train.models import build_model
     from nsynth_train.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True, help="an nsynth-train folder")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench" / "out" / "loader-cache")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--codecs", default="format", help="'format' (the format's own per feature), or a list of "
+                    "lz4,none to compare side by side")
+    ap.add_argument("--threads", type=int, default=None, help="ChunkStream reader threads (default: every core)")
+    ap.add_argument("--buffer-chunks", type=int, default=4)
     ap.add_argument("--steps", type=int, default=6, help="training steps timed per model")
+    ap.add_argument("--profile", action="store_true", help="time each stage and cProfile one streamed epoch")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    build_cache(args.corpus, args.cache, BuildConfig(features=("pooled", "framed"), workers=2), progress=False)
-    path = cache_path(args.cache, "train")
+    fmt = {f: "none" if c is None else "lz4" for f, c in cache_format.FEATURE_CODECS.items()}
+    codecs = sorted(set(fmt.values())) if args.codecs == "format" else args.codecs.split(",")
+    paths = {c: build(args.corpus, args.cache, c) for c in codecs}
     task = get_task("family")
-    dev = torch.device(args.device)
-    print(f"cache {path}: {len(open_cache(path))} notes; device {dev}; torch threads {torch.get_num_threads()}")
-    print("| feature | batch | in-memory tensor | stream, 0 workers, unchecked | stream, 0 workers, checked | "
-          "check cost | stream, 2 workers, checked | train step | model | stream(0) / step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    dev = torch.device("cpu")
+    print(f"{len(open_cache(next(iter(paths.values()))))} notes; torch threads {torch.get_num_threads()}; cores "
+          f"{cpu_threads()}; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    header = ("| feature | codec | on disk | in-memory gather | stream, unchecked | stream | stream / in-memory | "
+              "stream, 2 workers | in-memory, float32 | stream, float32 | float32 ratio | train step |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
     loads = []
     for feature, model_name, batch in (("pooled", "cnn", 1024), ("framed", "lstm", 768)):
-        data = torch.from_numpy(read(open_cache(path).array(feature)))
-        n = len(data)
+        mine = [c for c in codecs if args.codecs != "format" or c == fmt[feature]]
+        c = open_cache(paths[mine[0]])
+        data = CheckedArray(c, feature).read_all()  # (N, ...) as stored
+        classes = task.classes_of(c.label("family"))
+        rows = np.flatnonzero(classes >= 0)  # the same rows the stream yields
+        kept = len(rows)
+        scale = c.feature(feature).scale
 
-        def memory(data: torch.Tensor = data, batch: int = batch) -> None:
-            for idx in torch.randperm(len(data)).split(batch):
-                data[idx].to(dev)
+        def memory(as_float: bool, data: np.ndarray = data, rows: np.ndarray = rows, batch: int = batch,
+                   scale: float = scale) -> None:
+            order = rows[np.random.default_rng().permutation(len(rows))]
+            for b in range(0, len(order), batch):
+                x = torch.from_numpy(np.take(data, order[b : b + batch], axis=0)).to(dev)
+                if as_float:
+                    to_float(x, scale)
 
-        stream = ChunkStream(path, feature, task, batch, seed=0)
-        unchecked = ChunkStream(path, feature, task, batch, seed=0, check=False)
-        kept = len(stream)
-
-        def streamed(workers: int, stream: ChunkStream = stream, batch: int = batch) -> None:
+        def streamed(stream: ChunkStream, workers: int, as_float: bool, batch: int = batch) -> None:
             for x, _, _ in batches(loader(stream, workers), batch, False):
-                x.to(dev)
+                x = x.to(dev)
+                if as_float:
+                    to_float(x, stream.scale)
 
+        kwargs = {"seed": 0, "threads": args.threads, "buffer_chunks": args.buffer_chunks}
+        fns = {"memory": partial(memory, False), "memory float": partial(memory, True)}
+        streams = {}
+        for codec in mine:
+            streams[codec] = ChunkStream(paths[codec], feature, task, batch, **kwargs)  # type: ignore[arg-type]
+            unchecked = ChunkStream(paths[codec], feature, task, batch, check=False, **kwargs)  # type: ignore[arg-type]
+            fns |= {f"{codec} unchecked": partial(streamed, unchecked, 0, False),
+                    f"{codec} stream": partial(streamed, streams[codec], 0, False),
+                    f"{codec} stream float": partial(streamed, streams[codec], 0, True)}
+        t = best_in_turns(fns)  # every variant and the in-memory gather in turns, best of 3
+        t |= best_in_turns({f"{codec} workers": partial(streamed, streams[codec], 2, False) for codec in mine},
+                           repeat=2)
         model = build_model(model_name, task.num_classes).to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
-        x = data[:batch].to(dev)
-        y = torch.randint(0, 10, (batch,), device=dev)
+        x = to_float(torch.from_numpy(data[:batch]), scale)
+        y = torch.randint(0, 10, (batch,))
 
         def steps(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, x: torch.Tensor = x,
                   y: torch.Tensor = y) -> None:
@@ -98,24 +202,34 @@ def main() -> None:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
 
-        r_mem = rate(memory, n)
-        t = best_in_turns({"unchecked": lambda s=unchecked: streamed(0, s), "checked": lambda: streamed(0)})
-        r_un, r0 = kept / t["unchecked"], kept / t["checked"]
-        r2 = rate(lambda: streamed(2), kept)
-        r_step = rate(steps, args.steps * batch, repeat=1)
-        print(f"| {feature} | {batch} | {r_mem:,.0f}/s | {r_un:,.0f}/s | {r0:,.0f}/s | "
-              f"{100 * (t['checked'] / t['unchecked'] - 1):+.0f} % | {r2:,.0f}/s | {r_step:,.0f}/s | {model_name} "
-              f"| {r0 / r_step:.0f}x |", flush=True)
-        c = open_cache(path)
+        r_step = args.steps * batch / best_in_turns({"step": steps}, repeat=1)["step"]
+        r = {k: kept / v for k, v in t.items()}
+        for codec in mine:
+            disk = sum(f.stat().st_size for f in (paths[codec] / feature).rglob("*") if f.is_file()) / data.nbytes
+            lines.append(
+                f"| {feature} ({data.dtype}) | {codec} | {disk:.0%} | {r['memory']:,.0f}/s | "
+                f"{r[codec + ' unchecked']:,.0f}/s | {r[codec + ' stream']:,.0f}/s | "
+                f"**{r[codec + ' stream'] / r['memory']:.2f}x** | {r[codec + ' workers']:,.0f}/s | "
+                f"{r['memory float']:,.0f}/s | {r[codec + ' stream float']:,.0f}/s | "
+                f"{r[codec + ' stream float'] / r['memory float']:.2f}x | {r_step:,.0f}/s ({model_name}) |")
+            print(lines[-1], flush=True)
         t = best_in_turns({"unchecked": lambda c=c, f=feature: CheckedArray(c, f, check=False).read_all(),
                            "checked": lambda c=c, f=feature: CheckedArray(c, f).read_all()})
-        loads.append(f"| {feature} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | {t['checked']:.3f} s | "
-                      f"{100 * (t['checked'] / t['unchecked'] - 1):+.0f} % |")
+        loads.append(f"| {feature} | {mine[0]} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | "
+                     f"{t['checked']:.3f} s |")
+        if args.profile:
+            for codec in mine:
+                print("\n" + stage_profile(paths[codec], feature, batch) + "\n", flush=True)
+            prof = cProfile.Profile()
+            prof.runcall(streamed, streams[mine[0]], 0, False)
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(8)
+            print("\n".join(text.getvalue().splitlines()[:24]), flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end\n")
+    print("\n".join(lines))
     print("\nWhole feature loaded for --resident (DeviceSplit), best of 3 in turns:\n")
-    print("| feature | size | unchecked | checked | check cost |")
+    print("| feature | codec | size as stored | unchecked | checked |")
     print("|---|---|---|---|---|")
     print("\n".join(loads))
 

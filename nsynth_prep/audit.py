@@ -24,8 +24,8 @@ from .checked import CheckedArray
 class AuditConfig:
     """Thresholds; stored in the JSON report."""
 
-    silent_peak: float = 1e-3  # peak |x| below this (-60 dBFS) is near-silent
-    clip_level: float = 0.999  # |x| at or above this counts as full scale
+    silent_peak: float = 1e-3  # peak |x| below this (-60 dBFS; 32 int16 steps) is near-silent
+    clip_level: float = 0.999  # |x| at or above this (32,736 int16 steps) counts as full scale
     clip_samples: int = 16  # this many full-scale samples make a note clipped
     pitch_range: tuple[int, int] = (21, 108)  # NSynth notes are mostly within the piano's range
 
@@ -54,7 +54,7 @@ def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
     c = cache_format.open_cache(Path(path))
     labels = c.labels()
     names = labels.note_str.astype(str)
-    feats = c.attrs["features"]
+    feats = c.meta.features
     audio = next((f for f in ("trimmed", "framed") if f in feats), None)
     hashed = audio or next((f for f in ("pooled",) if f in feats), None)
     report = CacheAudit(str(path), c.split, len(c), audio)
@@ -65,17 +65,21 @@ def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
         report.pitch_out_of_range.append({"note": names[row], "row": int(row), "pitch": int(labels.pitch[row])})
     digests: dict[bytes, list[int]] = {}
     for name in feats:
-        feature = CheckedArray(c, name)  # a chunk that fails its build-time CRC32 stops the audit
+        feature = CheckedArray(c, name)  # a chunk that fails its build-time checksum stops the audit
+        buf = feature.buffer(1)
         for chunk in range(feature.num_chunks):
             start = chunk * feature.chunk_rows
-            data = feature.chunk(chunk)
-            data = data.reshape(len(data), -1)  # (rows, values per note)
-            finite = np.isfinite(data).all(axis=1)
-            for r in np.flatnonzero(~finite):
-                report.non_finite.append({"note": names[start + r], "row": int(start + r), "feature": name})
+            data = buf[: feature.read_into(chunk, buf)]
+            data = data.reshape(len(data), -1)  # (rows, values per note), as stored
+            if data.dtype.kind == "f":  # int16 audio cannot hold NaN or inf
+                for r in np.flatnonzero(~np.isfinite(data).all(axis=1)):
+                    report.non_finite.append({"note": names[start + r], "row": int(start + r), "feature": name})
             if name == audio:
-                peak = np.abs(np.nan_to_num(data)).max(axis=1)
-                full = (np.abs(np.nan_to_num(data)) >= config.clip_level).sum(axis=1)
+                # The thresholds are in [-1, 1] terms; int16 samples are compared in their own units
+                # (widened first: |-32768| does not fit int16).
+                magnitude = np.abs(np.nan_to_num(data).astype(np.float32 if data.dtype.kind == "f" else np.int32))
+                peak = magnitude.max(axis=1) * feature.scale
+                full = (magnitude >= config.clip_level / feature.scale).sum(axis=1)
                 for r in np.flatnonzero(peak < config.silent_peak):
                     report.silent.append({"note": names[start + r], "row": int(start + r), "peak": float(peak[r])})
                 for r in np.flatnonzero(full >= config.clip_samples):

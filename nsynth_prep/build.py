@@ -10,6 +10,7 @@ A rerun after an interruption skips the marked chunks and ends with the same byt
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from . import cache, fingerprint, resume
 from .catalog import Catalog, FeatureReader
 from .errors import CacheError, ConfigError, SourceError, StorageError
 from .features import FeatureSpec, feature_spec
-from .labels import FAMILIES, SOURCES, LabelTable, family_id
+from .labels import LabelTable, family_id
 from .lock import exclusive, storage_errors
 from .progress import Progress
 from .sources import Source, discover
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """How a cache is built; stored in the cache's attrs (``attrs['nsynth']['build']``)."""
+    """How a cache is built; recorded in the cache's metadata (:class:`.cache.BuildMeta`)."""
 
     features: tuple[str, ...] = ("pooled",)
     families: tuple[str, ...] = ()  # keep only these (empty: all)
@@ -60,10 +61,9 @@ class BuildConfig:
         if self.workers < 1:
             raise ConfigError("workers must be >= 1")
 
-    def rows_key(self) -> dict[str, Any]:
+    def rows(self) -> cache.RowOptions:
         """What decides which notes are in the cache and in which order."""
-        return {"families": list(self.families), "exclude_families": list(self.exclude_families),
-                "seed": self.seed, "on_error": self.on_error}
+        return cache.RowOptions(self.families, self.exclude_families, self.seed, self.on_error)
 
 
 @dataclass
@@ -92,7 +92,7 @@ class BuildSummary:
             lines.append(f"  skipped {len(self.skipped)} notes:")
             lines += [f"    {s['note']}: {s['reason']}" for s in self.skipped[:10]]
             if len(self.skipped) > 10:
-                lines.append(f"    ... and {len(self.skipped) - 10} more (attrs['nsynth']['build']['skipped'])")
+                lines.append(f"    ... and {len(self.skipped) - 10} more (nsynth inspect lists them)")
         return "\n".join(lines)
 
 
@@ -129,34 +129,32 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
     fp = src.fingerprint(existing.files if existing else None)
     log.debug("%s: fingerprint of %d files (%d read) in %.3f s", src.path, len(fp.names), fp.read_now,
               time.perf_counter() - t0)
-    source_info = {"path": str(src.path.resolve()), "format": src.format, "fingerprint": fp.summary()}
+    source_info = cache.SourceMeta(str(src.path.resolve()), src.format, fp.summary())
     if existing is not None:
-        action = resume.check_existing(existing, work, src.path, src.format, fp, config.rows_key())
-        if action is not None:  # same content: store the new table (and, for an older cache, the fingerprint)
+        if resume.check_existing(existing, work, src.path, src.format, fp, config.rows()):
+            # The same content, but files were read again (their times changed): store the new
+            # table, so that the next check is a stat again.
             group = cache.open_group(path, "r+")
             with contextlib.suppress(StorageError):  # only saves reading these files next time: never fail for it
                 cache.write_source_files(group, fp.columns())
-                if action == "upgrade":
-                    cache.set_meta(group, build={**existing.meta["build"], "source": source_info})
     else:
         with storage_errors(work):
             if work.exists() and not resume.check_work(work, source_info, fp):
                 shutil.rmtree(work)  # nothing in it to resume from this source
             shutil.rmtree(work / "done", ignore_errors=True)  # chunks of a cache that is no more
-    built = set(existing.meta["features"]) if existing else set()
+    built = set(existing.meta.features) if existing else set()
     todo = [s for s in specs if s.name not in built]
     if existing is not None and not todo:
         group = cache.open_group(path, "r+")
         if not existing.complete:  # stopped after the last feature, before the final mark
-            labels = cache.Cache(path, group, existing.meta).labels()
-            cache.set_meta(group, state="complete", counts=_counts(labels))
+            cache.mark_complete(group, cache.Cache(path, group, existing.meta).labels())
             shutil.rmtree(work, ignore_errors=True)
         return _summary(src, path, group, config, [], started)
 
     with storage_errors(work):
         work.mkdir(parents=True, exist_ok=True)
-        _write_json(work / resume.SOURCE_JSON, source_info)
-    if src.format == "jsonwav":
+        _write_json(work / resume.SOURCE_JSON, source_info.to_attrs())
+    if src.format in ("jsonwav", "synth"):
         catalog = src.scan(todo, config.on_error, work)
     else:  # archives and TFRecords are read whole to find the notes: show it
         verb = "stream" if src.format == "targz" else "scan"
@@ -171,16 +169,16 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
     if existing is None:
-        build = {"split": src.split, "source": source_info, **config.rows_key(), "workers": config.workers,
-                 "allow_empty": config.allow_empty, "skipped": catalog.skipped}
+        build = cache.BuildMeta(src.split, source_info, config.rows(), config.workers, config.allow_empty,
+                                tuple(cache.Skipped(s["note"], s["reason"]) for s in catalog.skipped))
         group = cache.create(path, labels, build, fp.columns())
         log.info("%s: %d notes planned (%d skipped)", path, len(labels), len(catalog.skipped))
     else:
         group = cache.open_group(path, "r+")
-        if cache.label_checksums(existing.meta)["note_str"] != cache.checksum(labels.note_str):
+        if existing.meta.label_checksums["note_str"] != cache.checksum(labels.note_str):
             raise CacheError(f"{path}: its rows no longer match the source; remove the cache and build it again")
     for spec in todo:
-        if spec.name not in cache.meta(group)["building"] or spec.name not in group:
+        if spec.name not in cache.load_meta(group).building or spec.name not in group:
             cache.add_feature(group, spec)
     _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
     # What was read must be what the fingerprint describes: a file rewritten during the build
@@ -192,7 +190,7 @@ def _build_locked(src: Source, path: Path, config: BuildConfig, progress: bool) 
                          f"incomplete: remove it and {work}, and build again once the source is stable")
     for spec in todo:
         cache.finish_feature(group, spec, _collect_checksums(work, spec, len(labels)))
-    cache.set_meta(group, state="complete", counts=_counts(labels))
+    cache.mark_complete(group, labels)
     shutil.rmtree(work, ignore_errors=True)
     return _summary(src, path, group, config, [s.name for s in todo], started)
 
@@ -217,20 +215,13 @@ def _family_filter(labels: LabelTable, config: BuildConfig) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def _counts(labels: LabelTable) -> dict[str, Any]:
-    table = np.zeros((len(FAMILIES), len(SOURCES)), np.int64)
-    np.add.at(table, (labels.family.astype(np.int64), labels.source.astype(np.int64)), 1)
-    return {"notes": len(labels), "family_source": table.tolist(),
-            "family": dict(zip(FAMILIES, table.sum(1).tolist(), strict=True)),
-            "source": dict(zip(SOURCES, table.sum(0).tolist(), strict=True))}
-
-
 def _summary(src: Source, path: Path, group: zarr.Group, config: BuildConfig, built_now: list[str],
              started: float) -> BuildSummary:
-    m = cache.meta(group)
-    counts = m.get("counts", {})
-    return BuildSummary(src.split, path, m["notes"], sorted(m["features"]), built_now, m["build"]["skipped"],
-                        time.perf_counter() - started, counts.get("family", {}), counts.get("source", {}))
+    m = cache.load_meta(group)
+    counts = m.counts or cache.Counts.of(LabelTable.from_notes([]))
+    return BuildSummary(src.split, path, m.notes, sorted(m.features), built_now,
+                        [dataclasses.asdict(s) for s in m.build.skipped], time.perf_counter() - started,
+                        counts.family, counts.source)
 
 
 # --- the chunk writers -------------------------------------------------------------------------

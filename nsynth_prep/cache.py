@@ -1,35 +1,35 @@
-"""The cache format: one zarr v3 group per split, ``<cache dir>/<split>.zarr``.
+"""The cache format, version 2: one zarr v3 group per split, ``<cache dir>/<split>.zarr``.
 
-This module alone knows array names, dtypes, chunking and attrs. Layout (N notes, rows in
-a seeded shuffled order):
+This module alone knows array names, dtypes, chunking and the attrs: its metadata is the typed
+:class:`CacheMeta` (see :mod:`.cache_meta`, re-exported here), which every reader gets from
+:func:`open_cache`. Layout (N notes, rows in a seeded shuffled order):
 
 ==============  ===============  ==========================================================
 array           dtype, shape     content
 ==============  ===============  ==========================================================
 pooled          f4 (N, 2048)     mean of 25-sample windows over the first 51,200 samples
-framed          f4 (N, 100, 160) first 16,000 samples as 100 frames of 160
-trimmed         f4 (N, 51200)    first 51,200 samples
+framed          i2 (N, 100, 160) first 16,000 samples as 100 frames of 160 (scale 1/32768)
+trimmed         i2 (N, 51200)    first 51,200 samples (scale 1/32768)
 family          i1 (N,)          NSynth ``instrument_family`` 0..10
 source          i1 (N,)          NSynth ``instrument_source`` 0..2
 pitch           i2 (N,)          MIDI pitch
 velocity        i2 (N,)          MIDI velocity
 instrument      i2 (N,)          NSynth instrument id
 note            i4 (N,)          NSynth note id
-qualities       u1 (N, 10)       quality flags, order of ``attrs['nsynth']['qualities']``
+qualities       u1 (N, 10)       quality flags, in the order of ``CacheMeta.qualities``
 note_str        string (N,)      e.g. ``guitar_acoustic_010-066-100``
 ==============  ===============  ==========================================================
 
-Audio features are float32 in [-1, 1]. All metadata lives under ``attrs['nsynth']``; a reader
-checks ``format_version`` and that ``state == 'complete'`` and only trusts features listed
-in ``features`` (a feature being added later is listed in ``building`` until done).
+A feature's stored values times its ``scale`` are floats in [-1, 1]. A reader trusts only a
+cache whose state is complete, and only the features listed as built.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 import shutil
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,30 +37,47 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from .cache_meta import (
+    CHECKSUM,
+    FORMAT,
+    FORMAT_VERSION,
+    BuildMeta,
+    CacheMeta,
+    Counts,
+    FeatureMeta,
+    MetaError,
+    RowOptions,
+    Skipped,
+    SourceFingerprint,
+    SourceMeta,
+)
 from .errors import CacheError
-from .features import FeatureSpec, spec_from_dict
-from .labels import FAMILIES, QUALITIES, SOURCES, LabelTable
+from .features import FEATURES, FeatureSpec
+from .labels import LABEL_DTYPES, QUALITIES, LabelTable
 from .lock import storage_errors
+from .tfrecord import payload_crc
 
-FORMAT = "nsynth-cache"
-FORMAT_VERSION = 1
-ATTR = "nsynth"
+__all__ = ["CHECKSUM", "FORMAT", "FORMAT_VERSION", "LABEL_DTYPES", "BuildMeta", "Cache", "CacheMeta", "Counts",
+           "FeatureMeta", "RowOptions", "Skipped", "SourceFingerprint", "SourceMeta"]
+
+ATTR = "nsynth"  # the key of our metadata in the group's attributes
 LABEL_CHUNK_ROWS = 1 << 16
-LABEL_DTYPES: dict[str, Any] = {
-    "family": np.int8, "source": np.int8, "pitch": np.int16, "velocity": np.int16,
-    "instrument": np.int16, "note": np.int32, "qualities": np.uint8, "note_str": str,
-}
-# The per-file fingerprint of the source (see :mod:`.fingerprint`): a subgroup of plain arrays.
-SOURCE_FILES = "source_files"
+SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fingerprint): plain arrays
 
-# Audio as float32 holds at most 16 significant bits: byte-shuffled LZ4 stores framed audio in
-# 55 % of its size and decodes at ~3 GB/s, against 63 % and ~1 GB/s for zarr's default zstd.
-FEATURE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+# The codec of each feature's chunks (docs/benchmarks.md has the measurements): pooled means
+# (float32) only shrink to 83 % with byte-shuffled LZ4, and unencoded chunks are read at the speed
+# of a memory copy; int16 audio shrinks to 70 % (trimmed) and 80 % (framed) on rendered
+# instruments, and decodes at ~8 GB/s a core.
+FEATURE_CODECS: dict[str, list[Any] | None] = {
+    "pooled": None,
+    "framed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "trimmed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+}
 
 # What zarr raises for metadata or chunk bytes it cannot use: JSON and zarr's own metadata errors
 # are ValueErrors, the codecs raise RuntimeError (blosc, zstd), a chunk of the wrong size fails
 # its reshape with ValueError, a missing array is a KeyError.
-READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, KeyError, TypeError, EOFError)
+READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, KeyError, TypeError, EOFError, OSError)
 
 
 def cache_path(cache_dir: Path, split: str) -> Path:
@@ -69,12 +86,15 @@ def cache_path(cache_dir: Path, split: str) -> Path:
 
 
 def checksum(data: np.ndarray) -> str:
-    """CRC32 (hex) of an array's C-order bytes; note_str arrays hash their newline-joined UTF-8."""
+    """CRC-32C (8 hex digits) of an array's C-order bytes; note_str arrays hash their
+    newline-joined UTF-8. google-crc32c's C build reads ~16 GB/s and releases the GIL (zlib's
+    CRC-32, format 1's, read 6.4 GB/s), so it is cheap enough for every chunk a loader reads."""
     if data.dtype.kind in "OUT":
-        raw = "\n".join(str(s) for s in data.ravel()).encode()
-        return f"{zlib.crc32(raw):08x}"
-    # zlib reads the array's own buffer (no copy), ~6 GB/s: cheap enough to check every read.
-    return f"{zlib.crc32(np.ascontiguousarray(data)):08x}"  # type: ignore[arg-type]
+        joined = "\n".join(str(s) for s in data.ravel())
+        return f"{payload_crc(joined.encode()):08x}"
+    view = np.ascontiguousarray(data).view()
+    view.flags.writeable = False  # google-crc32c takes read-only buffers only; no copy is made
+    return f"{payload_crc(view):08x}"  # type: ignore[arg-type]
 
 
 def why(exc: BaseException) -> str:
@@ -106,13 +126,82 @@ def open_group(path: Path, mode: Literal["r", "r+"] = "r") -> zarr.Group:
                          "and build it again") from None
 
 
-def meta(group: zarr.Group) -> dict[str, Any]:
-    """The cache's own attrs (``attrs['nsynth']``)."""
-    attrs: dict[str, Any] = dict(group.attrs.asdict())
-    own = attrs.get(ATTR)
+class NotACache(CacheError):
+    """A zarr group without nsynth metadata."""
+
+
+class MetaProblem(CacheError):
+    """Metadata this nsynth cannot use; ``state`` is what it says of itself, if anything."""
+
+    def __init__(self, message: str, state: Any) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class OtherVersion(MetaProblem):
+    """A cache of another format version."""
+
+
+class BadMeta(MetaProblem):
+    """Metadata that is missing or malformed."""
+
+
+def load_meta(group: zarr.Group) -> CacheMeta:
+    """The typed metadata of a cache's group.
+
+    Raises
+    ------
+    NotACache, OtherVersion, BadMeta
+        Each a ``CacheError`` naming the group's ``zarr.json`` (``OtherVersion``: the cache, and
+        for a version-1 cache the command that rebuilds it).
+    """
+    path = group_path(group)
+    try:
+        own = dict(group.attrs.asdict()).get(ATTR)
+    except READ_ERRORS as exc:
+        raise BadMeta(f"{path / 'zarr.json'}: attributes cannot be read ({why(exc)})", None) from None
     if not isinstance(own, dict) or own.get("format") != FORMAT:
-        raise CacheError(f"{group_path(group) / 'zarr.json'}: not an nsynth cache (no attrs['{ATTR}'])")
-    return dict(own)
+        raise NotACache(f"{path / 'zarr.json'}: not an nsynth cache (no attrs['{ATTR}'])")
+    version = own.get("format_version")
+    if version != FORMAT_VERSION:
+        if version == 1:
+            raise OtherVersion(f"{path}: cache format version 1, written by an older nsynth (audio as float32); this "
+                               f"nsynth reads version {FORMAT_VERSION} only. Rebuild it: {rebuild_command(path, own)}",
+                               own.get("state"))
+        raise OtherVersion(f"{path}: cache format version {version!r}; this nsynth reads version {FORMAT_VERSION} "
+                           "only: use the nsynth that wrote it, or rebuild the cache with this one", own.get("state"))
+    try:
+        return CacheMeta.from_attrs(own)
+    except MetaError as exc:
+        raise BadMeta(str(damaged(path, f"zarr.json: attrs['{ATTR}'] {exc}")), own.get("state")) from None
+
+
+def rebuild_command(path: Path, own: dict[str, Any]) -> str:
+    """The shell command that replaces an older cache with one built the same way (from what its
+    attrs say, where they say it; placeholders in capitals where they do not)."""
+    def part(d: dict[str, Any], key: str) -> dict[str, Any]:
+        return d[key] if isinstance(d.get(key), dict) else {}
+
+    build = part(own, "build")
+    source = part(build, "source")
+    features = part(own, "features")
+    args = ["nsynth", "prep", "build-cache", str(source.get("path") or "SOURCE"), "--cache", str(path.parent),
+            "--split", str(build.get("split") or path.name.removesuffix(".zarr"))]
+    for name in [f for f in FEATURES if f in features] or ["pooled"]:
+        args += ["--feature", name]
+    for option in ("families", "exclude_families"):
+        if isinstance(build.get(option), list) and build[option]:
+            args += [f"--{option.replace('_', '-')}", ",".join(map(str, build[option]))]
+    for option in ("seed", "on_error"):
+        if build.get(option) not in (None, 0, "fail"):
+            args += [f"--{option.replace('_', '-')}", str(build[option])]
+    return f"rm -r {shlex.quote(str(path))} && {shlex.join(args)}"
+
+
+def save_meta(group: zarr.Group, meta: CacheMeta) -> None:
+    """Replace the cache's metadata (zarr writes zarr.json atomically)."""
+    with storage_errors(group_path(group)):
+        group.attrs.update({ATTR: meta.to_attrs()})
 
 
 def read(arr: zarr.Array, selection: Any = Ellipsis) -> np.ndarray:
@@ -120,94 +209,19 @@ def read(arr: zarr.Array, selection: Any = Ellipsis) -> np.ndarray:
     return np.asarray(arr[selection])
 
 
-def set_meta(group: zarr.Group, **changes: Any) -> None:
-    """Update ``attrs['nsynth']`` (zarr writes zarr.json atomically)."""
-    with storage_errors(group_path(group)):
-        group.attrs.update({ATTR: {**meta(group), **changes}})
-
-
-# --- metadata accessors: every reader goes through these, not raw attrs lookups -------------
-
-
-def label_checksums(m: dict[str, Any]) -> dict[str, str]:
-    """CRC32 of each whole label array, recorded when the labels were written."""
-    return dict(m["label_checksums"])
-
-
-def feature_info(m: dict[str, Any], name: str) -> dict[str, Any]:
-    """``params``, ``chunk_rows`` and per-chunk ``checksums`` of a built feature."""
-    return dict(m["features"][name])
-
-
-def source_fingerprint(m: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint summary of the source a cache was built from."""
-    return dict(m["build"]["source"].get("fingerprint") or {})
-
-
-def meta_problems(m: dict[str, Any]) -> list[str]:
-    """What is missing or malformed in a cache's attrs; ``[]`` when they are whole.
-
-    A build killed while it created the group leaves partial attrs (no label checksums, say):
-    such a cache never got as far as a plan of its rows.
-    """
-    problems = []
-    if m.get("state") not in ("building", "complete"):
-        problems.append(f"state is {m.get('state')!r}")
-    n = m.get("notes")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        problems.append(f"notes is {n!r}, not a count")
-        n = None
-    build = m.get("build")
-    if not (isinstance(build, dict) and isinstance(build.get("split"), str) and isinstance(build.get("source"), dict)):
-        problems.append("the build record (split, source) is missing")
-    sums = m.get("label_checksums")
-    missing = [k for k in LABEL_DTYPES if not (isinstance(sums, dict) and isinstance(sums.get(k), str))]
-    if missing:
-        problems.append(f"no label checksum for {', '.join(missing)}")
-    for key in ("families", "sources", "qualities", "building"):
-        if not isinstance(m.get(key), list):
-            problems.append(f"{key} is missing")
-    features = m.get("features")
-    if not isinstance(features, dict):
-        problems.append("the feature list is missing")
-    else:
-        for name, info in features.items():
-            problems += [f"feature {name}: {p}" for p in _feature_problems(info, n)]
-    if m.get("state") == "complete" and not isinstance(m.get("counts"), dict):
-        problems.append("counts are missing")
-    return problems
-
-
-def _feature_problems(info: Any, n: int | None) -> list[str]:
-    if not isinstance(info, dict):
-        return ["no record"]
-    try:
-        spec_from_dict(info["params"])
-    except (KeyError, TypeError, ValueError):
-        return [f"unknown params {info.get('params')!r}"]
-    rows, sums = info.get("chunk_rows"), info.get("checksums")
-    if not isinstance(rows, int) or rows < 1:
-        return [f"chunk_rows is {rows!r}"]
-    if not isinstance(sums, list) or not all(isinstance(s, str) for s in sums):
-        return ["no chunk checksums"]
-    if n is not None and len(sums) != math.ceil(n / rows):
-        return [f"{len(sums)} chunk checksums for {math.ceil(n / rows)} chunks"]
-    return []
-
-
-def array_problem(m: dict[str, Any], name: str, arr: zarr.Array) -> str | None:
+def array_problem(meta: CacheMeta, name: str, arr: zarr.Array) -> str | None:
     """What is wrong with an array's own metadata (its ``zarr.json``) for this cache, or None."""
-    n = m["notes"]
+    n = meta.notes
     if name in LABEL_DTYPES:
         want_shape: tuple[int, ...] = (n, len(QUALITIES)) if name == "qualities" else (n,)
         dtype_ok = arr.dtype.kind in "OUT" if name == "note_str" else arr.dtype == np.dtype(LABEL_DTYPES[name])
         want_dtype = "string" if name == "note_str" else str(np.dtype(LABEL_DTYPES[name]))
     else:
-        info = feature_info(m, name)
-        want_shape = (n, *spec_from_dict(info["params"]).row_shape)
-        dtype_ok, want_dtype = arr.dtype == np.float32, "float32"
-        if arr.chunks[0] != info["chunk_rows"] or tuple(arr.chunks[1:]) != want_shape[1:]:
-            return f"{name}/zarr.json: chunks {arr.chunks}, expected ({info['chunk_rows']}, ...{want_shape[1:]})"
+        feature = meta.features[name]
+        want_shape = (n, *feature.row_shape)
+        dtype_ok, want_dtype = arr.dtype == feature.dtype, str(feature.dtype)
+        if arr.chunks[0] != feature.chunk_rows or tuple(arr.chunks[1:]) != want_shape[1:]:
+            return f"{name}/zarr.json: chunks {arr.chunks}, expected ({feature.chunk_rows}, ...{want_shape[1:]})"
     if not dtype_ok:
         return f"{name}/zarr.json: dtype {arr.dtype}, expected {want_dtype}"
     if tuple(arr.shape) != want_shape:
@@ -232,29 +246,23 @@ def missing_chunk_files(path: Path, name: str, arr: zarr.Array, chunks: range) -
 # --- writing -------------------------------------------------------------------------------
 
 
-def create(path: Path, labels: LabelTable, build: dict[str, Any], source_files: dict[str, np.ndarray]) -> zarr.Group:
+def create(path: Path, labels: LabelTable, build: BuildMeta, source_files: dict[str, np.ndarray]) -> zarr.Group:
     """A new cache group in state ``building`` holding the label arrays of ``labels`` and the
-    per-file fingerprint of its source. The label checksums are recorded last: until they are
-    there, a rerun treats the cache as never started."""
+    per-file fingerprint of its source. The metadata is written last, in one piece: a group
+    without it (a build killed while creating it) is not a cache, and a rerun starts over."""
     with storage_errors(path):
         if path.exists():
             shutil.rmtree(path)
         group = zarr.open_group(path, mode="w", zarr_format=3)
-        n = len(labels)
-        group.attrs.update({ATTR: {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "state": "building",
-            "families": list(FAMILIES), "sources": list(SOURCES), "qualities": list(QUALITIES),
-            "notes": n, "build": build, "features": {}, "building": [], "label_checksums": {},
-        }})
         sums = {}
         for name, values in labels.columns().items():
             arr = group.create_array(name, shape=values.shape, dtype=LABEL_DTYPES[name],
                                      chunks=(LABEL_CHUNK_ROWS, *values.shape[1:]))
-            if n:
+            if len(labels):
                 arr[...] = values.astype(str) if name == "note_str" else values
             sums[name] = checksum(values)
         write_source_files(group, source_files)
-    set_meta(group, label_checksums=sums)
+    save_meta(group, CacheMeta("building", len(labels), build, sums))
     return group
 
 
@@ -270,7 +278,7 @@ def write_source_files(group: zarr.Group, columns: dict[str, np.ndarray]) -> Non
 
 
 def read_source_files(group: zarr.Group) -> dict[str, np.ndarray] | None:
-    """The per-file fingerprint table, or None when there is none (an older or damaged cache)."""
+    """The per-file fingerprint table, or None when it is missing or unreadable (damaged)."""
     try:
         sub = group[SOURCE_FILES]
         return {name: np.asarray(arr[...]) for name, arr in sub.arrays()}  # type: ignore[union-attr]
@@ -280,22 +288,25 @@ def read_source_files(group: zarr.Group) -> dict[str, np.ndarray] | None:
 
 def add_feature(group: zarr.Group, spec: FeatureSpec) -> zarr.Array:
     """Create (or reset) the array of ``spec`` and list it as being built."""
-    n = meta(group)["notes"]
+    meta = load_meta(group)
     with storage_errors(group_path(group)):
-        arr = group.create_array(spec.name, shape=(n, *spec.row_shape), dtype=np.float32,
-                                 chunks=(spec.chunk_rows, *spec.row_shape), compressors=FEATURE_CODEC,
-                                 overwrite=True)
-    building = sorted(set(meta(group)["building"]) | {spec.name})
-    set_meta(group, building=building)
+        arr = group.create_array(spec.name, shape=(meta.notes, *spec.row_shape), dtype=spec.dtype,
+                                 chunks=(spec.chunk_rows, *spec.row_shape),
+                                 compressors=FEATURE_CODECS[spec.name], overwrite=True)
+    save_meta(group, replace(meta, building=tuple(sorted({*meta.building, spec.name}))))
     return arr
 
 
 def finish_feature(group: zarr.Group, spec: FeatureSpec, checksums: list[str]) -> None:
     """Record a fully written feature and its per-chunk checksums."""
-    m = meta(group)
-    features = dict(m["features"])
-    features[spec.name] = {"params": spec.to_dict(), "chunk_rows": spec.chunk_rows, "checksums": checksums}
-    set_meta(group, features=features, building=[b for b in m["building"] if b != spec.name])
+    meta = load_meta(group)
+    features = {**meta.features, spec.name: FeatureMeta(spec, spec.chunk_rows, tuple(checksums))}
+    save_meta(group, replace(meta, features=features, building=tuple(b for b in meta.building if b != spec.name)))
+
+
+def mark_complete(group: zarr.Group, labels: LabelTable) -> None:
+    """The last write of a build: the counts of its labels, and the state that lets readers in."""
+    save_meta(group, replace(load_meta(group), state="complete", counts=Counts.of(labels)))
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -303,25 +314,31 @@ def finish_feature(group: zarr.Group, spec: FeatureSpec, checksums: list[str]) -
 
 @dataclass
 class Cache:
-    """An opened cache: its group and attrs; arrays opened (and their metadata checked) on demand."""
+    """An opened cache: its group and metadata; arrays opened (and their metadata checked) on demand."""
 
     path: Path
     group: zarr.Group
-    attrs: dict[str, Any]
+    meta: CacheMeta
 
     def __len__(self) -> int:
-        return int(self.attrs["notes"])
+        return self.meta.notes
 
     @property
     def split(self) -> str:
-        return str(self.attrs["build"]["split"])
+        return self.meta.split
 
-    def array(self, name: str) -> zarr.Array:
-        """The zarr array of a feature or label, its dtype, shape and chunks checked against the cache's attrs."""
-        if name not in self.attrs["features"] and name not in LABEL_DTYPES:
-            built = ", ".join(self.attrs["features"]) or "none"
+    def feature(self, name: str) -> FeatureMeta:
+        """The metadata of a built feature; ``CacheError`` saying how to build it when it is not."""
+        if name not in self.meta.features:
+            built = ", ".join(self.meta.features) or "none"
             raise CacheError(f"{self.path}: has no feature {name!r} (built: {built}); "
                              f"run nsynth prep build-cache --feature {name}")
+        return self.meta.features[name]
+
+    def array(self, name: str) -> zarr.Array:
+        """The zarr array of a feature or label, its dtype, shape and chunks checked against the metadata."""
+        if name not in LABEL_DTYPES:
+            self.feature(name)
         try:
             arr = self.group[name]
         except KeyError:
@@ -330,13 +347,24 @@ class Cache:
             raise damaged(self.path, f"{name}/zarr.json cannot be read ({why(exc)})") from None
         if not isinstance(arr, zarr.Array):
             raise damaged(self.path, f"{name} is not an array")
-        problem = array_problem(self.attrs, name, arr)
+        problem = array_problem(self.meta, name, arr)
         if problem:
             raise damaged(self.path, problem)
         return arr
 
+    def floats(self, name: str, rows: Any) -> np.ndarray:
+        """Rows of a feature as float32 in [-1, 1] (stored values times the feature's scale), for
+        looking at a few notes; unchecked, as plain zarr reads them. ``rows``: an int, a slice or
+        a sorted index array. Training and exports read checked chunks (:mod:`.checked`)."""
+        arr = self.array(name)
+        try:
+            data = np.asarray(arr.oindex[rows] if isinstance(rows, np.ndarray) else arr[rows])
+        except READ_ERRORS as exc:
+            raise damaged(self.path, f"{name}: cannot be read ({why(exc)})") from None
+        return (data * np.float32(self.feature(name).scale)).astype(np.float32, copy=False)
+
     def label(self, name: str) -> np.ndarray:
-        """One whole label array, checked against the CRC32 recorded when it was written.
+        """One whole label array, checked against the checksum recorded when it was written.
 
         Returns
         -------
@@ -348,10 +376,10 @@ class Cache:
             values = read(arr)
         except READ_ERRORS as exc:
             raise damaged(self.path, f"{name}: cannot be read ({why(exc)})") from None
-        if checksum(values) != label_checksums(self.attrs)[name]:
+        if checksum(values) != self.meta.label_checksums[name]:
             gone = missing_chunk_files(self.path, name, arr, range(math.ceil(len(self) / arr.chunks[0])))
             cause = f" (chunk file {', '.join(gone)} is missing)" if gone else ""
-            raise damaged(self.path, f"{name}: differs from the CRC32 recorded at build time{cause}")
+            raise damaged(self.path, f"{name}: differs from the checksum recorded at build time{cause}")
         return values
 
     def labels(self) -> LabelTable:
@@ -365,17 +393,11 @@ def open_cache(path: Path, features: tuple[str, ...] = ()) -> Cache:
     """Open a complete cache, checking its format version, its metadata and that ``features`` were built."""
     path = Path(path)
     group = open_group(path)
-    m = meta(group)
-    if m.get("format_version") != FORMAT_VERSION:
-        raise CacheError(f"{path}: cache format version {m.get('format_version')} is not supported "
-                         f"(this nsynth reads version {FORMAT_VERSION}); rebuild it")
-    if m.get("state") != "complete":
+    meta = load_meta(group)
+    if not meta.complete:
         raise CacheError(f"{path}: incomplete cache (its build was interrupted or failed); "
                          "run the same nsynth prep build-cache again to resume")
-    problems = meta_problems(m)
-    if problems:
-        raise damaged(path, "its attrs (zarr.json) are incomplete: " + "; ".join(problems[:3]))
-    cache = Cache(path, group, m)
+    cache = Cache(path, group, meta)
     for f in features:
         cache.array(f)
     return cache

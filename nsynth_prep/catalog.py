@@ -42,11 +42,11 @@ class Catalog:
 class AudioReader:
     """Base for random-access sources: decode audio in small batches, compute features."""
 
-    def read_audio(self, index: np.ndarray) -> np.ndarray:  # (k, 64000) int16 or float32
+    def read_audio(self, index: np.ndarray) -> np.ndarray:  # (k, 64000) int16
         raise NotImplementedError
 
     def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
-        out = {s.name: np.empty((len(index), *s.row_shape), np.float32) for s in specs}
+        out = {s.name: np.empty((len(index), *s.row_shape), s.dtype) for s in specs}
         for start in range(0, len(index), AUDIO_BATCH):
             part = index[start : start + AUDIO_BATCH]
             audio = self.read_audio(part)

@@ -2,8 +2,10 @@
 
 Every array keeps its name, dtype, shape and row chunking; floats and ints are stored with
 the shuffle filter and gzip (deflate, which MATLAB reads), ``note_str`` as variable-length
-UTF-8 strings. ``attrs['nsynth']`` is stored as JSON text in the file's ``nsynth`` attribute,
-beside a few plain attributes (``format_version``, ``split``, ``notes``, ``features``).
+UTF-8 strings. Each feature dataset has a ``scale`` attribute: its values times ``scale`` are
+floats in [-1, 1] (int16 audio: 1/32768). The cache's metadata is stored as JSON text in the
+file's ``nsynth`` attribute, beside a few plain attributes (``format_version``, ``split``,
+``notes``, ``features``).
 What is read is checked against the cache's build-time CRC32s, so a damaged cache is never
 copied on silently.
 """
@@ -46,7 +48,7 @@ def export_hdf5(cache_path: Path, out: Path, progress: bool = False, overwrite: 
         raise ConfigError(f"{out}: is a folder; give the .h5 file to write")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists; pass --overwrite to replace it")
-    features = list(c.attrs["features"])
+    features = list(c.meta.features)
     labels = list(cache_format.LABEL_DTYPES)
     # What the bar counts: every byte of the numeric arrays (note_str's size is only known as it is encoded).
     total = sum(int(c.array(n).nbytes) for n in [*features, *labels] if n != "note_str")
@@ -54,16 +56,18 @@ def export_hdf5(cache_path: Path, out: Path, progress: bool = False, overwrite: 
     try:
         with storage_errors(out), h5py.File(tmp, "w") as h5, \
                 Progress(total, f"export {c.split}", unit="B", enabled=progress) as bar:
-            h5.attrs["nsynth"] = json.dumps(c.attrs)
-            h5.attrs["format_version"] = c.attrs["format_version"]
+            h5.attrs["nsynth"] = json.dumps(c.meta.to_attrs())
+            h5.attrs["format_version"] = cache_format.FORMAT_VERSION
             h5.attrs["split"] = c.split
             h5.attrs["notes"] = len(c)
             h5.attrs["features"] = ",".join(features)
             for name in features:
                 feature = CheckedArray(c, name)
                 dset = _dataset(h5, name, feature.array.shape, feature.array.dtype, feature.chunk_rows, len(c))
+                dset.attrs["scale"] = feature.scale
+                buf = feature.buffer(1)
                 for chunk in range(feature.num_chunks):
-                    block = feature.chunk(chunk)  # (rows, *row_shape), checked
+                    block = buf[: feature.read_into(chunk, buf)]  # (rows, *row_shape) as stored, checked
                     dset[chunk * feature.chunk_rows : chunk * feature.chunk_rows + len(block)] = block
                     bar.update(block.nbytes)
             for name in labels:

@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from .cache_meta import SourceFingerprint
 from .tfrecord import payload_crc  # CRC-32C: google-crc32c's C build, or our numba kernel (same values)
 
-SCHEME = 2  # 1 was size + mtime of examples.json and audio/ only
+SCHEME = 2  # 1 (before cache format 2) was size + mtime of examples.json and audio/ only
 EDGE = 64 << 10  # bytes digested at each end of an archive or TFRecord
 # A file modified this close to the moment it was digested may change again within the same
 # timestamp tick; such an entry is recorded as untrusted and read again next time (git's "racy" rule).
@@ -55,14 +56,13 @@ class Fingerprint:
     digests: np.ndarray  # int64: a CRC as above, NOT_A_FILE for anything but a regular file
     read_now: int = 0  # files whose content was read for this fingerprint (the rest were trusted)
 
-    def summary(self) -> dict[str, Any]:
-        """What a cache records in its attrs (``build.source.fingerprint``) and what is compared."""
+    def summary(self) -> SourceFingerprint:
+        """What a cache records in its metadata (``BuildMeta.source.fingerprint``) and what is compared."""
         h = hashlib.blake2b(digest_size=16)
         h.update("\n".join(str(n) for n in self.names).encode())
         h.update(np.ascontiguousarray(self.sizes, "<i8").tobytes())
         h.update(np.ascontiguousarray(self.digests, "<i8").tobytes())
-        return {"scheme": SCHEME, "kind": self.kind, "files": len(self.names), "bytes": int(self.sizes.sum()),
-                "digest": h.hexdigest()}
+        return SourceFingerprint(SCHEME, self.kind, len(self.names), int(self.sizes.sum()), h.hexdigest())
 
     def columns(self) -> dict[str, np.ndarray]:
         """The table as named columns, for storage beside the cache."""
@@ -191,25 +191,26 @@ def _tfrecord(path: str, size: int) -> int:
         return NOT_A_FILE
 
 
-_DIGESTS = {"jsonwav": _whole, "targz": _archive, "tfrecord": _tfrecord}
+_DIGESTS = {"jsonwav": _whole, "targz": _archive, "tfrecord": _tfrecord, "synth": _whole}
 
 
 # --- comparing ----------------------------------------------------------------------------------
 
 
-def differences(old: dict[str, Any], old_files: Fingerprint | None, new: Fingerprint, limit: int = 5) -> list[str]:
+def differences(old: SourceFingerprint, old_files: Fingerprint | None, new: Fingerprint, limit: int = 5) -> list[str]:
     """What differs between a recorded fingerprint (summary ``old`` and, when stored, its table)
     and ``new``, as short phrases naming files: ``audio/x.wav: content changed (same size)``.
     ``[]`` when they are the same."""
-    if old == new.summary():
+    summary = new.summary()
+    if old == summary:
         return []
-    if old.get("scheme") != SCHEME or old.get("kind") != new.kind:
+    if old.scheme != SCHEME or old.kind != new.kind:
         return [f"recorded by another fingerprint scheme ({old})"]
     if old_files is None or old_files.summary() != old:  # no table to name files: say what the summary says
-        if old.get("files") != len(new.names):
-            return [f"{old.get('files')} files then, {len(new.names)} now"]
-        if old.get("bytes") != new.summary()["bytes"]:
-            return [f"{old.get('bytes'):,} bytes then, {new.summary()['bytes']:,} now"]
+        if old.files != summary.files:
+            return [f"{old.files} files then, {summary.files} now"]
+        if old.bytes != summary.bytes:
+            return [f"{old.bytes:,} bytes then, {summary.bytes:,} now"]
         return ["the content of its files changed (same number of files and bytes)"]
     before = {str(n): i for i, n in enumerate(old_files.names)}
     now = {str(n): i for i, n in enumerate(new.names)}
@@ -232,13 +233,3 @@ def differences(old: dict[str, Any], old_files: Fingerprint | None, new: Fingerp
     return (listed("changed in content (same size)", rewritten) + listed("changed in size", resized)
             + listed("added", added) + listed("removed", removed))
 
-
-def legacy_same(path: Path, kind: str, old: dict[str, Any]) -> bool:
-    """Whether a scheme-1 fingerprint (size and mtime of ``examples.json`` and the ``audio/``
-    folder, or of the one file) still holds; a cache built by an older nsynth is upgraded then."""
-    files = [path / "examples.json", path / "audio"] if kind == "jsonwav" else [path]
-    try:
-        now = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
-    except OSError:
-        return False
-    return now == old

@@ -5,6 +5,7 @@ Pure data and text; the figures are in :mod:`nsynth_prep.inspect_plots`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import numpy as np
 
 from . import cache as cache_format
 from .errors import CacheError
-from .labels import QUALITIES
 
 
 def _disk_bytes(path: Path) -> int:
@@ -22,37 +22,37 @@ def _disk_bytes(path: Path) -> int:
 def describe(path: Path) -> dict[str, Any]:
     """Everything ``nsynth inspect`` prints, as plain data (JSON-serialisable)."""
     c = cache_format.open_cache(Path(path))
-    m = c.attrs
+    meta = c.meta
     labels = c.labels()
     features = {}
-    for name in m["features"]:
+    for name, feature in meta.features.items():
         arr = c.array(name)
         features[name] = {
-            "shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks),
+            "shape": list(arr.shape), "dtype": str(feature.dtype), "scale": feature.scale, "chunks": list(arr.chunks),
             "compressors": [type(x).__name__ + _codec_args(x) for x in arr.compressors],
             "disk_bytes": _disk_bytes(Path(path) / name), "raw_bytes": int(arr.nbytes),
-            "params": m["features"][name]["params"],
+            "params": feature.spec.to_dict(),
         }
-    families, sources = m["families"], m["sources"]
-    table = np.zeros((len(families), len(sources)), np.int64)
-    np.add.at(table, (labels.family.astype(np.int64), labels.source.astype(np.int64)), 1)
+    counts = meta.counts or cache_format.Counts.of(labels)
     pitch_by_family = {}
-    for f, name in enumerate(families):
+    for f, name in enumerate(meta.families):
         p = labels.pitch[labels.family == f]
         if len(p):
             pitch_by_family[name] = [int(p.min()), int(p.max())]
+    build = meta.build
     return {
-        "path": str(path), "split": m["build"]["split"], "format_version": m["format_version"],
+        "path": str(path), "split": meta.split, "format_version": cache_format.FORMAT_VERSION,
         "notes": len(c), "disk_bytes": _disk_bytes(Path(path)), "features": features,
-        "building": m.get("building", []), "source": m["build"]["source"], "seed": m["build"]["seed"],
-        "filters": {"families": m["build"]["families"], "exclude_families": m["build"]["exclude_families"]},
-        "families": families, "sources": sources, "family_source": table.tolist(),
+        "building": list(meta.building), "source": dataclasses.asdict(build.source), "seed": build.rows.seed,
+        "filters": {"families": list(build.rows.families), "exclude_families": list(build.rows.exclude_families)},
+        "families": list(meta.families), "sources": list(meta.sources),
+        "family_source": [list(row) for row in counts.family_source],
         "pitch": [int(labels.pitch.min()), int(labels.pitch.max())] if len(c) else None,
         "pitch_by_family": pitch_by_family,
         "velocity": sorted({int(v) for v in labels.velocity}),
         "instruments": len(np.unique(labels.instrument)),
-        "qualities": {q: int(n) for q, n in zip(QUALITIES, labels.qualities.sum(0).tolist(), strict=True)},
-        "skipped": m["build"].get("skipped", []),
+        "qualities": {q: int(n) for q, n in zip(meta.qualities, labels.qualities.sum(0).tolist(), strict=True)},
+        "skipped": [dataclasses.asdict(s) for s in build.skipped],
     }
 
 
@@ -84,12 +84,13 @@ def format_description(info: dict[str, Any]) -> str:
         + (f", excluding {','.join(info['filters']['exclude_families'])}" if info["filters"]["exclude_families"] else "")
         + ")",
         "",
-        f"{'feature':<9} {'shape':<20} {'dtype':<8} {'chunk':<18} {'compression':<26} {'on disk':>10}",
+        f"{'feature':<9} {'shape':<20} {'dtype':<8} {'scale':<8} {'chunk':<18} {'compression':<26} {'on disk':>10}",
     ]
     for name, f in info["features"].items():
         ratio = f["disk_bytes"] / f["raw_bytes"] if f["raw_bytes"] else 0
-        lines.append(f"{name:<9} {'x'.join(map(str, f['shape'])):<20} {f['dtype']:<8} "
-                     f"{'x'.join(map(str, f['chunks'])):<18} {', '.join(f['compressors']):<26} "
+        scale = "1" if f["scale"] == 1 else f"1/{round(1 / f['scale'])}"
+        lines.append(f"{name:<9} {'x'.join(map(str, f['shape'])):<20} {f['dtype']:<8} {scale:<8} "
+                     f"{'x'.join(map(str, f['chunks'])):<18} {', '.join(f['compressors']) or 'none':<26} "
                      f"{_size(f['disk_bytes']):>10} ({ratio:.0%})")
     if info["building"]:
         lines.append(f"being built (not readable yet): {', '.join(info['building'])}")
@@ -125,16 +126,16 @@ def find_note(c: cache_format.Cache, note_str: str) -> tuple[int, dict[str, Any]
         near = [str(n) for n in names if str(n).startswith(prefix)][:5]
         raise CacheError(f"{c.path}: no note {note_str!r}" + (f"; same instrument: {', '.join(near)}" if near else ""))
     row = int(hits[0])
-    m = c.attrs
+    families, sources, qualities = c.meta.families, c.meta.sources, c.meta.qualities
     labels = {name: cache_format.read(c.array(name), row) for name in ("family", "source", "pitch", "velocity",
                                                                         "instrument", "note", "qualities")}
     info = {
         "note_str": note_str, "row": row,
-        "family": f"{int(labels['family'])} ({m['families'][int(labels['family'])]})",
-        "source": f"{int(labels['source'])} ({m['sources'][int(labels['source'])]})",
+        "family": f"{int(labels['family'])} ({families[int(labels['family'])]})",
+        "source": f"{int(labels['source'])} ({sources[int(labels['source'])]})",
         "pitch": int(labels["pitch"]), "velocity": int(labels["velocity"]),
         "instrument": int(labels["instrument"]), "note": int(labels["note"]),
-        "qualities": [q for q, f in zip(m["qualities"], labels["qualities"].tolist(), strict=True) if f],
+        "qualities": [q for q, f in zip(qualities, labels["qualities"].tolist(), strict=True) if f],
     }
     return row, info
 

@@ -22,6 +22,7 @@ from matplotlib.gridspec import GridSpec
 from matplotlib.ticker import MaxNLocator
 
 from . import cache as cache_format
+from .features import FeatureSpec, Pooled, feature_spec
 from .labels import SAMPLE_RATE, LabelTable
 from .palette import color_of
 
@@ -30,19 +31,21 @@ ENVELOPE_BINS = 400  # min/max pairs across an envelope panel (40-sample bins fo
 ZOOM_PERIODS = 4  # periods of the note's pitch in the zoom panel
 ZOOM_SECONDS = (0.004, 0.05)  # the zoom's shortest and longest span (for very high and very low notes)
 ZOOM_WIDTH = 0.45  # width of a zoom panel relative to its envelope panel
-POOLED_STRIDE = 25  # samples per pooled value
 
 
 def audio_feature(c: cache_format.Cache) -> str:
     """The feature that looks most like audio: trimmed, else framed, else pooled."""
-    return next(f for f in ("trimmed", "framed", "pooled") if f in c.attrs["features"])
+    return next(f for f in ("trimmed", "framed", "pooled") if f in c.meta.features)
 
 
-def time_axis(feature: str, width: int) -> tuple[np.ndarray, str]:
-    """Seconds for each value of a flattened feature row (pooled values are 25-sample means)."""
-    if feature == "pooled":
-        return (np.arange(width) * POOLED_STRIDE + POOLED_STRIDE / 2) / SAMPLE_RATE, "time (s); 25-sample means"
-    return np.arange(width) / SAMPLE_RATE, "time (s)"
+def time_axis(feature: FeatureSpec | str, width: int) -> tuple[np.ndarray, str]:
+    """Seconds for each value of a flattened feature row, from the feature's own parameters (a
+    cache's ``FeatureMeta.spec``; a name means that feature's default spec)."""
+    spec = feature_spec(feature) if isinstance(feature, str) else feature
+    t = spec.seconds(SAMPLE_RATE)[:width]
+    if isinstance(spec, Pooled):
+        return t, f"time (s); pooled: {spec.kernel}-sample means"
+    return t, "time (s)"
 
 
 def period(pitch: int | None) -> float:
@@ -149,15 +152,14 @@ def waveform_figure(c: cache_format.Cache, labels: LabelTable, by: str) -> Figur
     """A row of example waveforms for every family (``by='family'``) or source present, on one
     amplitude scale."""
     feature = audio_feature(c)
-    names = c.attrs["families" if by == "family" else "sources"]
+    names = c.meta.families if by == "family" else c.meta.sources
     rows = _example_rows(getattr(labels, by), len(names), PER_ROW)
     present = [i for i, r in enumerate(rows) if len(r)]
-    arr = c.array(feature)
     picked = np.concatenate([rows[i] for i in present]) if present else np.zeros(0, np.int64)
     order = np.argsort(picked)  # zarr reads faster in row order
-    waves = np.asarray(arr.oindex[picked[order]]).reshape(len(picked), -1)[np.argsort(order)]
+    waves = c.floats(feature, picked[order]).reshape(len(picked), -1)[np.argsort(order)]
     ylim = 1.05 * float(np.abs(waves).max(initial=0.0)) or 1e-3
-    t, xlabel = time_axis(feature, waves.shape[1])
+    t, xlabel = time_axis(c.feature(feature).spec, waves.shape[1])
     fig = plt.figure(figsize=(3.4 * PER_ROW, 1.45 * len(present) + 0.9), layout="constrained")
     gs = fig.add_gridspec(max(1, len(present)), 2 * PER_ROW, width_ratios=[1, ZOOM_WIDTH] * PER_ROW)
     k = 0
@@ -215,13 +217,13 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
     """Every inspect figure of a cache into ``out``; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     labels = c.labels()
-    m = c.attrs
+    m = c.meta
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
-    fam = np.bincount(labels.family.astype(np.int64), minlength=len(m["families"]))
-    src = np.bincount(labels.source.astype(np.int64), minlength=len(m["sources"]))
-    plot_balance(list(m["families"]), fam.tolist(), f"Notes per family ({c.split})", axes[0])
-    plot_balance(list(m["sources"]), src.tolist(), f"Notes per source ({c.split})", axes[1])
+    fam = np.bincount(labels.family.astype(np.int64), minlength=len(m.families))
+    src = np.bincount(labels.source.astype(np.int64), minlength=len(m.sources))
+    plot_balance(list(m.families), fam.tolist(), f"Notes per family ({c.split})", axes[0])
+    plot_balance(list(m.sources), src.tolist(), f"Notes per source ({c.split})", axes[1])
     fig.tight_layout()
     written.append(out / "class_balance.png")
     fig.savefig(written[-1], dpi=100)
@@ -230,20 +232,20 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
         written.append(out / f"waveforms_by_{by}.png")
         waveform_grid(c, labels, by, written[-1])
     written.append(out / "pitch_by_family.png")
-    plot_pitch_histograms(labels, list(m["families"]), written[-1])
+    plot_pitch_histograms(labels, list(m.families), written[-1])
     return written
 
 
 def plot_note(c: cache_format.Cache, row: int, title: str, path: Path) -> Path:
     """Every built feature of one note, one row each: envelope and zoom."""
-    feats = list(c.attrs["features"])
-    color = color_of(c.attrs["families"][int(cache_format.read(c.array("family"), row))])
+    feats = list(c.meta.features)
+    color = color_of(c.meta.families[int(cache_format.read(c.array("family"), row))])
     pitch = int(cache_format.read(c.array("pitch"), row))
     fig = plt.figure(figsize=(11, 2.0 * len(feats) + 0.6), layout="constrained")
     gs = fig.add_gridspec(len(feats), 2, width_ratios=[3, 1])
     for line, f in enumerate(feats):
-        wave = cache_format.read(c.array(f), row).ravel()
-        t, xlabel = time_axis(f, len(wave))
+        wave = c.floats(f, row).ravel()
+        t, xlabel = time_axis(c.feature(f).spec, len(wave))
         (ax, zoom), = waveform_cells(fig, gs, line, 1)
         plot_waveform(t, wave, color, ax, zoom, pitch)
         ax.set_title(f"{f} {tuple(c.array(f).shape[1:])}", fontsize=8, pad=2)

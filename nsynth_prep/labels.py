@@ -50,6 +50,19 @@ LABEL_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# The label columns of a cache, and their dtypes (every range above fits).
+LABEL_DTYPES: dict[str, Any] = {
+    "note_str": str, "family": np.int8, "source": np.int8, "pitch": np.int16, "velocity": np.int16,
+    "instrument": np.int16, "note": np.int32, "qualities": np.uint8,
+}
+# Which range of LABEL_RANGES bounds each integer column (qualities are flags: 0..1).
+COLUMN_RANGES: dict[str, tuple[int, int]] = {
+    "family": LABEL_RANGES["instrument_family"], "source": LABEL_RANGES["instrument_source"],
+    "pitch": LABEL_RANGES["pitch"], "velocity": LABEL_RANGES["velocity"],
+    "instrument": LABEL_RANGES["instrument"], "note": LABEL_RANGES["note"], "qualities": (0, 1),
+}
+
+
 def family_id(name: str) -> int:
     """NSynth id of a family name; raises ``ValueError`` naming the valid choices."""
     try:
@@ -232,16 +245,10 @@ class LabelTable:
 
     @staticmethod
     def from_notes(notes: list[NoteLabels]) -> LabelTable:
-        return LabelTable(
-            note_str=np.array([n.note_str for n in notes], dtype=object),
-            family=np.array([n.family for n in notes], dtype=np.int8),
-            source=np.array([n.source for n in notes], dtype=np.int8),
-            pitch=np.array([n.pitch for n in notes], dtype=np.int16),
-            velocity=np.array([n.velocity for n in notes], dtype=np.int16),
-            instrument=np.array([n.instrument for n in notes], dtype=np.int16),
-            note=np.array([n.note for n in notes], dtype=np.int32),
-            qualities=np.array([n.qualities for n in notes], dtype=np.uint8).reshape(len(notes), len(QUALITIES)),
-        )
+        cols = {c: np.array([getattr(n, c) for n in notes], dtype=object if c == "note_str" else LABEL_DTYPES[c])
+                for c in LabelTable.COLUMNS}
+        cols["qualities"] = cols["qualities"].reshape(len(notes), len(QUALITIES))
+        return LabelTable(**cols)
 
     def __len__(self) -> int:
         return len(self.note_str)

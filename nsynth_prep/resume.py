@@ -14,7 +14,6 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import cache, fingerprint
 from .errors import CacheError
@@ -27,15 +26,15 @@ SOURCE_JSON = "source.json"  # in the work folder: the source an interrupted bui
 
 @dataclass
 class Existing:
-    """A cache whose attrs record a plan of rows (complete or being built)."""
+    """A cache whose metadata records a plan of rows (complete or being built)."""
 
     path: Path
-    meta: dict[str, Any]
-    files: Fingerprint | None  # the per-file table stored with it (None: built by an older nsynth)
+    meta: cache.CacheMeta
+    files: Fingerprint | None  # the per-file table stored with it (None: unreadable)
 
     @property
     def complete(self) -> bool:
-        return self.meta["state"] == "complete"
+        return self.meta.complete
 
 
 def find_existing(path: Path, work: Path) -> Existing | None:
@@ -45,8 +44,9 @@ def find_existing(path: Path, work: Path) -> Existing | None:
     Raises
     ------
     CacheError
-        Something that is not ours to overwrite: a folder that is not a cache, a cache of another
-        format version, a complete cache with damaged attrs.
+        Something that is not ours to overwrite: a folder that is not a cache, a complete cache
+        of another format version (the message gives the command that rebuilds it), a complete
+        cache with damaged metadata.
     """
     if not path.exists():
         return None
@@ -57,79 +57,59 @@ def find_existing(path: Path, work: Path) -> Existing | None:
         raise CacheError(f"{path}: exists but is not a cache (no zarr.json); remove it or choose another --cache")
     try:
         group = cache.open_group(path)
-        m = cache.meta(group)
+        meta = cache.load_meta(group)
+    except (cache.OtherVersion, cache.BadMeta) as exc:
+        # A complete cache is never replaced unasked; an interrupted build of another format
+        # version is only replaced when this is a rerun of it (its work folder is there).
+        if exc.state == "complete" or (isinstance(exc, cache.OtherVersion) and not started):
+            raise
+        log.info("%s: starting the interrupted build over (%s)", path, exc)
+        return None
     except CacheError as exc:
         if started:
             log.warning("%s; starting the interrupted build over", exc)
             return None
         raise
-    if m.get("format_version") != cache.FORMAT_VERSION:
-        raise CacheError(f"{path}: a cache of format version {m.get('format_version')}, not "
-                         f"{cache.FORMAT_VERSION}; remove it (or choose another --cache) to build it with this nsynth")
-    problems = cache.meta_problems(m)
-    if problems:
-        if m.get("state") == "complete":
-            raise cache.damaged(path, "its attrs (zarr.json) are incomplete: " + "; ".join(problems[:3]))
-        log.info("%s: the interrupted build had not recorded its plan (%s); starting over", path, problems[0])
-        return None
     cols = cache.read_source_files(group)
-    kind = str(m["build"]["source"].get("format"))
-    return Existing(path, m, Fingerprint.from_columns(kind, cols) if cols else None)
+    return Existing(path, meta, Fingerprint.from_columns(meta.build.source.format, cols) if cols else None)
 
 
 def check_existing(existing: Existing, work: Path, src_path: Path, src_format: str, fp: Fingerprint,
-                   rows: dict[str, Any]) -> str | None:
+                   rows: cache.RowOptions) -> bool:
     """Refuse to continue ``existing`` from another source or with other row options.
 
     Returns
     -------
-    None, ``"refresh"`` or ``"upgrade"``
-        ``refresh``: the same content, but files were read again (their times changed, e.g. a
-        regenerated corpus): store the new table so the next check is a ``stat`` again.
-        ``upgrade``: a cache fingerprinted by an older nsynth (sizes and mtimes only) that still
-        matches: store this fingerprint.
+    bool
+        True when the content is the same but files were read again (their times changed, e.g.
+        a regenerated corpus): the caller stores the new table so the next check is a ``stat``.
     """
-    m = existing.meta
-    recorded = m["build"]["source"]
-    old = cache.source_fingerprint(m)
+    recorded = existing.meta.build.source
     diffs: list[str] = []
-    action = None
-    if recorded.get("format") != src_format:
-        diffs.append(f"it was built from a {recorded.get('format')} source, this is {src_format}")
-    elif old.get("scheme") is None:  # scheme 1: {file name: [size, mtime]}
-        if recorded.get("path") == str(src_path.resolve()) and fingerprint.legacy_same(src_path, src_format, old):
-            action = "upgrade"
-        else:
-            diffs.append("it was fingerprinted by an older nsynth (sizes and modification times only), and "
-                         "those changed")
+    if recorded.format != src_format:
+        diffs.append(f"it was built from a {recorded.format} source, this is {src_format}")
     else:
-        moved = recorded.get("path") != str(src_path.resolve())
+        moved = recorded.path != str(src_path.resolve())
         what = f"{src_path} is another source" if moved else "the source changed"
-        changed = fingerprint.differences(old, existing.files, fp)
+        changed = fingerprint.differences(recorded.fingerprint, existing.files, fp)
         if changed:
             diffs.append(f"{what}: {'; '.join(changed)}")
-        if not diffs and fp.read_now:
-            action = "refresh"
-    for key, now in rows.items():
-        then = m["build"].get(key)
-        if then != now:
-            diffs.append(f"--{key.replace('_', '-')} was {then!r}, now {now!r}")
+    diffs += existing.meta.build.rows.differences(rows)
     if diffs:
         path = existing.path
         if existing.complete:
-            raise CacheError(f"{path} was built from {recorded.get('path')} with other data or options: "
+            raise CacheError(f"{path} was built from {recorded.path} with other data or options: "
                              f"{'; '.join(diffs)}. A cache is never mixed or overwritten: remove it (or choose "
                              "another --cache) to build this source with these options")
-        raise CacheError(f"{path} is an interrupted build from {recorded.get('path')} with other data or options: "
+        raise CacheError(f"{path} is an interrupted build from {recorded.path} with other data or options: "
                          f"{'; '.join(diffs)}. Its written chunks must not be mixed with other data: restore the "
                          f"source and options and run again to finish it, or remove {path} and {work} to start over")
-    if recorded.get("path") != str(src_path.resolve()):
-        log.info("%s: built from %s; the same content is now at %s", existing.path, recorded.get("path"),
-                 src_path.resolve())
-    return action
+    if recorded.path != str(src_path.resolve()):
+        log.info("%s: built from %s; the same content is now at %s", existing.path, recorded.path, src_path.resolve())
+    return fp.read_now > 0
 
 
-def check_work(work: Path, source_info: dict[str, Any], fp: Fingerprint) -> bool:
+def check_work(work: Path, source: cache.SourceMeta, fp: Fingerprint) -> bool:
     """Whether the work folder of an interrupted build (before its cache was created: a
     ``.tar.gz`` being spooled) may be resumed with this source.
 
@@ -142,17 +122,16 @@ def check_work(work: Path, source_info: dict[str, Any], fp: Fingerprint) -> bool
         It holds data read from a source that has changed since.
     """
     try:
-        recorded = json.loads((work / SOURCE_JSON).read_text())
-    except (OSError, ValueError):
+        recorded = cache.SourceMeta.from_attrs(json.loads((work / SOURCE_JSON).read_text()), SOURCE_JSON)
+    except (OSError, ValueError):  # missing, not JSON, or not a source record (MetaError is a ValueError)
         return False
-    if not isinstance(recorded, dict) or recorded.get("format") != source_info["format"]:
+    if recorded.format != source.format:
         return False
-    old = recorded.get("fingerprint") or {}
-    diffs = fingerprint.differences(old, None, fp)
+    diffs = fingerprint.differences(recorded.fingerprint, None, fp)
     if diffs and not (work / "spool").exists():
         return False  # nothing read from the source is kept there: clear it
     if diffs:
-        raise CacheError(f"{work}: an interrupted build from {recorded.get('path')} holds data read before the "
+        raise CacheError(f"{work}: an interrupted build from {recorded.path} holds data read before the "
                          f"source changed ({'; '.join(diffs)}); restore the source and run again to finish it, "
                          f"or remove {work} to start over")
     return True

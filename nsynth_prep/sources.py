@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernels
 from .catalog import AudioReader, Catalog, first_of_each, labels_from_entries, load_examples_json, unlisted_audio
 from .errors import SourceError
 from .features import FeatureSpec
@@ -47,7 +48,7 @@ class Source:
     """One split of NSynth in one format."""
 
     path: Path
-    format: str  # "jsonwav" | "targz" | "tfrecord"
+    format: str  # "jsonwav" | "targz" | "tfrecord" | "synth" (see .synth.write_descriptors)
     split: str
 
     def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
@@ -66,6 +67,10 @@ class Source:
             return _scan_dir(self.path, on_error)
         if self.format == "tfrecord":
             return _scan_tfrecord(self.path, on_error, progress, workers)
+        if self.format == "synth":  # a described synthetic corpus, rendered as the features are computed
+            from .synth import scan_descriptor
+
+            return scan_descriptor(self.path, self.split, on_error)
         return scan_targz(self.path, specs, on_error, work_dir, progress)
 
 
@@ -108,6 +113,8 @@ def _kind(path: Path) -> str | None:
         return "targz"
     if path.is_file() and ".tfrecord" in path.name:
         return "tfrecord"
+    if path.is_file() and path.name.endswith(".synth.json"):
+        return "synth"
     return None
 
 
@@ -188,16 +195,22 @@ class TFRecordReader(AudioReader):
         self._pid = -1
 
     def read_audio(self, index: np.ndarray) -> np.ndarray:
+        """(k, 64000) int16: the records' float samples times 32768, exactly."""
         if self._pid != os.getpid():  # one descriptor per worker process
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         assert self._fd is not None
-        out = np.empty((len(index), NOTE_SAMPLES), np.float32)
+        floats = np.empty((len(index), NOTE_SAMPLES), "<f4")
         nbytes = NOTE_SAMPLES * 4
         for row, i in enumerate(index):
-            got = os.preadv(self._fd, [memoryview(out[row]).cast("B")], int(self.audio_offsets[i]))
+            got = os.preadv(self._fd, [memoryview(floats[row]).cast("B")], int(self.audio_offsets[i]))
             if got != nbytes:
                 raise SourceError(f"{self.path}: audio of record at byte {self.audio_offsets[i]} is truncated")
-        return out
+        try:
+            return kernels.to_int16(floats)
+        except kernels.InexactAudio as exc:  # the scan checked every record: the file changed since
+            raise SourceError(f"{self.path}: audio of the record at byte {self.audio_offsets[index[exc.note]]}: sample "
+                              f"{exc.sample} is {exc.value!r}, not a 16-bit sample (int16 / 32768); the file changed "
+                              "after it was scanned") from None
 
 
 def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | None = None,

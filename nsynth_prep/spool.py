@@ -50,7 +50,7 @@ class SpoolReader:
         block, row = pos // SPOOL_BLOCK, pos % SPOOL_BLOCK
         out = {}
         for s in specs:
-            data = np.empty((len(index), *s.row_shape), np.float32)
+            data = np.empty((len(index), *s.row_shape), s.dtype)
             for b in np.unique(block):
                 arr = np.load(self.spool_dir / f"block-{b:05d}.{s.name}.npy", mmap_mode="r")
                 sel = block == b
@@ -69,7 +69,8 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     spool; only errors while reading the archive are reported as a damaged archive.
     """
     spool = work_dir / "spool"
-    manifest = {"features": [s.to_dict() for s in specs], "block": SPOOL_BLOCK}
+    # The stored dtypes too: a spool of an older nsynth (float32 audio) is not reused.
+    manifest = {"features": [s.to_dict() for s in specs], "dtypes": [str(s.dtype) for s in specs], "block": SPOOL_BLOCK}
     manifest_path = spool / "manifest.json"
     with storage_errors(spool):
         spool.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     pending: list[tuple[str, np.ndarray]] = []
     block_names: list[str] = []
     block_skipped: list[dict[str, str]] = []
-    buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), np.float32) for s in specs}
+    buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), s.dtype) for s in specs}
     wav_members = 0
     block_index = done_blocks
 

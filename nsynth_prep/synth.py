@@ -10,6 +10,7 @@ its own seeded generator, so the corpus is the same for a seed whatever is writt
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,17 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, note_str
+from .catalog import AudioReader, Catalog, labels_from_entries
+from .errors import ConfigError, SourceError
+from .labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, VELOCITIES, LabelTable, note_str
 from .layouts import FORMATS, SPLITS, SplitWriter, tf_features
 from .progress import Progress
 
 log = logging.getLogger(__name__)
-__all__ = ["FORMATS", "SPLITS", "make_instruments", "parse_notes_per_split", "tf_features", "write_corpus"]
+__all__ = ["FORMATS", "SPLITS", "make_instruments", "parse_notes_per_split", "plan_corpus", "scan_descriptor",
+           "tf_features", "write_corpus", "write_descriptors"]
 
 SYNTH_LEAD = FAMILIES.index("synth_lead")
 TABLE = 2048  # wavetable length, one period
 NOTES_PER_INSTRUMENT = 40
+NOTE_IDS = 400_000  # note ids are drawn from 0..NOTE_IDS-1 (NSynth's run to about 306,000)
 
 # Per family: pitch range, harmonic roll-off exponent, odd-harmonic weight, attack (s),
 # decay time constant (s), vibrato depth (semitones), breath noise, inharmonic (mallet-like).
@@ -170,8 +174,10 @@ def _qualities(params: dict[str, float], source: int) -> list[int]:
     return [int(flags[q]) for q in QUALITIES]
 
 
-def iter_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """(examples.json entry, (64000,) int16 audio) for every note of a split."""
+def plan_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
+               ) -> list[tuple[dict[str, Any], Instrument]]:
+    """The examples.json entry of every note of a split, with its instrument, in corpus order."""
+    plan = []
     for inst in instruments:
         rng = np.random.default_rng([seed, 2, inst.id])
         pitches = np.arange(inst.params["pitch_lo"], inst.params["pitch_hi"] + 1)
@@ -180,16 +186,28 @@ def iter_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
         qualities = _qualities(inst.params, inst.source)
         for pitch, velocity in sorted(combos[i] for i in picks):
             name = note_str(inst.family, inst.source, inst.index, pitch, velocity)
-            entry = {
+            plan.append(({
                 "qualities": qualities, "pitch": pitch, "note": next(note_ids),
                 "instrument_source_str": SOURCES[inst.source], "velocity": velocity,
                 "instrument_str": name.rsplit("-", 2)[0], "instrument": inst.id, "sample_rate": SAMPLE_RATE,
                 "qualities_str": [q for q, f in zip(QUALITIES, qualities, strict=True) if f],
                 "instrument_source": inst.source, "note_str": name, "instrument_family": inst.family,
                 "instrument_family_str": FAMILIES[inst.family],
-            }
-            note_rng = np.random.default_rng([seed, 3, entry["note"]])
-            yield entry, render_note(inst.params, inst.family, pitch, velocity, note_rng)
+            }, inst))
+    return plan
+
+
+def render_entry(entry: dict[str, Any], inst: Instrument, seed: int) -> np.ndarray:
+    """The audio of one planned note: (64000,) int16, from its own seeded generator."""
+    note_rng = np.random.default_rng([seed, 3, entry["note"]])
+    return render_note(inst.params, inst.family, entry["pitch"], entry["velocity"], note_rng)
+
+
+def plan_corpus(notes_per_split: dict[str, int], seed: int) -> dict[str, list[tuple[dict[str, Any], Instrument]]]:
+    """Every split's planned notes (see :func:`plan_split`): what :func:`write_corpus` writes."""
+    instruments = make_instruments(notes_per_split, seed)
+    ids = iter(np.random.default_rng([seed, 4]).permutation(NOTE_IDS).tolist())
+    return {split: plan_split(instruments[split], seed, ids) for split in SPLITS}
 
 
 def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str, ...] = ("jsonwav",),
@@ -200,14 +218,71 @@ def write_corpus(out: Path, notes_per_split: dict[str, int], formats: tuple[str,
             raise ConfigError(f"unknown format {f!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    instruments = make_instruments(notes_per_split, seed)
-    ids = iter(np.random.default_rng([seed, 4]).permutation(400_000).tolist())
+    plans = plan_corpus(notes_per_split, seed)
     counts = {}
     for split in SPLITS:
-        total = sum(i.notes for i in instruments[split])
-        with Progress(total, f"synth {split}", enabled=progress) as bar, SplitWriter(out, split, formats, seed) as w:
-            for entry, audio in iter_split(instruments[split], seed, ids):
-                w.add(entry, audio)
+        with Progress(len(plans[split]), f"synth {split}", enabled=progress) as bar, \
+                SplitWriter(out, split, formats, seed) as w:
+            for entry, inst in plans[split]:
+                w.add(entry, render_entry(entry, inst, seed))
                 bar.update(1)
             counts[split] = len(w.entries)
     return counts
+
+
+# --- a corpus rendered straight into a cache -----------------------------------------------------
+
+DESCRIPTOR_SUFFIX = ".synth.json"  # nsynth-<split>.synth.json: a split of the corpus, described, not written
+MAX_DESCRIPTOR_BYTES = 1 << 16
+
+
+def write_descriptors(out: Path, notes_per_split: dict[str, int], seed: int = 0) -> dict[str, Path]:
+    """Describe the corpus in ``out`` (one small ``nsynth-<split>.synth.json`` per split) without
+    writing its audio: ``build-cache`` then renders each note as it computes the features, in its
+    worker processes, and builds the same cache as from the written corpus (the same notes, bit
+    for bit). For corpora too large to keep as WAVs beside their caches (NSynth train's 283,704
+    notes are 36 GB of WAVs)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in SPLITS:
+        paths[split] = out / f"nsynth-{split}{DESCRIPTOR_SUFFIX}"
+        paths[split].write_text(json.dumps({"generator": "nsynth prep synth", "notes_per_split": notes_per_split,
+                                            "seed": seed}, indent=1))
+    return paths
+
+
+class SynthReader(AudioReader):
+    """Renders the audio of planned notes on demand."""
+
+    def __init__(self, plan: list[tuple[dict[str, Any], Instrument]], seed: int) -> None:
+        self.plan, self.seed = plan, seed
+
+    def read_audio(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), NOTE_SAMPLES), np.int16)
+        for row, i in enumerate(index):
+            entry, inst = self.plan[i]
+            out[row] = render_entry(entry, inst, self.seed)
+        return out
+
+
+def scan_descriptor(path: Path, split: str, on_error: str) -> Catalog:
+    """The notes of one split of a described corpus (see :func:`write_descriptors`), validated as
+    examples.json entries are, with a reader that renders them."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_DESCRIPTOR_BYTES:
+            raise SourceError(f"{path}: {size:,} bytes; a corpus descriptor is a few lines")
+        doc = json.loads(path.read_text())
+        notes = parse_notes_per_split(",".join(str(doc["notes_per_split"][s]) for s in SPLITS))
+        seed = doc["seed"]
+        if type(seed) is not int or sum(notes.values()) > NOTE_IDS:
+            raise ValueError(f"seed {seed!r}, {sum(notes.values())} notes (at most {NOTE_IDS:,})")
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise SourceError(f"{path}: not a corpus descriptor ({type(exc).__name__}: {exc})") from None
+    plan = plan_corpus(notes, seed)[split]
+    by_name = {entry["note_str"]: (entry, inst) for entry, inst in plan}
+    skipped: list[dict[str, str]] = []
+    labels = LabelTable.from_notes(labels_from_entries({k: e for k, (e, _) in by_name.items()}, str(path), on_error,
+                                                       skipped))
+    return Catalog(labels, SynthReader([by_name[n] for n in labels.note_str], seed), skipped)

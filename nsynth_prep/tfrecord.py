@@ -15,6 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import TFRecordError
+from .kernels import first_inexact
 from .labels import NOTE_SAMPLES, LabelError, NoteLabels, parse_example
 from .proto_kernels import (
     ERR_TRUNCATED,
@@ -166,11 +167,17 @@ def decode_example(payload: np.ndarray, where: str) -> tuple[NoteLabels, int, in
     except LabelError as exc:
         raise TFRecordError(str(exc)) from None
     samples = np.frombuffer(payload, "<f4", audio[1], audio[0])
-    low, high = samples.min(), samples.max()
-    if not (-1.0 <= low and high <= 1.0):  # NaN fails both comparisons, so it is caught here too
+    # NSynth's floats are its 16-bit samples / 32768: the cache stores them back as int16, so
+    # any other float (NaN, inf, out of range, between two 16-bit steps) is refused here.
+    first = first_inexact(samples)
+    if first >= 0:
+        low, high = samples.min(), samples.max()
         bad = int(np.count_nonzero(~np.isfinite(samples)))
-        what = f"{bad} NaN or infinite samples" if bad else f"samples from {low:g} to {high:g}"
-        raise TFRecordError(f"{where}: note {name}: audio has {what}; NSynth audio is in [-1, 1]")
+        if bad or not (-1.0 <= low and high <= 1.0):
+            what = f"{bad} NaN or infinite samples" if bad else f"samples from {low:g} to {high:g}"
+            raise TFRecordError(f"{where}: note {name}: audio has {what}; NSynth audio is in [-1, 1]")
+        raise TFRecordError(f"{where}: note {name}: audio sample {first} is {float(samples[first])!r}, not a 16-bit "
+                            "sample (int16 / 32768, as NSynth's are)")
     return labels, audio[0], audio[1]
 
 

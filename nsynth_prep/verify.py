@@ -2,8 +2,8 @@
 
 ``verify`` lists every problem it finds and never stops at the first: a damaged ``zarr.json``,
 an array whose dtype or chunks were edited, a chunk that will not decompress, a chunk file that
-is missing (zarr would read it as zeros), a chunk whose bytes differ from the CRC32 recorded
-at build time.
+is missing (zarr would read it as zeros), a chunk whose bytes differ from the checksum recorded
+at build time, values out of range.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 import zarr
 
 from . import cache
+from .checked import CheckedArray
 from .errors import CacheError
 from .fingerprint import Fingerprint
-from .labels import NOTE_STR_RE
+from .labels import COLUMN_RANGES, NOTE_STR_RE
 
 
 def verify_cache(path: Path) -> list[str]:
@@ -28,25 +29,21 @@ def verify_cache(path: Path) -> list[str]:
     path = Path(path)
     try:
         group = cache.open_group(path)
-        m = cache.meta(group)
+        meta = cache.load_meta(group)
     except CacheError as exc:
         return [str(exc)]
-    if m.get("format_version") != cache.FORMAT_VERSION:
-        return [f"cache format version {m.get('format_version')} (this nsynth reads {cache.FORMAT_VERSION})"]
-    if m.get("state") != "complete":
+    if not meta.complete:
         return ["incomplete cache (its build was interrupted or failed); run the same nsynth prep build-cache "
                 "again to resume"]
-    problems = [f"attrs (zarr.json): {p}" for p in cache.meta_problems(m)]
-    if problems:  # the arrays cannot be checked against attrs that are not whole
-        return problems
-    c = cache.Cache(path, group, m)
+    c = cache.Cache(path, group, meta)
+    problems = []
     for name in cache.LABEL_DTYPES:
         problem = _check_label(c, name)
         if problem:
             problems.append(problem)
     if not problems:
         problems += _check_labels(c)
-    for name in m["features"]:
+    for name in meta.features:
         problems += _verify_feature(c, name)
     problems += _check_source_files(c)
     return problems
@@ -62,7 +59,7 @@ def _open(c: cache.Cache, name: str) -> tuple[zarr.Array | None, str | None]:
         return None, f"{name}/zarr.json cannot be read ({cache.why(exc)})"
     if not isinstance(arr, zarr.Array):
         return None, f"{name}: not an array"
-    problem = cache.array_problem(c.attrs, name, arr)
+    problem = cache.array_problem(c.meta, name, arr)
     return (None, problem) if problem else (arr, None)
 
 
@@ -74,7 +71,7 @@ def _check_label(c: cache.Cache, name: str) -> str | None:
         values = cache.read(arr)
     except cache.READ_ERRORS as exc:
         return f"{name}: cannot be read ({cache.why(exc)})"
-    if cache.checksum(values) != cache.label_checksums(c.attrs)[name]:
+    if cache.checksum(values) != c.meta.label_checksums[name]:
         gone = cache.missing_chunk_files(c.path, name, arr, range(math.ceil(len(c) / arr.chunks[0])))
         cause = f" (chunk file {', '.join(gone)} is missing)" if gone else ""
         return f"{name}: checksum differs from the one recorded at build time{cause}"
@@ -84,28 +81,27 @@ def _check_label(c: cache.Cache, name: str) -> str | None:
 def _check_labels(c: cache.Cache) -> list[str]:
     """Ranges, unique notes, note_str agreeing with the ids, counts (labels already checksummed)."""
     problems = []
-    m, n = c.attrs, len(c)
-    families, sources = m["families"], m["sources"]
+    n = len(c)
     labels = c.labels()
-    ranges = {"family": (0, len(families) - 1), "source": (0, len(sources) - 1), "pitch": (0, 127),
-              "velocity": (0, 127), "instrument": (0, 1 << 15), "qualities": (0, 1)}
-    for name, (lo, hi) in ranges.items():
+    for name, (lo, hi) in COLUMN_RANGES.items():
         v = getattr(labels, name)
-        bad = np.flatnonzero((v < lo) | (v > hi))
+        out = (v < lo) | (v > hi)
+        bad = np.flatnonzero(out.any(axis=1) if out.ndim > 1 else out)  # rows (qualities: any flag)
         if len(bad):
-            problems.append(f"{name}: {len(bad)} values outside {lo}..{hi}, e.g. row {bad[0]} = {v.ravel()[bad[0]]}")
+            problems.append(f"{name}: {len(bad)} values outside {lo}..{hi}, e.g. row {bad[0]} = {v[bad[0]]}")
     if problems:
         return problems
     names = labels.note_str.astype(str)
     if len(set(names)) != n:
         problems.append(f"note_str: {n - len(set(names))} duplicate notes")
+    families, sources = c.meta.families, c.meta.sources
     for row, s in enumerate(names):
         match = NOTE_STR_RE.match(s)
         if not match or match.group(1) != families[labels.family[row]] or match.group(2) != sources[labels.source[row]]:
             problems.append(f"note_str row {row}: {s!r} does not agree with family/source labels")
             break
-    if sum(m["counts"].get("family", {}).values()) != n:
-        problems.append(f"attrs counts do not add up to {n} notes")
+    if c.meta.counts != cache.Counts.of(labels):
+        problems.append("the counts in attrs do not match the labels")
     return problems
 
 
@@ -113,41 +109,33 @@ def _verify_feature(c: cache.Cache, name: str) -> list[str]:
     arr, problem = _open(c, name)
     if arr is None:
         return [f"feature {problem}"]
-    info = cache.feature_info(c.attrs, name)
-    rows, sums = info["chunk_rows"], info["checksums"]
+    feature = CheckedArray(c, name)
     problems = []
-    for i, expected in enumerate(sums):
-        start, stop = i * rows, min(len(c), (i + 1) * rows)
-        where = f"{name}: chunk {i} (rows {start}..{stop - 1}, file {_file(c, name, arr, i)})"
-        try:
-            data = cache.read(arr, slice(start, stop))
-        except cache.READ_ERRORS as exc:
-            problems.append(f"{where} cannot be read ({cache.why(exc)})")
+    buf = feature.buffer(1)
+    # Value ranges in stored terms: pooled floats within [-1, 1]; int16 audio has no value outside
+    # its scale's range, but a float feature can hold NaN or inf.
+    floats = feature.dtype.kind == "f"
+    for i in range(feature.num_chunks):
+        n, problem = feature.try_read_into(i, buf)
+        if problem:
+            problems.append(problem)
             continue
-        if cache.checksum(data) != expected:
-            missing = not cache.chunk_file(c.path, name, arr, i).exists()
-            problems.append(f"{where} differs from its build-time checksum"
-                            + (" (the file is missing: zarr reads it as zeros)" if missing else ""))
-        if not np.isfinite(data).all():
-            problems.append(f"{where} holds NaN or inf")
-        elif data.size and np.abs(data).max() > 1.0:
-            problems.append(f"{where} has values outside [-1, 1]")
+        data = buf[:n]
+        if floats and not np.isfinite(data).all():
+            problems.append(f"{name}: chunk {i} holds NaN or inf")
+        elif floats and data.size and np.abs(data).max() > 1.0:
+            problems.append(f"{name}: chunk {i} has values outside [-1, 1]")
     return problems
 
 
-def _file(c: cache.Cache, name: str, arr: zarr.Array, chunk: int) -> str:
-    return str(cache.chunk_file(c.path, name, arr, chunk).relative_to(c.path))
-
-
 def _check_source_files(c: cache.Cache) -> list[str]:
-    """The stored per-file fingerprint must be the one the attrs summarise (when there is one)."""
-    recorded = cache.source_fingerprint(c.attrs)
-    if recorded.get("scheme") is None:
-        return []  # fingerprinted by an older nsynth: no table
+    """The stored per-file fingerprint must be the one the metadata summarises."""
+    recorded = c.meta.build.source.fingerprint
     cols = cache.read_source_files(c.group)
-    table = Fingerprint.from_columns(str(recorded.get("kind")), cols) if cols else None
+    table = Fingerprint.from_columns(recorded.kind, cols) if cols else None
     if table is None:
         return [f"{cache.SOURCE_FILES}: the per-file fingerprint of the source is missing or unreadable"]
     if table.summary() != recorded:
-        return [f"{cache.SOURCE_FILES}: the per-file fingerprint does not match attrs build.source.fingerprint"]
+        return [f"{cache.SOURCE_FILES}: the per-file fingerprint does not match the metadata's summary "
+                "(build.source.fingerprint)"]
     return []

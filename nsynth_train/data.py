@@ -1,24 +1,34 @@
-"""Stream a cache into a model: whole zarr chunks, shuffled in a bounded buffer.
+"""Stream a cache into a model: whole chunks, read ahead in threads, shuffled in a bounded buffer.
 
 :class:`ChunkStream` is a plain ``torch.utils.data.IterableDataset``. Each epoch it permutes
-the chunk order (seeded by ``seed`` and the epoch), reads ``buffer_chunks`` whole chunks at a
-time, shuffles their rows together and yields them in batches. With ``num_workers > 0``
-each worker takes a disjoint share of the chunks; :func:`batches` re-cuts the workers'
-tail pieces so that every row is seen exactly once per epoch and only the very last batch
-may be partial (or dropped). Labels are read once and kept in memory; only features stream.
+the chunk order (seeded by ``seed`` and the epoch) and goes through it in groups of
+``buffer_chunks`` chunks: while the rows of one group are shuffled and yielded in batches, a
+pool of threads reads the next group (file read, Blosc decompression and checksum each release
+the GIL, so they run beside the consumer and beside each other). With ``num_workers > 0`` each
+DataLoader worker takes a disjoint share of the chunks and its share of the cores; :func:`batches`
+re-cuts the workers' tail pieces so that every row is seen exactly once per epoch and only the
+very last batch may be partial (or dropped). Labels are read once and kept in memory; only
+features stream.
 
-:class:`DeviceSplit` is the other mode: the whole split loaded once into (GPU) memory and
-indexed there, for splits that fit.
+Features are yielded as stored: int16 audio (``framed``, ``trimmed``) stays int16, half the
+bytes of float32 through the pipes, the pinned copy and the host-to-device transfer, and
+:func:`to_float` makes it float32 on the device (``x * stream.scale``; exact, the scale being
+1/32768). :class:`Split` does that for the training loop, which sees float32 as before.
 
-Both check what they read against the CRC32s recorded at build time (per chunk as the stream
-reads it, every chunk when a split is loaded, the task's labels on open): a damaged cache
+:class:`DeviceSplit` is the other mode: the whole split loaded once into (GPU) memory, int16
+audio kept int16 there, and indexed per batch.
+
+Both check what they read against the checksums recorded at build time (per chunk as the
+stream reads it, every chunk when a split is loaded, the task's labels on open): a damaged cache
 stops with one ``CacheError`` line naming the array and chunk instead of training on wrong
 numbers (see :mod:`nsynth_prep.checked`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +36,30 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nsynth_prep import cache as cache_format
-from nsynth_prep.checked import CheckedArray
+from nsynth_prep.checked import CheckedArray, cpu_threads
 from nsynth_prep.errors import NsynthError
 
 from .config import TrainConfig
 from .tasks import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features (B, ...), classes (B,), rows (B,)
+
+
+def to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """A batch as the model takes it: float32 values in [-1, 1].
+
+    ``x``: (B, ...) int16 audio or float32 as stored, on any device; convert where it will be
+    used, e.g. after the copy to the GPU. int16 times 2**-15 is exact in float32, so the result
+    is bit for bit the float the source held.
+    """
+    if x.dtype == torch.float32:
+        return x if scale == 1.0 else x * scale
+    if x.device.type == "cpu" and not x.requires_grad:
+        # On the CPU numpy does it: torch's CPU allocator page-faults every large new tensor, and
+        # a framed batch converted through torch ran at 15,000 rows/s against 130,000 through
+        # numpy (whose large arrays are huge-page backed) on the 2-core reference machine.
+        return torch.from_numpy(np.multiply(x.numpy(), np.float32(scale), dtype=np.float32))
+    return x.to(torch.float32).mul_(scale)
 
 
 class ChunkStream(IterableDataset):
@@ -43,29 +70,39 @@ class ChunkStream(IterableDataset):
     path
         A ``<split>.zarr`` cache.
     feature
-        ``pooled`` -> (B, 2048), ``framed`` -> (B, 100, 160), ``trimmed`` -> (B, 51200), float32.
+        ``pooled`` -> (B, 2048) float32; ``framed`` -> (B, 100, 160) int16; ``trimmed`` ->
+        (B, 51200) int16. int16 batches are the stored samples: ``to_float(x, stream.scale)``
+        (``x.float() * stream.scale``) gives floats in [-1, 1).
     task
         Maps NSynth ids to classes; rows outside the task (e.g. synth_lead) are left out.
     batch_size, shuffle, seed, buffer_chunks
         Rows are shuffled within groups of ``buffer_chunks`` chunks, in a chunk order drawn
         from ``(seed, epoch)``: the same seed and epoch give the same batches.
     check
-        Check every chunk against its build-time CRC32 as it is read (about one ``zlib.crc32``
-        pass over the bytes; see docs/benchmarks.md). False only for measuring that cost.
+        Check every chunk against its build-time checksum as it is read (one CRC-32C pass over
+        the bytes; see docs/benchmarks.md). False only for measuring that cost.
+    threads
+        Threads reading chunks (default: the cores this process may use, shared out between
+        DataLoader workers).
+    prefetch
+        Groups of chunks read ahead of the one being yielded.
     """
 
     def __init__(self, path: Path, feature: str, task: Task, batch_size: int, shuffle: bool = True,
-                 seed: int = 0, buffer_chunks: int = 4, check: bool = True) -> None:
+                 seed: int = 0, buffer_chunks: int = 4, check: bool = True, threads: int | None = None,
+                 prefetch: int = 1) -> None:
         super().__init__()
         c = cache_format.open_cache(Path(path), (feature,))
+        meta = c.feature(feature)
         self.path, self.feature, self.task = Path(path), feature, task
         self.batch_size, self.shuffle, self.seed, self.check = batch_size, shuffle, seed, check
         self.buffer_chunks = max(1, buffer_chunks)
-        arr = c.array(feature)
-        self.chunk_rows = int(arr.chunks[0])
-        self.row_shape = tuple(arr.shape[1:])
+        self.threads, self.prefetch = threads, max(0, prefetch)
+        self.chunk_rows = meta.chunk_rows
+        self.row_shape = meta.row_shape
+        self.dtype, self.scale = meta.dtype, meta.scale  # as stored; stored * scale = floats in [-1, 1]
         self.classes = task.classes_of(c.label(task.column))  # (N,) -1 = not in task; checked
-        self.num_chunks = -(-len(c) // self.chunk_rows)
+        self.num_chunks = len(meta.checksums)
         self.epoch = 0
         self._array: CheckedArray | None = None  # opened lazily in each worker process
 
@@ -90,18 +127,78 @@ class ChunkStream(IterableDataset):
             self._array = CheckedArray(cache_format.open_cache(self.path, (self.feature,)), self.feature, self.check)
         array = self._array
         rng = np.random.default_rng([self.seed, self.epoch, 1 + (info.id if info else 0)])
-        for g in range(0, len(order), self.buffer_chunks):
-            group = order[g : g + self.buffer_chunks]
-            rows = np.concatenate([np.arange(c * self.chunk_rows, min(len(self.classes), (c + 1) * self.chunk_rows))
-                                   for c in group])
-            data = np.concatenate([array.chunk(int(c)) for c in group])
-            keep = self.classes[rows] >= 0
-            data, rows = data[keep], rows[keep]
-            perm = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
-            for b in range(0, len(perm), self.batch_size):
-                sel = perm[b : b + self.batch_size]
-                yield (torch.from_numpy(data[sel]), torch.from_numpy(self.classes[rows[sel]]),
-                       torch.from_numpy(rows[sel]))
+        groups = [order[g : g + self.buffer_chunks] for g in range(0, len(order), self.buffer_chunks)]
+        # One buffer per group in flight: the one being yielded and those being read ahead.
+        # Batches are gathered copies, so a buffer is free again once its group is yielded.
+        buffers = [array.buffer(self.buffer_chunks) for _ in range(min(len(groups), self.prefetch + 1))]
+        threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1))
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
+        pending: deque[list[Future[int]]] = deque()
+        batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype)
+        try:
+            for k in range(len(groups)):
+                while len(pending) < len(buffers) and k + len(pending) < len(groups):
+                    ahead = k + len(pending)
+                    buf = buffers[ahead % len(buffers)]
+                    pending.append([pool.submit(array.read_into, int(c), buf[i * self.chunk_rows :])
+                                    for i, c in enumerate(groups[ahead])])
+                counts = [f.result() for f in pending.popleft()]  # a damaged chunk raises here, in order
+                local, rows = self._shuffled(groups[k], counts, rng)
+                # Exact batches across groups: a batch begun with one group's last rows is
+                # finished with the next group's first, each row gathered once (no join copy).
+                yield from batch.fill(buffers[k % len(buffers)], local, rows, self.classes[rows])
+            if batch.filled:
+                yield batch.take()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # reads in flight still write into our buffers
+
+    def _shuffled(self, group: np.ndarray, counts: list[int], rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The task's rows of one group of chunks, shuffled: their places in the group's buffer
+        and their cache rows, both (n,) int64."""
+        local = np.concatenate([i * self.chunk_rows + np.arange(n) for i, n in enumerate(counts)])
+        rows = np.concatenate([int(c) * self.chunk_rows + np.arange(n) for c, n in zip(group, counts, strict=True)])
+        keep = self.classes[rows] >= 0
+        local, rows = local[keep], rows[keep]
+        perm = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
+        return local[perm], rows[perm]
+
+
+class _BatchBuilder:
+    """Gathers rows from successive group buffers into batches of exactly ``size`` rows."""
+
+    def __init__(self, size: int, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.size, self.row_shape, self.dtype = size, row_shape, dtype
+        self.filled = 0
+        self._new()
+
+    def _new(self) -> None:
+        self.x = np.empty((self.size, *self.row_shape), self.dtype)  # (B, *row_shape) as stored
+        self.y = np.empty(self.size, np.int64)
+        self.rows = np.empty(self.size, np.int64)
+        self.filled = 0
+
+    def take(self) -> Batch:
+        """The batch so far (full, or the epoch's last, partial) as tensors; a fresh one begins."""
+        n = self.filled
+        out = torch.from_numpy(self.x[:n]), torch.from_numpy(self.y[:n]), torch.from_numpy(self.rows[:n])
+        self._new()
+        return out
+
+    def fill(self, buf: np.ndarray, local: np.ndarray, rows: np.ndarray, classes: np.ndarray) -> Iterator[Batch]:
+        """Yield every batch that ``buf``'s rows ``local`` complete; the rest stay for the next group."""
+        start = 0
+        while start < len(local):
+            n = min(self.size - self.filled, len(local) - start)
+            end = self.filled + n
+            # mode="clip" lets numpy gather straight into ``out`` (the default buffers a copy); the
+            # indices are in range by construction. numpy releases the GIL here.
+            np.take(buf, local[start : start + n], axis=0, out=self.x[self.filled : end], mode="clip")
+            self.y[self.filled : end] = classes[start : start + n]
+            self.rows[self.filled : end] = rows[start : start + n]
+            self.filled, start = end, start + n
+            if self.filled == self.size:
+                yield self.take()
 
 
 def loader(stream: ChunkStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
@@ -147,13 +244,19 @@ def _one_line_errors(source: DataLoader | ChunkStream) -> Iterator[Batch]:
 
 
 class DeviceSplit:
-    """A whole split's feature and classes held in one tensor on ``device``; batches by indexing."""
+    """A whole split's feature and classes held in tensors on ``device``; batches by indexing.
+
+    int16 audio stays int16 on the device (half of float32's memory: NSynth train's ``framed``
+    is 9 GB, its ``trimmed`` 29 GB) and each batch is made float32 there.
+    """
 
     def __init__(self, path: Path, feature: str, task: Task, device: torch.device) -> None:
         c = cache_format.open_cache(Path(path), (feature,))
         classes = task.classes_of(c.label(task.column))
+        array = CheckedArray(c, feature)
+        self.scale = array.scale
         self.rows = torch.from_numpy(np.flatnonzero(classes >= 0)).to(device)
-        data = CheckedArray(c, feature).read_all()[classes >= 0]  # every chunk checked
+        data = array.read_all()[classes >= 0]  # every chunk checked
         self.x = torch.from_numpy(data).to(device)
         self.y = torch.from_numpy(classes[classes >= 0]).to(device)
         self.device = device
@@ -171,16 +274,16 @@ class DeviceSplit:
         stop = n - n % batch_size if drop_last else n
         for b in range(0, stop, batch_size):
             idx = order[b : b + batch_size]
-            yield self.x[idx], self.y[idx], self.rows[idx]
+            yield to_float(self.x[idx], self.scale), self.y[idx], self.rows[idx]
 
 
 class Split:
-    """One split as the loop sees it: batches on the device, streamed or resident."""
+    """One split as the loop sees it: float32 batches on the device, streamed or resident."""
 
     def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
         self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
         c = cache_format.open_cache(path, (config.feature,))
-        nbytes = c.array(config.feature).nbytes
+        nbytes = c.array(config.feature).nbytes  # as stored: int16 audio counts 2 bytes a sample
         limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
         self.resident = config.resident == "yes" or (config.resident == "auto" and nbytes <= limit)
         assert config.batch_size is not None
@@ -201,4 +304,6 @@ class Split:
             return
         self.data.set_epoch(epoch)
         for x, y, rows in batches(self.loader, self.config.batch_size, drop_last):
-            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), rows)
+            # int16 crosses to the device as int16 and becomes float32 there.
+            yield (to_float(x.to(self.device, non_blocking=True), self.data.scale),
+                   y.to(self.device, non_blocking=True), rows)

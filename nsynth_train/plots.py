@@ -269,7 +269,7 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
     """``examples_confident.png`` and ``examples_boundary.png`` (see :func:`pick_examples`)."""
     # Show real samples where the cache has them: 25-sample means flatten high notes to zero.
     shown = audio_feature(cache)
-    arr = cache.array(shown)
+    arr = cache.array(shown)  # shape only: the rows are read as floats below
     labels = cache.labels()
     note_str, pitch = labels.note_str[rows], labels.pitch[rows]  # (N,) for the scored notes
     counts = np.bincount(y, minlength=len(names))
@@ -279,9 +279,9 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
         pick = grid[grid >= 0]
         order = np.argsort(rows[pick])  # zarr reads faster in row order
         width = int(np.prod(arr.shape[1:]))
-        waves = (np.asarray(arr.oindex[rows[pick][order]]).reshape(len(pick), -1)[np.argsort(order)]
+        waves = (cache.floats(shown, rows[pick][order]).reshape(len(pick), -1)[np.argsort(order)]
                  if len(pick) else np.zeros((0, width), np.float32))
-        t, xlabel = time_axis(shown, width)
+        t, xlabel = time_axis(cache.feature(shown).spec, width)
         empty = []
         for c in range(len(names)):
             of_c = np.flatnonzero(y == c)

@@ -61,7 +61,11 @@ class Predictor:
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """(N, 64000) float32 mono 16 kHz notes -> (N, outputs) probabilities (per head)."""
-        x = feature_spec(self.config.feature).compute(np.ascontiguousarray(audio, np.float32))
+        spec = feature_spec(self.config.feature)
+        # The model was trained on 16-bit audio: quantise as NSynth's WAVs are, then compute the
+        # feature exactly as the cache did (int16 samples for framed/trimmed, float means for pooled).
+        pcm = np.clip(np.rint(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+        x = spec.compute(pcm).astype(np.float32) * np.float32(spec.scale)
         with torch.no_grad():
             logits = self.model(torch.from_numpy(x).to(self.device)).float()
             return head_softmax(logits, self.task).cpu().numpy()

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nsynth_prep.cache import Cache
 from nsynth_prep.errors import LockedError, RunError
 from nsynth_prep.lock import exclusive, holder, storage_errors
 
@@ -210,14 +211,14 @@ def git_commit(checkout: Path) -> dict[str, Any] | None:
         return None
 
 
-def data_record(cache: Any, feature: str) -> dict[str, Any]:
+def data_record(cache: Cache, feature: str) -> dict[str, Any]:
     """What a run read from one cache split: path, notes, source, and a checksum of its data
     (a hash of the CRCs recorded at build time for the feature and the labels)."""
-    attrs = cache.attrs
-    crcs = json.dumps([attrs["features"][feature].get("checksums"), attrs.get("label_checksums")], sort_keys=True)
-    source = attrs.get("build", {}).get("source", {})
-    return {"path": str(cache.path), "notes": len(cache), "source": source.get("path"),
-            "format": source.get("format"), "checksum": hashlib.sha256(crcs.encode()).hexdigest()[:12]}
+    meta = cache.meta
+    crcs = json.dumps([list(meta.features[feature].checksums), dict(meta.label_checksums)], sort_keys=True)
+    source = meta.build.source
+    return {"path": str(cache.path), "notes": len(cache), "source": source.path,
+            "format": source.format, "checksum": hashlib.sha256(crcs.encode()).hexdigest()[:12]}
 
 
 def summary(out: Path, checkpoint_config: dict[str, Any]) -> str:

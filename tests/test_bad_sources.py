@@ -310,6 +310,9 @@ RECORD_EDITS: list[tuple[str, Callable[[dict[str, Any]], bytes], str]] = [
     ("audio NaN", _with_audio(float("nan")), r"audio has 1 NaN or infinite samples; NSynth audio is in \[-1, 1\]"),
     ("audio inf", _with_audio(float("-inf")), "audio has 1 NaN or infinite samples"),
     ("audio 1.5", _with_audio(1.5), r"audio has samples from -?[\d.e-]+ to 1\.5"),
+    # In [-1, 1] but not one of NSynth's 16-bit values: the cache could not store it exactly.
+    ("audio 0.1", _with_audio(0.1), r"audio sample 100 is 0\.10000000149011612, not a 16-bit sample \(int16 / 32768"),
+    ("audio 1.0", _with_audio(1.0, at=7), r"audio sample 7 is 1\.0, not a 16-bit sample"),
     ("instrument -5", _with(instrument=[-5]), r"instrument -5 \(expected 0\.\.32767\)"),
     ("instrument 70000", _with(instrument=[70000]), r"instrument 70000 \(expected 0\.\.32767\)"),
     ("family id disagrees with the name", _with(instrument_family=[10], instrument_family_str=("vocal",)),

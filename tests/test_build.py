@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,11 @@ def test_cache_schema_readable_with_plain_zarr(built: dict[str, Path], corpus: P
     assert attrs["format_version"] == cache.FORMAT_VERSION and attrs["state"] == "complete"
     assert group["pooled"].shape == (n, 2048) and group["pooled"].chunks == (1024, 2048)
     assert group["framed"].shape == (n, 100, 160) and group["trimmed"].shape == (n, 51_200)
+    # Audio as int16 with its scale; pooled means as float32.
+    assert group["pooled"].dtype == np.float32 and attrs["features"]["pooled"]["scale"] == 1
+    for name in ("framed", "trimmed"):
+        assert group[name].dtype == np.int16 and attrs["features"][name]["dtype"] == "int16"
+        assert attrs["features"][name]["scale"] == 1 / 32768
     assert group["qualities"].shape == (n, 10) and group["family"].dtype == np.int8
     assert attrs["families"][9] == "synth_lead" and attrs["sources"] == ["acoustic", "electronic", "synthetic"]
     assert attrs["features"]["pooled"]["params"] == {"name": "pooled", "length": 51200, "kernel": 25, "stride": 25}
@@ -79,7 +85,10 @@ def test_features_are_the_audio(built: dict[str, Path], corpus: Path) -> None:
     group = zarr.open_group(built["jsonwav"], mode="r")
     name = str(group["note_str"][5])
     pcm = read_pcm16((corpus / "nsynth-test" / "audio" / f"{name}.wav").read_bytes(), name)
-    np.testing.assert_array_equal(group["trimmed"][5], pcm[:51_200] / np.float32(32768))
+    np.testing.assert_array_equal(group["trimmed"][5], pcm[:51_200])
+    scale = group.attrs["nsynth"]["features"]["trimmed"]["scale"]  # type: ignore[index,call-overload]
+    floats = group["trimmed"][5] * np.float32(scale)  # as README tells plain-zarr users
+    assert floats.dtype == np.float32 and floats.tobytes() == (pcm[:51_200] / np.float32(32768)).tobytes()
     np.testing.assert_allclose(group["pooled"][5], pcm[:51_200].reshape(2048, 25).mean(1) / 32768, rtol=1e-6)
 
 
@@ -127,19 +136,19 @@ def test_family_filters_and_adding_a_feature(corpus: Path, tmp_path: Path) -> No
     assert set(_arrays(only.path)["family"]) == {0, 7}
 
 
-def test_open_cache_refuses_missing_features_and_incomplete(built: dict[str, Path], tmp_path: Path) -> None:
+def test_open_cache_refuses_missing_features_and_incomplete(built: dict[str, Path], tmp_path: Path,
+                                                            edit_attrs: Callable[..., None]) -> None:
     with pytest.raises(cache.CacheError, match="no cache here"):
         cache.open_cache(tmp_path / "nope.zarr")
     copy = tmp_path / "test.zarr"
     shutil.copytree(built["jsonwav"], copy)
-    group = zarr.open_group(copy, mode="r+")
-    cache.set_meta(group, state="building")
+    edit_attrs(copy, state="building")
     with pytest.raises(cache.CacheError, match="incomplete cache"):
         cache.open_cache(copy)
-    cache.set_meta(group, state="complete", format_version=99)
+    edit_attrs(copy, state="complete", format_version=99)
     with pytest.raises(cache.CacheError, match="format version 99"):
         cache.open_cache(copy)
-    cache.set_meta(group, format_version=cache.FORMAT_VERSION, features={})
+    edit_attrs(copy, format_version=cache.FORMAT_VERSION, features={})
     with pytest.raises(cache.CacheError, match="no feature 'pooled'"):
         cache.open_cache(copy, ("pooled",))
 
@@ -341,14 +350,14 @@ def test_archive_stream_resumes_after_kill_9(corpus: Path, tmp_path: Path, monke
         np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
 
 
-def test_stop_between_last_feature_and_final_mark(corpus: Path, tmp_path: Path) -> None:
+def test_stop_between_last_feature_and_final_mark(corpus: Path, tmp_path: Path,
+                                                  edit_attrs: Callable[..., None]) -> None:
     """Every feature recorded but the cache never marked complete: a rerun completes it."""
     s = build_cache(corpus / "nsynth-test", tmp_path, BuildConfig(), progress=False)[0]
-    group = zarr.open_group(s.path, mode="r+")
-    counts = cache.meta(group)["counts"]
-    cache.set_meta(group, state="building", counts={})
+    counts = cache.open_cache(s.path).meta.counts
+    edit_attrs(s.path, state="building", counts=None)
     with pytest.raises(cache.CacheError, match="incomplete"):
         cache.open_cache(s.path)
     again = build_cache(corpus / "nsynth-test", tmp_path, BuildConfig(), progress=False)[0]
-    assert again.built_now == [] and cache.open_cache(s.path).attrs["counts"] == counts
+    assert again.built_now == [] and cache.open_cache(s.path).meta.counts == counts
     assert verify_cache(s.path) == []

@@ -151,10 +151,10 @@ def test_a_model_that_predicts_one_class_gives_no_blank_figure(valid: Cache, tmp
 def test_inspect_figures(valid: Cache) -> None:
     labels = valid.labels()
     fig = waveform_figure(valid, labels, "family")
-    envelopes = [ax for ax in fig.axes if ax.get_title().startswith(tuple(valid.attrs["families"]))]
+    envelopes = [ax for ax in fig.axes if ax.get_title().startswith(tuple(valid.meta.families))]
     assert envelopes and len({ax.get_ylim() for ax in envelopes}) == 1  # one amplitude scale
     assert "envelope" in fig._suptitle.get_text()
-    fig = pitch_figure(labels, list(valid.attrs["families"]))
+    fig = pitch_figure(labels, list(valid.meta.families))
     present = len(np.unique(labels.family))
     assert len(fig.axes) == present and all(ax.axison for ax in fig.axes)  # no empty slot
     fig.canvas.draw()

@@ -36,8 +36,7 @@ def src(corpus: Path, tmp_path: Path) -> Path:
 
 def _recorded(path: Path) -> Fingerprint:
     group = zarr.open_group(path, mode="r")
-    table = Fingerprint.from_columns(cache.meta(group)["build"]["source"]["format"], cache.read_source_files(group)
-                                     or {})
+    table = Fingerprint.from_columns(cache.load_meta(group).build.source.format, cache.read_source_files(group) or {})
     assert table is not None
     return table
 
@@ -60,7 +59,7 @@ def test_untouched_source_costs_one_stat_per_file(src: Path, tmp_path: Path) -> 
     assert len(table.names) == 31 and "examples.json" in table.names  # examples.json + 30 WAVs
     (source,) = discover(src)
     again = source.fingerprint(table)
-    assert again.read_now == 0 and again.summary() == cache.source_fingerprint(cache.open_cache(s.path).attrs)
+    assert again.read_now == 0 and again.summary() == cache.open_cache(s.path).meta.build.source.fingerprint
     assert build_cache(src, tmp_path / "c", BuildConfig(), progress=False)[0].built_now == []
 
 
@@ -230,18 +229,3 @@ def test_source_changed_while_building(src: Path, tmp_path: Path, monkeypatch: p
         build_cache(src, tmp_path / "c", BuildConfig(workers=1), progress=False)
     with pytest.raises(CacheError, match="incomplete"):
         cache.open_cache(tmp_path / "c" / "test.zarr")
-
-
-def test_cache_of_an_older_nsynth_is_upgraded(src: Path, tmp_path: Path) -> None:
-    s = build_cache(src, tmp_path / "c", BuildConfig(), progress=False)[0]
-    group = zarr.open_group(s.path, mode="r+")
-    m = cache.meta(group)
-    legacy = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in (src / "examples.json", src / "audio")}
-    cache.set_meta(group, build={**m["build"], "source": {**m["build"]["source"], "fingerprint": legacy}})
-    shutil.rmtree(s.path / cache.SOURCE_FILES)
-    assert build_cache(src, tmp_path / "c", BuildConfig(), progress=False)[0].built_now == []
-    assert cache.source_fingerprint(cache.open_cache(s.path).attrs)["scheme"] == 2 and verify_cache(s.path) == []
-    cache.set_meta(zarr.open_group(s.path, mode="r+"), build={**m["build"], "source": {**m["build"]["source"], "fingerprint": {
-        k: [v[0], v[1] - 1] for k, v in legacy.items()}}})
-    with pytest.raises(CacheError, match="fingerprinted by an older nsynth"):
-        build_cache(src, tmp_path / "c", BuildConfig(features=("framed",)), progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from nsynth_prep.audit import audit
 from nsynth_prep.build import BuildConfig, build_cache
 from nsynth_prep.cache import CacheError, open_cache
 from nsynth_prep.export import export_hdf5
-from nsynth_prep.features import feature_spec
 from nsynth_prep.inspect_plots import plot_note, write_overview
 from nsynth_prep.wav import encode_pcm16, read_pcm16
 
@@ -68,11 +68,15 @@ def test_describe_and_text(clean: Path) -> None:
     assert info["split"] == "train" and info["notes"] == 60
     assert set(info["features"]) == {"pooled", "framed"}
     assert info["features"]["framed"]["shape"] == [60, 100, 160]
-    assert info["features"]["pooled"]["compressors"] == ["BloscCodec(lz4, level 5)"]
+    assert info["features"]["pooled"]["compressors"] == [] and info["features"]["pooled"]["dtype"] == "float32"
+    assert info["features"]["framed"]["compressors"] == ["BloscCodec(lz4, level 5)"]
+    assert info["features"]["framed"]["dtype"] == "int16" and info["features"]["framed"]["scale"] == 1 / 32768
     assert sum(map(sum, info["family_source"])) == 60
     text = inspect_lib.format_description(info)
     assert "train split, 60 notes" in text and "synth_lead" in text and "total" in text
     assert "row-order seed 0" in text and "skipped at build: none" in text
+    assert re.search(r"framed +60x100x160 +int16 +1/32768 +256x100x160 +BloscCodec\(lz4, level 5\)", text), text
+    assert re.search(r"pooled +60x2048 +float32 +1 +1024x2048 +none", text), text
     json.dumps(info)  # --json works
 
 
@@ -121,19 +125,20 @@ def test_audit_finds_every_planted_problem(planted: tuple[Path, dict[str, str]],
 
 
 def test_audit_finds_nan(corpus: Path, tmp_path: Path) -> None:
-    """The readers refuse NaN audio, so NaN can only get into a cache afterwards: plant it there."""
+    """The readers refuse NaN audio, so NaN can only get into a cache afterwards: plant it in the
+    one float feature (int16 audio cannot hold it), with the checksum to match."""
     build_cache(corpus / "nsynth-test.tfrecord", tmp_path / "cache", BuildConfig(features=("pooled", "framed")),
                 progress=False)
-    group = zarr.open_group(tmp_path / "cache" / "test.zarr", mode="r+")
-    group["pooled"][4, 100] = np.nan
-    group["framed"][4, 1, 20] = np.nan
-    for spec in (feature_spec("pooled"), feature_spec("framed")):  # as if a build had written the NaN
-        arr = group[spec.name]
-        sums = [cache_format.checksum(np.asarray(arr[c : c + spec.chunk_rows]))
-                for c in range(0, arr.shape[0], spec.chunk_rows)]
-        cache_format.finish_feature(group, spec, sums)
-    report = audit([tmp_path / "cache" / "test.zarr"])
-    assert {n["feature"] for n in report.caches[0].non_finite} == {"pooled", "framed"}
+    path = tmp_path / "cache" / "test.zarr"
+    group = zarr.open_group(path, mode="r+")
+    pooled = np.asarray(group["pooled"][...])
+    pooled[4, 100] = np.nan
+    group["pooled"][...] = pooled
+    attrs = group.attrs["nsynth"]
+    attrs["features"]["pooled"]["checksums"] = [cache_format.checksum(pooled)]  # type: ignore[index]
+    group.attrs["nsynth"] = attrs
+    report = audit([path])
+    assert {n["feature"] for n in report.caches[0].non_finite} == {"pooled"}
     assert len({n["note"] for n in report.caches[0].non_finite}) == 1
 
 
@@ -146,6 +151,8 @@ def test_export_round_trip(clean: Path, tmp_path: Path) -> None:
         for name in ("pooled", "framed", "family", "source", "pitch", "velocity", "instrument", "note", "qualities"):
             np.testing.assert_array_equal(h5[name][...], group[name][...], err_msg=name)
             assert h5[name].dtype == group[name].dtype
+        assert h5["framed"].dtype == np.int16 and h5["framed"].attrs["scale"] == 1 / 32768
+        assert h5["pooled"].attrs["scale"] == 1.0
         assert h5["pooled"].compression == "gzip" and h5["pooled"].chunks == (30, 2048)
         assert [s.decode() for s in h5["note_str"][...]] == group["note_str"][...].tolist()
     assert not list(tmp_path.glob(".*partial"))
@@ -176,8 +183,9 @@ def test_export_progress_ends_at_its_total(clean: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(progress, "Progress", Recorded)
     export_hdf5(clean / "train.zarr", tmp_path / "train.h5", progress=False)
     (bar,) = bars
-    # pooled + framed + the numeric labels, byte for byte (it stopped at 149 of 165 MiB: whole MiB were counted)
-    raw = 60 * (2048 + 100 * 160) * 4 + 60 * (1 + 1 + 2 + 2 + 2 + 4 + 10)
+    # pooled (float32) + framed (int16) + the numeric labels, byte for byte (it once stopped at 149 of
+    # 165 MiB: whole MiB were counted)
+    raw = 60 * 2048 * 4 + 60 * 100 * 160 * 2 + 60 * (1 + 1 + 2 + 2 + 2 + 4 + 10)
     assert bar.unit == "B" and bar.total == raw and bar.counted == raw  # type: ignore[attr-defined]
 
 

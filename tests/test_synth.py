@@ -68,3 +68,30 @@ def test_notes_per_split_parsing_and_counts() -> None:
     insts = make_instruments({"train": 500, "valid": 80, "test": 80}, seed=0)
     assert sum(i.notes for i in insts["train"]) == 500
     assert {FAMILIES[i.family] for i in insts["train"]} == set(FAMILIES)
+
+
+def test_a_described_corpus_builds_the_written_corpus_cache(corpus: Path, tmp_path: Path) -> None:
+    """A corpus described (no audio written) and rendered by build-cache gives the cache of the
+    same corpus written as WAVs, bit for bit (the conftest corpus: seed 0, 60/30/30 notes)."""
+    import pytest
+    import zarr
+
+    from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_prep.errors import SourceError
+    from nsynth_prep.synth import write_descriptors
+    from nsynth_prep.verify import verify_cache
+
+    described = write_descriptors(tmp_path / "d", {"train": 60, "valid": 30, "test": 30}, seed=0)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
+        "nsynth-test.synth.json", "nsynth-train.synth.json", "nsynth-valid.synth.json"]
+    features = BuildConfig(features=("pooled", "framed", "trimmed"), workers=2)
+    (a,) = build_cache(described["valid"], tmp_path / "a", features, progress=False)
+    (b,) = build_cache(corpus / "nsynth-valid", tmp_path / "b", features, progress=False)
+    ga, gb = zarr.open_group(a.path, mode="r"), zarr.open_group(b.path, mode="r")
+    for name in ("pooled", "framed", "trimmed", "note_str", "family", "note", "qualities"):
+        np.testing.assert_array_equal(ga[name][...], gb[name][...], err_msg=name)
+    assert verify_cache(a.path) == [] and a.notes == 30
+    assert build_cache(described["valid"], tmp_path / "a", features, progress=False)[0].built_now == []  # up to date
+    described["valid"].write_text('{"seed": 0}')
+    with pytest.raises(SourceError, match=r"nsynth-valid\.synth\.json: not a corpus descriptor \(KeyError"):
+        build_cache(described["valid"], tmp_path / "c", features, progress=False)

@@ -16,7 +16,7 @@ from nsynth_prep.build import BuildConfig, build_cache
 from nsynth_prep.cache import CacheError
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_train import checkpoint
-from nsynth_train.data import ChunkStream, batches, loader
+from nsynth_train.data import ChunkStream, batches, loader, to_float
 from nsynth_train.evaluate import evaluate_run
 from nsynth_train.loop import TrainConfig, train
 from nsynth_train.metrics import confusion_matrix, summarize
@@ -111,7 +111,8 @@ def test_stream_visits_every_row_once(caches: Path, workers: int) -> None:
 def test_stream_is_a_plain_iterable_dataset(caches: Path) -> None:
     stream = ChunkStream(caches / "valid.zarr", "framed", get_task("source"), batch_size=8, shuffle=False)
     x, y, rows = next(iter(torch.utils.data.DataLoader(stream, batch_size=None)))
-    assert x.shape == (8, 100, 160) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == (8, 100, 160) and x.dtype == torch.int16 and y.dtype == torch.int64  # audio as stored
+    assert to_float(x, stream.scale).dtype == torch.float32 and stream.scale == 1 / 32768
     assert rows.tolist() == list(range(8))
 
 
