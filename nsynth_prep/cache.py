@@ -65,13 +65,16 @@ ATTR = "nsynth"  # the key of our metadata in the group's attributes
 LABEL_CHUNK_ROWS = 1 << 16
 SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fingerprint): plain arrays
 
-# The codec of each feature's chunks (docs/benchmarks.md has the measurements): pooled means
-# (float32) only shrink to 83 % with byte-shuffled LZ4, and unencoded chunks are read at the speed
-# of a memory copy; int16 audio shrinks to 70 % (trimmed) and 80 % (framed) on rendered
-# instruments, and decodes at ~8 GB/s a core.
+# The codec of each feature's chunks (measurements in docs/benchmarks.md). Unencoded chunks are
+# memory-mapped and used in place by the loader, which on two cores sharing one memory bus reads
+# framed at about twice the rate of LZ4-compressed ones (decoded into a buffer). So the two
+# features the presets stream are stored plain: pooled means (float32) only shrink to 83 % with
+# byte-shuffled LZ4 anyway, framed (int16) to 80 % on rendered instruments. trimmed, NSynth
+# train's largest (29 GB as int16) and not a preset's, shrinks to 70 %: it keeps LZ4, decoded at
+# ~8 GB/s a core.
 FEATURE_CODECS: dict[str, list[Any] | None] = {
     "pooled": None,
-    "framed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "framed": None,
     "trimmed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
 }
 
