@@ -1,23 +1,23 @@
 """Loader throughput, side by side in one run: the chunk stream vs an in-memory gather of the same
 rows vs the model's own training step.
 
-    PYTHONPATH=. python3 bench/bench_loader.py --corpus /tmp/bench/corpus-8000/nsynth-train [--profile]
+    PYTHONPATH=. python3 bench/bench_loader.py --corpus CORPUS [--codecs lz4,none] [--profile]
 
-Builds a pooled + framed cache of the corpus (once per codec choice), then measures rows per
-second of
+``CORPUS``: an nsynth-train folder, or a described synthetic corpus
+(``nsynth_prep.synth.write_descriptors``). Builds a pooled + framed cache of it (once per codec
+compared), then measures rows per second of
 
 (1) an in-memory gather: the whole feature in memory as stored (int16 audio, float32 pooled),
     one ``np.take`` of each batch's rows in a fresh random order, the same batch size: what
     a loader that had nothing to read would still do;
 (2) :class:`ChunkStream` through the DataLoader wrapper that training uses (:func:`loader`,
-    :func:`batches`), with and without the per-chunk checksum (timed in turns, best of 3, so
-    both see the same machine), and with 2 DataLoader workers;
+    :func:`batches`), with and without the per-chunk checksum, and with 2 DataLoader workers;
 
-both as stored (what crosses to a GPU) and made float32 on the device (``to_float``; here the
-device is the CPU, which pays for the conversion itself); and (3) one training step of ``cnn``
-and ``lstm``. ``--profile`` adds the time of each stage of the stream on the same chunks
-(file read, decompression, checksum, shuffle-gather, torch conversion) and a cProfile of one
-streamed epoch.
+all timed in turns, best of 3 (2 for workers), so each sees the same machine; both as stored
+(what crosses to a GPU) and made float32 on the device (``to_float``; here the device is the
+CPU, which pays for the conversion itself); and (3) a training step of ``cnn`` and ``lstm``.
+``--profile`` adds the time of each stage of the stream, alone, on the same chunks (getting the
+chunk's rows, checksum, shuffle-gather, conversion) and a cProfile of one streamed epoch.
 """
 
 from __future__ import annotations
@@ -67,43 +67,41 @@ def build(corpus: Path, out: Path, codec: str) -> Path:
 
 
 def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str:
-    """Seconds per MiB (of stored bytes) of each stage of the stream, on the first ``chunks`` chunks."""
-    import google_crc32c
+    """Milliseconds per chunk of each stage of the stream, each timed alone on the same chunks."""
     import numpy as np
     import torch
-    from numcodecs import blosc
 
     from nsynth_prep.cache import open_cache
     from nsynth_prep.checked import CheckedArray
+    from nsynth_prep.chunks import ChunkFiles
+    from nsynth_prep.crc import crc32c
     from nsynth_train.data import to_float
 
     arr = CheckedArray(open_cache(path), feature)
     n = min(chunks, arr.num_chunks)
-    files = [arr.files.file(c).read_bytes() for c in range(n)]  # warm page cache
     buf = arr.buffer(n)
-    mib = buf.nbytes / 2**20
+    for c in range(n):  # warm: the page cache, and the rows for the later stages
+        arr.files.read_into(c, buf[c * arr.chunk_rows :])
+    rows = [buf[c * arr.chunk_rows : (c + 1) * arr.chunk_rows] for c in range(n)]
 
-    def read() -> None:
-        for c in range(n):
-            with open(arr.files.file(c), "rb", buffering=0) as f:
-                f.read()
+    def fetch() -> None:
+        if arr.files.mappable:  # what a new stream's first epoch pays; later epochs keep the maps
+            files = ChunkFiles(arr.files.path, arr.files.name, arr.array)
+            for c in range(n):
+                files.view(c)
+        else:  # read and decode into the group's buffer
+            for c in range(n):
+                arr.files.read_into(c, buf[c * arr.chunk_rows :])
 
-    def decompress() -> None:
-        for c in range(n):
-            if arr.files.blosc:
-                blosc.decompress(files[c], buf[c * arr.chunk_rows :])
-
-    def crc() -> None:
-        view = buf.view()
-        view.flags.writeable = False
-        for c in range(n):
-            google_crc32c.value(view[c * arr.chunk_rows : (c + 1) * arr.chunk_rows])
+    def check() -> None:
+        for r in rows:
+            crc32c(r)
 
     order = np.random.default_rng(0).permutation(len(buf))
 
     def gather() -> None:
         for b in range(0, len(order), batch):
-            torch.from_numpy(np.take(buf, order[b : b + batch], axis=0))
+            torch.from_numpy(np.take(buf, np.sort(order[b : b + batch]), axis=0))
 
     x = torch.from_numpy(np.take(buf, order[:batch], axis=0))
 
@@ -111,15 +109,15 @@ def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str
         for _ in range(0, len(order), batch):
             to_float(x, arr.scale)
 
-    t = best_in_turns({"read": read, "decompress": decompress, "checksum": crc, "gather": gather,
-                       "to float32": convert}, repeat=5)
-    rows = len(buf)
-    lines = [f"{feature}: {n} chunks, {mib:.0f} MiB as stored ({'Blosc lz4' if arr.files.blosc else 'no codec'})",
-             "| stage | ms per chunk | GB/s of stored bytes | rows/s alone |", "|---|---|---|---|"]
+    t = best_in_turns({"fetch": fetch, "checksum": check, "gather": gather, "to float32": convert}, repeat=5)
+    fetch_name = "map the file (MAP_POPULATE), first epoch only" if arr.files.mappable else "read + decompress"
+    lines = [f"{feature}: {n} chunks of {arr.chunk_rows} rows, {buf.nbytes / 2**20:.0f} MiB as stored "
+             f"({'Blosc LZ4' if arr.files.blosc else 'unencoded'})",
+             "| stage | ms per chunk | GB/s of stored bytes | rows/s, alone |", "|---|---|---|---|"]
+    names = {"fetch": fetch_name, "checksum": "checksum (CRC-32C)", "gather": "shuffle-gather into batches",
+             "to float32": "to float32 (on the CPU)"}
     for name, s in t.items():
-        if name == "decompress" and not arr.files.blosc:
-            continue
-        lines.append(f"| {name} | {1e3 * s / n:.2f} | {buf.nbytes / s / 1e9:.1f} | {rows / s:,.0f} |")
+        lines.append(f"| {names[name]} | {1e3 * s / n:.2f} | {buf.nbytes / s / 1e9:.1f} | {len(buf) / s:,.0f} |")
     return "\n".join(lines)
 
 
@@ -135,7 +133,7 @@ def main() -> None:
     from nsynth_train.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, required=True, help="an nsynth-train folder")
+    ap.add_argument("--corpus", type=Path, required=True, help="an nsynth-train folder or .synth.json")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench" / "out" / "loader-cache")
     ap.add_argument("--codecs", default="format", help="'format' (the format's own per feature), or a list of "
                     "lz4,none to compare side by side")
@@ -214,10 +212,12 @@ def main() -> None:
                 f"{r['memory float']:,.0f}/s | {r[codec + ' stream float']:,.0f}/s | "
                 f"{r[codec + ' stream float'] / r['memory float']:.2f}x | {r_step:,.0f}/s ({model_name}) |")
             print(lines[-1], flush=True)
-        t = best_in_turns({"unchecked": lambda c=c, f=feature: CheckedArray(c, f, check=False).read_all(),
-                           "checked": lambda c=c, f=feature: CheckedArray(c, f).read_all()})
-        loads.append(f"| {feature} | {mine[0]} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | "
-                     f"{t['checked']:.3f} s |")
+        for codec in mine:
+            c = open_cache(paths[codec])
+            t = best_in_turns({"unchecked": lambda c=c, f=feature: CheckedArray(c, f, check=False).read_all(),
+                               "checked": lambda c=c, f=feature: CheckedArray(c, f).read_all()})
+            loads.append(f"| {feature} | {codec} | {data.nbytes / 2**20:,.0f} MiB | {t['unchecked']:.3f} s | "
+                         f"{t['checked']:.3f} s |")
         if args.profile:
             for codec in mine:
                 print("\n" + stage_profile(paths[codec], feature, batch) + "\n", flush=True)

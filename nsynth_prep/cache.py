@@ -51,6 +51,7 @@ from .cache_meta import (
     SourceFingerprint,
     SourceMeta,
 )
+from .crc import crc32c
 from .errors import CacheError
 from .features import FEATURES, FeatureSpec
 from .labels import LABEL_DTYPES, QUALITIES, LabelTable
@@ -64,13 +65,16 @@ ATTR = "nsynth"  # the key of our metadata in the group's attributes
 LABEL_CHUNK_ROWS = 1 << 16
 SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fingerprint): plain arrays
 
-# The codec of each feature's chunks (docs/benchmarks.md has the measurements): pooled means
-# (float32) only shrink to 83 % with byte-shuffled LZ4, and unencoded chunks are read at the speed
-# of a memory copy; int16 audio shrinks to 70 % (trimmed) and 80 % (framed) on rendered
-# instruments, and decodes at ~8 GB/s a core.
+# The codec of each feature's chunks (measurements in docs/benchmarks.md). Unencoded chunks are
+# memory-mapped and used in place by the loader, which on two cores sharing one memory bus reads
+# framed at about twice the rate of LZ4-compressed ones (decoded into a buffer). So the two
+# features the presets stream are stored plain: pooled means (float32) only shrink to 83 % with
+# byte-shuffled LZ4 anyway, framed (int16) to 80 % on rendered instruments. trimmed, NSynth
+# train's largest (29 GB as int16) and not a preset's, shrinks to 70 %: it keeps LZ4, decoded at
+# ~8 GB/s a core.
 FEATURE_CODECS: dict[str, list[Any] | None] = {
     "pooled": None,
-    "framed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "framed": None,
     "trimmed": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
 }
 
@@ -87,14 +91,13 @@ def cache_path(cache_dir: Path, split: str) -> Path:
 
 def checksum(data: np.ndarray) -> str:
     """CRC-32C (8 hex digits) of an array's C-order bytes; note_str arrays hash their
-    newline-joined UTF-8. google-crc32c's C build reads ~16 GB/s and releases the GIL (zlib's
-    CRC-32, format 1's, read 6.4 GB/s), so it is cheap enough for every chunk a loader reads."""
+    newline-joined UTF-8. google-crc32c's C build reads 16-27 GB/s on the reference machine
+    (zlib's CRC-32, format 1's, 6.4 GB/s) and :mod:`.crc` calls it with the GIL released, so it
+    is cheap enough for every chunk a loader reads, beside the thread that uses the rows."""
     if data.dtype.kind in "OUT":
         joined = "\n".join(str(s) for s in data.ravel())
         return f"{payload_crc(joined.encode()):08x}"
-    view = np.ascontiguousarray(data).view()
-    view.flags.writeable = False  # google-crc32c takes read-only buffers only; no copy is made
-    return f"{payload_crc(view):08x}"  # type: ignore[arg-type]
+    return f"{crc32c(data):08x}"
 
 
 def why(exc: BaseException) -> str:

@@ -91,6 +91,30 @@ class CheckedArray:
             return n, f"{where} differs from the checksum recorded at build time{missing}"
         return n, None
 
+    def read_rows(self, chunk: int, out: np.ndarray | None) -> np.ndarray:
+        """The rows of ``chunk``, checked: in place over the mapped file when the chunk is stored
+        unencoded (read-only; ``out`` unused), else decoded into ``out`` (see :meth:`buffer`).
+
+        Returns
+        -------
+        np.ndarray
+            (rows in the chunk, *row_shape) as stored.
+        """
+        if not self.files.mappable:
+            if out is None:
+                out = self.buffer(1)
+            return out[: self.read_into(chunk, out)]
+        rows = self.rows_of(chunk)
+        where = f"{self.name}: chunk {chunk} (rows {rows.start}..{rows.stop - 1}, file {self._file(chunk)})"
+        try:
+            data = self.files.view(chunk)
+        except READ_ERRORS as exc:
+            raise damaged(self.cache.path, f"{where} cannot be read ({why(exc)})") from None
+        if self.check and checksum(data) != self.checksums[chunk]:
+            missing = " (the file is missing, so zarr reads it as zeros)" if not self.files.file(chunk).exists() else ""
+            raise damaged(self.cache.path, f"{where} differs from the checksum recorded at build time{missing}")
+        return data
+
     def chunk(self, chunk: int) -> np.ndarray:
         """The rows of one chunk, checked.
 

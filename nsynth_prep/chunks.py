@@ -1,17 +1,26 @@
 """Whole row-chunks of a cache's feature arrays, read straight from their files.
 
 zarr v3 stores row-chunk ``i`` of an array in the file ``<array>/c/i/0...`` as the output of its
-codec chain: the chunk's little-endian bytes, then (int16 audio) a Blosc frame. Reading a chunk
-through zarr costs about 1-2 ms of Python and asyncio per chunk whatever its size (measured on
-this project's 2-core machine: 1.9 GB/s for 4 MiB chunks of int16, against 27 GB/s to read the
-same files into memory), so the loader reads the file itself into the caller's buffer and
-decodes a Blosc frame with numcodecs (the library behind zarr's ``BloscCodec``). The file read
-and the decompression release the GIL, so threads read chunks in parallel. An array with any
-other codec chain, fill value or key layout is read through zarr, which is slower but the same.
+codec chain: the chunk's little-endian bytes, then, for a compressed array, a Blosc frame.
+Reading a chunk through zarr costs about 1-2 ms of Python and asyncio per chunk whatever its
+size (measured on this project's 2-core machine: 1.9 GB/s for 4 MiB chunks of int16, against
+27 GB/s to read the same files into memory), so the loader reads the files itself:
+
+- an unencoded chunk is memory-mapped (read-only, shared with the page cache) and its rows are
+  used in place: no copy into a buffer, which on two cores sharing one memory bus is the cost
+  that matters. Mappings are kept for the next epochs (setting one up costs about as much as a
+  copy);
+- a Blosc chunk is read and decoded into the caller's buffer with numcodecs (the library behind
+  zarr's ``BloscCodec``).
+
+File reads, page-ins and decompression release the GIL, so threads read chunks in parallel. An
+array with any other codec chain, fill value or key layout is read through zarr: slower, the same.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 import sys
 from pathlib import Path
@@ -56,6 +65,8 @@ class ChunkFiles:
                        and not arr.metadata.fill_value and arr.ndim == len(self.chunk_shape)
                        and isinstance(meta, ArrayV3Metadata)
                        and type(meta.chunk_key_encoding).__name__ == "DefaultChunkKeyEncoding")
+        self.mappable = self.direct and not self.blosc
+        self._views: dict[int, np.ndarray] = {}  # chunk -> its mapped rows, kept for the next epochs
 
     def rows_of(self, chunk: int) -> range:
         """The array rows held by ``chunk`` (the last chunk may hold fewer than ``chunk_rows``)."""
@@ -63,6 +74,39 @@ class ChunkFiles:
 
     def file(self, chunk: int) -> Path:
         return chunk_file(self.path, self.name, self.array, chunk)
+
+    def view(self, chunk: int) -> np.ndarray:
+        """The rows of an unencoded chunk as stored, in place: (rows, *row_shape), read-only, over the
+        memory-mapped file (zeros, as zarr reads it, for a chunk file that is not there).
+
+        Raises
+        ------
+        ValueError, OSError
+            The array is not unencoded (see ``mappable``), or the file holds the wrong number of bytes.
+        """
+        if not self.mappable:
+            raise ValueError(f"{self.name}: chunks are encoded; decode them with read_into")
+        rows = self.rows_of(chunk)
+        arr = self._views.get(chunk)
+        if arr is None:
+            try:
+                fd = os.open(self.file(chunk), os.O_RDONLY)
+            except FileNotFoundError:
+                arr = np.zeros(self.chunk_shape, self.dtype)
+            else:
+                try:
+                    size = os.fstat(fd).st_size
+                    if size != self.chunk_bytes:
+                        raise ValueError(f"the chunk file holds {size} bytes, not the chunk's {self.chunk_bytes}")
+                    # MAP_POPULATE: the page tables are filled here, in the reading thread, not by
+                    # page faults in the one that gathers the rows.
+                    m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                                  prot=mmap.PROT_READ)
+                finally:
+                    os.close(fd)
+                arr = np.frombuffer(m, self.dtype).reshape(self.chunk_shape)  # read-only: the map is
+            self._views[chunk] = arr
+        return arr[: len(rows)]
 
     def read_into(self, chunk: int, out: np.ndarray) -> int:
         """Decode ``chunk`` into ``out[:chunk_rows]``; returns how many of those rows are the array's.

@@ -83,7 +83,7 @@ class ChunkStream(IterableDataset):
         the bytes; see docs/benchmarks.md). False only for measuring that cost.
     threads
         Threads reading chunks (default: the cores this process may use, shared out between
-        DataLoader workers).
+        DataLoader workers, less one for the thread that gathers the batches; at least 1).
     prefetch
         Groups of chunks read ahead of the one being yielded.
     """
@@ -105,6 +105,7 @@ class ChunkStream(IterableDataset):
         self.num_chunks = len(meta.checksums)
         self.epoch = 0
         self._array: CheckedArray | None = None  # opened lazily in each worker process
+        self._spare: list[np.ndarray] = []  # group buffers of the last epoch (see _take_buffers)
 
     def __len__(self) -> int:
         """Rows of the split that belong to the task (one epoch)."""
@@ -128,34 +129,46 @@ class ChunkStream(IterableDataset):
         array = self._array
         rng = np.random.default_rng([self.seed, self.epoch, 1 + (info.id if info else 0)])
         groups = [order[g : g + self.buffer_chunks] for g in range(0, len(order), self.buffer_chunks)]
-        # One buffer per group in flight: the one being yielded and those being read ahead.
-        # Batches are gathered copies, so a buffer is free again once its group is yielded.
-        buffers = [array.buffer(self.buffer_chunks) for _ in range(min(len(groups), self.prefetch + 1))]
-        threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1))
+        # Unencoded chunks are used in place, over their mapped files; encoded ones are decoded into
+        # one buffer per group in flight (the one being yielded and those read ahead). Batches are
+        # gathered copies, so a buffer is free again once its group is yielded.
+        slots = min(len(groups), self.prefetch + 1)
+        buffers = [] if array.files.mappable else self._take_buffers(array, slots)
+        # One core stays with the thread that gathers the batches (and, without DataLoader workers,
+        # runs the training step): on 2 cores, 1 reader measured as fast as 2 or faster.
+        threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1) - 1)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
-        pending: deque[list[Future[int]]] = deque()
-        batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype)
+        pending: deque[list[Future[np.ndarray]]] = deque()
+        batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows)
         try:
             for k in range(len(groups)):
-                while len(pending) < len(buffers) and k + len(pending) < len(groups):
+                while len(pending) < slots and k + len(pending) < len(groups):
                     ahead = k + len(pending)
-                    buf = buffers[ahead % len(buffers)]
-                    pending.append([pool.submit(array.read_into, int(c), buf[i * self.chunk_rows :])
+                    buf = buffers[ahead % slots] if buffers else None
+                    pending.append([pool.submit(array.read_rows, int(c), None if buf is None else buf[i * self.chunk_rows :])
                                     for i, c in enumerate(groups[ahead])])
-                counts = [f.result() for f in pending.popleft()]  # a damaged chunk raises here, in order
-                local, rows = self._shuffled(groups[k], counts, rng)
+                parts = [f.result() for f in pending.popleft()]  # a damaged chunk raises here, in order
+                local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
                 # Exact batches across groups: a batch begun with one group's last rows is
                 # finished with the next group's first, each row gathered once (no join copy).
-                yield from batch.fill(buffers[k % len(buffers)], local, rows, self.classes[rows])
+                yield from batch.fill(parts, local, rows, self.classes[rows])
             if batch.filled:
                 yield batch.take()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # reads in flight still write into our buffers
+            self._spare = buffers
+
+    def _take_buffers(self, array: CheckedArray, count: int) -> list[np.ndarray]:
+        """Group buffers, kept from the last epoch when they are free: new memory is paid for in page
+        faults on its first write (64 MiB of them per epoch, with the default four 8 MiB chunks
+        read one group ahead), which an epoch of a small split noticeably pays."""
+        spare, self._spare = self._spare, []  # a second iteration running at once gets its own
+        return [spare.pop() if spare else array.buffer(self.buffer_chunks) for _ in range(count)]
 
     def _shuffled(self, group: np.ndarray, counts: list[int], rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """The task's rows of one group of chunks, shuffled: their places in the group's buffer
-        and their cache rows, both (n,) int64."""
+        """The task's rows of one group of chunks, shuffled: their places in the group (chunk ``i``'s
+        row ``r`` is ``i * chunk_rows + r``) and their cache rows, both (n,) int64."""
         local = np.concatenate([i * self.chunk_rows + np.arange(n) for i, n in enumerate(counts)])
         rows = np.concatenate([int(c) * self.chunk_rows + np.arange(n) for c, n in zip(group, counts, strict=True)])
         keep = self.classes[rows] >= 0
@@ -165,10 +178,10 @@ class ChunkStream(IterableDataset):
 
 
 class _BatchBuilder:
-    """Gathers rows from successive group buffers into batches of exactly ``size`` rows."""
+    """Gathers rows from successive groups of chunks into batches of exactly ``size`` rows."""
 
-    def __init__(self, size: int, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.size, self.row_shape, self.dtype = size, row_shape, dtype
+    def __init__(self, size: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int) -> None:
+        self.size, self.row_shape, self.dtype, self.chunk_rows = size, row_shape, dtype, chunk_rows
         self.filled = 0
         self._new()
 
@@ -185,18 +198,30 @@ class _BatchBuilder:
         self._new()
         return out
 
-    def fill(self, buf: np.ndarray, local: np.ndarray, rows: np.ndarray, classes: np.ndarray) -> Iterator[Batch]:
-        """Yield every batch that ``buf``'s rows ``local`` complete; the rest stay for the next group."""
+    def fill(self, parts: list[np.ndarray], local: np.ndarray, rows: np.ndarray, classes: np.ndarray
+             ) -> Iterator[Batch]:
+        """Yield every batch that the rows ``local`` of a group complete (``parts``: each chunk's rows,
+        (n_i, *row_shape)); the rest stay for the next group.
+
+        Which rows make a batch is the shuffle's; within a batch they are taken chunk by chunk,
+        each chunk's in row order (one ``np.take`` per chunk, reading it front to back).
+        """
         start = 0
         while start < len(local):
             n = min(self.size - self.filled, len(local) - start)
-            end = self.filled + n
-            # mode="clip" lets numpy gather straight into ``out`` (the default buffers a copy); the
-            # indices are in range by construction. numpy releases the GIL here.
-            np.take(buf, local[start : start + n], axis=0, out=self.x[self.filled : end], mode="clip")
-            self.y[self.filled : end] = classes[start : start + n]
-            self.rows[self.filled : end] = rows[start : start + n]
-            self.filled, start = end, start + n
+            seg = slice(start, start + n)
+            order = np.argsort(local[seg], kind="stable")
+            sel = local[seg][order]
+            edges = np.searchsorted(sel // self.chunk_rows, np.arange(len(parts) + 1))
+            for i, part in enumerate(parts):
+                a, z = int(edges[i]), int(edges[i + 1])
+                if z > a:  # mode="clip" gathers straight into ``out`` (the default buffers a copy);
+                    # the indices are in range by construction. numpy releases the GIL here.
+                    np.take(part, sel[a:z] - i * self.chunk_rows, axis=0, out=self.x[self.filled + a : self.filled + z],
+                            mode="clip")
+            self.y[self.filled : self.filled + n] = classes[seg][order]
+            self.rows[self.filled : self.filled + n] = rows[seg][order]
+            self.filled, start = self.filled + n, start + n
             if self.filled == self.size:
                 yield self.take()
 

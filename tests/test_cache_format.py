@@ -234,7 +234,8 @@ def test_direct_chunk_reads_are_what_zarr_reads(built: dict[str, Path], tmp_path
                 compressors=[ZstdCodec(level=1)] if codec == "zstd" else None)
             arr[...] = src[...]
         files = ChunkFiles(folder, name, arr)
-        assert files.direct == (codec != "zstd") and files.blosc == (codec == "format" and name != "pooled")
+        assert files.direct == (codec != "zstd") and files.blosc == (codec == "format" and name == "trimmed")
+        assert files.mappable == (files.direct and not files.blosc)
         whole = np.asarray(arr[...])
         buf = np.full((files.chunk_rows, *arr.shape[1:]), 7, arr.dtype)
         for c in range(-(-arr.shape[0] // files.chunk_rows)):  # the last chunk is partial (30 rows)
@@ -242,6 +243,10 @@ def test_direct_chunk_reads_are_what_zarr_reads(built: dict[str, Path], tmp_path
             rows = files.rows_of(c)
             assert n == len(rows)
             np.testing.assert_array_equal(buf[:n], whole[rows.start : rows.stop], err_msg=f"{codec} {name} {c}")
+            if files.mappable:  # in place over the mapped file, read-only
+                view = files.view(c)
+                assert not view.flags.writeable and len(view) == n
+                np.testing.assert_array_equal(view, whole[rows.start : rows.stop])
 
 
 def test_a_chunk_zarr_never_wrote_reads_as_zeros(tmp_path: Path) -> None:
