@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from test_build import SPOOL_KILLER  # kill -9 while streaming an archive (16-note spool blocks)
 
 from nsynth_prep import build, cache
 from nsynth_prep.build import BuildConfig, build_cache
@@ -157,22 +158,6 @@ def test_resume_refuses_a_source_changed_under_it(corpus: Path, tmp_path: Path) 
     np.testing.assert_array_equal(zarr.open_group(done.path, mode="r")["trimmed"][...],
                                   zarr.open_group(ref.path, mode="r")["trimmed"][...])
     assert verify_cache(done.path) == []
-
-
-SPOOL_KILLER = """
-import os, signal, sys
-from pathlib import Path
-from nsynth_prep import build, spool
-spool.SPOOL_BLOCK = 16
-original, written = spool._write_block, []
-def write_then_die(*args, **kwargs):
-    original(*args, **kwargs)
-    written.append(1)
-    if len(written) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while streaming the archive
-spool._write_block = write_then_die
-build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(), progress=False)
-"""
 
 
 def test_archive_spool_refuses_a_changed_archive(corpus: Path, tmp_path: Path) -> None:
