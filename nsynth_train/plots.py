@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from nsynth_prep import cache as cache_format
+from nsynth_prep.features import FeatureSpec
 from nsynth_prep.inspect_plots import audio_feature, plot_waveform, time_axis
 from nsynth_prep.palette import color_of
 
@@ -78,7 +79,7 @@ def plot_per_class(per_class: dict[str, float | None], accuracy: float, ax: Axes
     return ax
 
 
-def plot_examples(waves: np.ndarray, titles: list[str], colors: list[str], feature: str, suptitle: str,
+def plot_examples(waves: np.ndarray, titles: list[str], colors: list[str], feature: FeatureSpec | str, suptitle: str,
                   ncols: int) -> plt.Figure:
     """A grid of waveforms, one per example, titled with true/predicted class and probability."""
     n = len(waves)
@@ -144,7 +145,7 @@ def write_all(out: Path, history: list[dict[str, float]], cm: np.ndarray, task: 
             p = int(probs[i].argmax()) if i >= 0 else 0
             titles.append(f"true {names[y[i]]} / pred {names[p]}\np = {probs[i, p]:.2f}" if i >= 0 else "")
             colors.append(color_of(names[y[i]]) if i >= 0 else "")
-        fig = plot_examples(waves, titles, colors, shown, f"{title}: {task.name} task ({shown} audio)",
+        fig = plot_examples(waves, titles, colors, cache.feature(shown).spec, f"{title}: {task.name} task ({shown} audio)",
                             EXAMPLES_PER_CLASS)
         fig.savefig(out / f"examples_{kind}.png", dpi=110)
         plt.close(fig)
