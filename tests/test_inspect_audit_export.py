@@ -212,5 +212,6 @@ def test_time_axis_reads_the_features_own_parameters() -> None:
     np.testing.assert_allclose(t, [5 / 16000, 10 / 16000, 15 / 16000, 20 / 16000])  # window centres
     assert label == "time (s); pooled: 10-sample means"
     t, label = time_axis(Framed(frames=2, frame_length=3), 6)
-    np.testing.assert_allclose(t, np.arange(6) / 16000) and label == "time (s)"  # type: ignore[func-returns-value]
+    np.testing.assert_allclose(t, np.arange(6) / 16000)
+    assert label == "time (s)"
     assert time_axis("pooled", 2048)[0][1] == (25 + 12.5) / 16000  # a name: that feature's default spec
