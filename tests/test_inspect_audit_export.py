@@ -202,3 +202,16 @@ def test_export_refuses_to_overwrite(clean: Path, tmp_path: Path) -> None:
         assert h5.attrs["split"] == "train"
     with pytest.raises(ConfigError, match="is a folder"):
         export_hdf5(clean / "train.zarr", tmp_path)
+
+
+def test_time_axis_reads_the_features_own_parameters() -> None:
+    from nsynth_prep.features import Framed, Pooled
+    from nsynth_prep.inspect_plots import time_axis
+
+    t, label = time_axis(Pooled(length=1000, kernel=10, stride=5), 4)
+    np.testing.assert_allclose(t, [5 / 16000, 10 / 16000, 15 / 16000, 20 / 16000])  # window centres
+    assert label == "time (s); pooled: 10-sample means"
+    t, label = time_axis(Framed(frames=2, frame_length=3), 6)
+    np.testing.assert_allclose(t, np.arange(6) / 16000)
+    assert label == "time (s)"
+    assert time_axis("pooled", 2048)[0][1] == (25 + 12.5) / 16000  # a name: that feature's default spec
