@@ -67,7 +67,7 @@ SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fi
 
 # The codec of each feature's chunks (measurements in docs/benchmarks.md). Unencoded chunks are
 # memory-mapped and used in place by the loader, which on two cores sharing one memory bus reads
-# framed at about twice the rate of LZ4-compressed ones (decoded into a buffer). So the two
+# them at about three times the rate of LZ4-compressed ones (decoded into a buffer). So the two
 # features the presets stream are stored plain: pooled means (float32) only shrink to 83 % with
 # byte-shuffled LZ4 anyway, framed (int16) to 80 % on rendered instruments. trimmed, NSynth
 # train's largest (29 GB as int16) and not a preset's, shrinks to 70 %: it keeps LZ4, decoded at
