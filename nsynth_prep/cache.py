@@ -27,7 +27,6 @@ cache whose state is complete, and only the features listed as built.
 from __future__ import annotations
 
 import math
-import shlex
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,10 +49,11 @@ from .cache_meta import (
     Skipped,
     SourceFingerprint,
     SourceMeta,
+    rebuild_command,
 )
 from .crc import crc32c
 from .errors import CacheError
-from .features import FEATURES, FeatureSpec
+from .features import FeatureSpec
 from .labels import LABEL_DTYPES, QUALITIES, LabelTable
 from .lock import storage_errors
 from .tfrecord import payload_crc
@@ -177,28 +177,6 @@ def load_meta(group: zarr.Group) -> CacheMeta:
         return CacheMeta.from_attrs(own)
     except MetaError as exc:
         raise BadMeta(str(damaged(path, f"zarr.json: attrs['{ATTR}'] {exc}")), own.get("state")) from None
-
-
-def rebuild_command(path: Path, own: dict[str, Any]) -> str:
-    """The shell command that replaces an older cache with one built the same way (from what its
-    attrs say, where they say it; placeholders in capitals where they do not)."""
-    def part(d: dict[str, Any], key: str) -> dict[str, Any]:
-        return d[key] if isinstance(d.get(key), dict) else {}
-
-    build = part(own, "build")
-    source = part(build, "source")
-    features = part(own, "features")
-    args = ["nsynth", "prep", "build-cache", str(source.get("path") or "SOURCE"), "--cache", str(path.parent),
-            "--split", str(build.get("split") or path.name.removesuffix(".zarr"))]
-    for name in [f for f in FEATURES if f in features] or ["pooled"]:
-        args += ["--feature", name]
-    for option in ("families", "exclude_families"):
-        if isinstance(build.get(option), list) and build[option]:
-            args += [f"--{option.replace('_', '-')}", ",".join(map(str, build[option]))]
-    for option in ("seed", "on_error"):
-        if build.get(option) not in (None, 0, "fail"):
-            args += [f"--{option.replace('_', '-')}", str(build[option])]
-    return f"rm -r {shlex.quote(str(path))} && {shlex.join(args)}"
 
 
 def save_meta(group: zarr.Group, meta: CacheMeta) -> None:
