@@ -27,7 +27,6 @@ cache whose state is complete, and only the features listed as built.
 from __future__ import annotations
 
 import math
-import shlex
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,10 +49,11 @@ from .cache_meta import (
     Skipped,
     SourceFingerprint,
     SourceMeta,
+    rebuild_command,
 )
 from .crc import crc32c
 from .errors import CacheError
-from .features import FEATURES, FeatureSpec
+from .features import FeatureSpec
 from .labels import LABEL_DTYPES, QUALITIES, LabelTable
 from .lock import storage_errors
 from .tfrecord import payload_crc
@@ -67,7 +67,7 @@ SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fi
 
 # The codec of each feature's chunks (measurements in docs/benchmarks.md). Unencoded chunks are
 # memory-mapped and used in place by the loader, which on two cores sharing one memory bus reads
-# framed at about twice the rate of LZ4-compressed ones (decoded into a buffer). So the two
+# them at about three times the rate of LZ4-compressed ones (decoded into a buffer). So the two
 # features the presets stream are stored plain: pooled means (float32) only shrink to 83 % with
 # byte-shuffled LZ4 anyway, framed (int16) to 80 % on rendered instruments. trimmed, NSynth
 # train's largest (29 GB as int16) and not a preset's, shrinks to 70 %: it keeps LZ4, decoded at
@@ -177,28 +177,6 @@ def load_meta(group: zarr.Group) -> CacheMeta:
         return CacheMeta.from_attrs(own)
     except MetaError as exc:
         raise BadMeta(str(damaged(path, f"zarr.json: attrs['{ATTR}'] {exc}")), own.get("state")) from None
-
-
-def rebuild_command(path: Path, own: dict[str, Any]) -> str:
-    """The shell command that replaces an older cache with one built the same way (from what its
-    attrs say, where they say it; placeholders in capitals where they do not)."""
-    def part(d: dict[str, Any], key: str) -> dict[str, Any]:
-        return d[key] if isinstance(d.get(key), dict) else {}
-
-    build = part(own, "build")
-    source = part(build, "source")
-    features = part(own, "features")
-    args = ["nsynth", "prep", "build-cache", str(source.get("path") or "SOURCE"), "--cache", str(path.parent),
-            "--split", str(build.get("split") or path.name.removesuffix(".zarr"))]
-    for name in [f for f in FEATURES if f in features] or ["pooled"]:
-        args += ["--feature", name]
-    for option in ("families", "exclude_families"):
-        if isinstance(build.get(option), list) and build[option]:
-            args += [f"--{option.replace('_', '-')}", ",".join(map(str, build[option]))]
-    for option in ("seed", "on_error"):
-        if build.get(option) not in (None, 0, "fail"):
-            args += [f"--{option.replace('_', '-')}", str(build[option])]
-    return f"rm -r {shlex.quote(str(path))} && {shlex.join(args)}"
 
 
 def save_meta(group: zarr.Group, meta: CacheMeta) -> None:

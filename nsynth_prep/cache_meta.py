@@ -15,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .features import FeatureSpec, spec_from_dict
+from .features import FEATURES, FeatureSpec, spec_from_dict
 from .labels import FAMILIES, QUALITIES, SOURCES, LabelTable
 
 FORMAT = "nsynth-cache"
@@ -364,3 +366,25 @@ class CacheMeta:
         if counts is not None and counts.notes != notes:
             raise MetaError(f"counts add up to {counts.notes} notes, not {notes}")
         return cls(state, notes, BuildMeta.from_attrs(d.get("build")), label_checksums, features, building, counts)
+
+
+def rebuild_command(path: Path, own: dict[str, Any]) -> str:
+    """The shell command that replaces an older cache with one built the same way (from what its
+    attrs say, where they say it; placeholders in capitals where they do not)."""
+    def part(d: dict[str, Any], key: str) -> dict[str, Any]:
+        return d[key] if isinstance(d.get(key), dict) else {}
+
+    build = part(own, "build")
+    source = part(build, "source")
+    features = part(own, "features")
+    args = ["nsynth", "prep", "build-cache", str(source.get("path") or "SOURCE"), "--cache", str(path.parent),
+            "--split", str(build.get("split") or path.name.removesuffix(".zarr"))]
+    for name in [f for f in FEATURES if f in features] or ["pooled"]:
+        args += ["--feature", name]
+    for option in ("families", "exclude_families"):
+        if isinstance(build.get(option), list) and build[option]:
+            args += [f"--{option.replace('_', '-')}", ",".join(map(str, build[option]))]
+    for option in ("seed", "on_error"):
+        if build.get(option) not in (None, 0, "fail"):
+            args += [f"--{option.replace('_', '-')}", str(build[option])]
+    return f"rm -r {shlex.quote(str(path))} && {shlex.join(args)}"

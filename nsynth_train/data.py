@@ -54,11 +54,12 @@ def to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
     """
     if x.dtype == torch.float32:
         return x if scale == 1.0 else x * scale
-    if x.device.type == "cpu" and not x.requires_grad:
-        # On the CPU numpy does it: torch's CPU allocator page-faults every large new tensor, and
-        # a framed batch converted through torch ran at 15,000 rows/s against 130,000 through
-        # numpy (whose large arrays are huge-page backed) on the 2-core reference machine.
-        return torch.from_numpy(np.multiply(x.numpy(), np.float32(scale), dtype=np.float32))
+    if x.device.type == "cpu":
+        # Into memory from numpy's allocator: torch's page-faults every large new tensor. A framed
+        # batch (768 x 100 x 160) ran at 55,000 rows/s through x.to(float32), 206,000 this way, on
+        # the 2-core reference machine (docs/benchmarks.md).
+        out = torch.from_numpy(np.empty(tuple(x.shape), np.float32))
+        return out.copy_(x).mul_(scale)
     return x.to(torch.float32).mul_(scale)
 
 
@@ -138,16 +139,19 @@ class ChunkStream(IterableDataset):
         # runs the training step): on 2 cores, 1 reader measured as fast as 2 or faster.
         threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1) - 1)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
-        pending: deque[list[Future[np.ndarray]]] = deque()
+        pending: deque[list[tuple[Future[np.ndarray], int, np.ndarray | None]]] = deque()
         batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows)
         try:
             for k in range(len(groups)):
                 while len(pending) < slots and k + len(pending) < len(groups):
                     ahead = k + len(pending)
                     buf = buffers[ahead % slots] if buffers else None
-                    pending.append([pool.submit(array.read_rows, int(c), None if buf is None else buf[i * self.chunk_rows :])
-                                    for i, c in enumerate(groups[ahead])])
-                parts = [f.result() for f in pending.popleft()]  # a damaged chunk raises here, in order
+                    pending.append([(pool.submit(array.read_rows, int(c), out), int(c), out) for i, c in
+                                    enumerate(groups[ahead]) for out in [None if buf is None else buf[i * self.chunk_rows :]]])
+                # A chunk no reader has started yet is read here rather than waited for: the first
+                # group, and any the readers fall behind on, get this thread too.
+                parts = [array.read_rows(c, out) if fut.cancel() else fut.result()  # a damaged chunk raises here
+                         for fut, c, out in pending.popleft()]
                 local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
                 # Exact batches across groups: a batch begun with one group's last rows is
                 # finished with the next group's first, each row gathered once (no join copy).
