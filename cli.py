@@ -252,7 +252,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
                        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
                        balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
                        resume=resume, overwrite=overwrite, progress=obj["progress"])
-    click.echo(result["report"])
+    if result["report"]:  # empty on torchrun's ranks other than 0
+        click.echo(result["report"])
 
 
 @main.command("eval")

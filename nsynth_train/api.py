@@ -9,6 +9,7 @@ from typing import Any
 
 from nsynth_prep.errors import ConfigError
 
+from .distributed import is_main_process
 from .evaluate import evaluate_run
 from .loop import TrainConfig, train
 
@@ -63,9 +64,11 @@ def train_run(task: str = "family", model: str = "cnn", cache_dir: Path = Path("
     """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
-    log.info("run folder: %s", out)
+    if is_main_process():
+        log.info("run folder: %s", out)
     result = train(config, out, resume=resume, overwrite=overwrite, progress=progress)
-    result["report"] = f"run: {out}\n" + report({**result, "run": None}, out)
+    # Under torchrun every rank returns the metrics; rank 0 alone reports them.
+    result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
     return result
 
 

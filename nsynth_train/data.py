@@ -10,6 +10,11 @@ re-cuts the workers' tail pieces so that every row is seen exactly once per epoc
 very last batch may be partial (or dropped). Labels are read once and kept in memory; only
 features stream.
 
+Under torchrun each rank takes a disjoint share of every epoch's chunk order (``rank::world`` of
+the same seeded permutation, before the DataLoader workers split it again), so across the ranks
+every row is yielded exactly once per epoch; :meth:`ChunkStream.shares` says how many rows each
+rank holds, from the labels alone, so the training loop can plan equal steps on every rank.
+
 Features are yielded as stored: int16 audio (``framed``, ``trimmed``) stays int16, half the
 bytes of float32 through the pipes, the pinned copy and the host-to-device transfer, and
 :func:`to_float` makes it float32 on the device (``x * stream.scale``; exact, the scale being
@@ -105,6 +110,10 @@ class ChunkStream(IterableDataset):
         self.classes = task.classes_of(c.label(task.column))  # (N,) -1 = not in task; checked
         self.num_chunks = len(meta.checksums)
         self.epoch = 0
+        self.rank, self.world = 0, 1  # this process's share of each epoch's chunks (see shard)
+        # (num_chunks,) rows of each chunk that belong to the task: the shares without reading features
+        self._chunk_rows_in_task = np.bincount(np.flatnonzero(self.classes >= 0) // self.chunk_rows,
+                                               minlength=self.num_chunks)
         self._array: CheckedArray | None = None  # opened lazily in each worker process
         self._spare: list[np.ndarray] = []  # group buffers of the last epoch (see _take_buffers)
 
@@ -115,6 +124,17 @@ class ChunkStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int) -> None:
+        """Yield only rank ``rank``'s share (of ``world``) of each epoch's chunks."""
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} of {world}")
+        self.rank, self.world = rank, world
+
+    def shares(self) -> list[int]:
+        """Rows each rank yields this epoch (``world`` counts summing to ``len(self)``)."""
+        order = self.chunk_order()
+        return [int(self._chunk_rows_in_task[order[r :: self.world]].sum()) for r in range(self.world)]
+
     def chunk_order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.num_chunks)
@@ -122,13 +142,14 @@ class ChunkStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
-        order = self.chunk_order()
+        order = self.chunk_order()[self.rank :: self.world]  # every rank draws the same permutation
         if info is not None:
             order = order[info.id :: info.num_workers]
         if self._array is None:
             self._array = CheckedArray(cache_format.open_cache(self.path, (self.feature,)), self.feature, self.check)
         array = self._array
-        rng = np.random.default_rng([self.seed, self.epoch, 1 + (info.id if info else 0)])
+        key = [self.seed, self.epoch, 1 + (info.id if info else 0)]
+        rng = np.random.default_rng([*key, self.rank] if self.world > 1 else key)  # 1 rank: as before
         groups = [order[g : g + self.buffer_chunks] for g in range(0, len(order), self.buffer_chunks)]
         # Unencoded chunks are used in place, over their mapped files; encoded ones are decoded into
         # one buffer per group in flight (the one being yielded and those read ahead). Batches are
@@ -293,13 +314,23 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> Iterator[Batch]:
+    def shares(self, world: int) -> list[int]:
+        """Rows each of ``world`` ranks takes in an epoch (``rank::world`` of the order)."""
+        return [len(range(r, len(self.y), world)) for r in range(world)]
+
+    def batches(self, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool,
+                rank: int = 0, world: int = 1) -> Iterator[Batch]:
+        """Batches of the rows in this epoch's order; rank ``rank`` of ``world`` takes every
+        ``world``-th of them (every rank holds the whole split and draws the same permutation, so the
+        shares are disjoint and reshuffled across ranks each epoch)."""
         n = len(self.y)
         if shuffle:
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.randperm(n, generator=gen).to(self.device)
         else:
             order = torch.arange(n, device=self.device)
+        order = order[rank::world]
+        n = len(order)
         stop = n - n % batch_size if drop_last else n
         for b in range(0, stop, batch_size):
             idx = order[b : b + batch_size]
@@ -309,8 +340,12 @@ class DeviceSplit:
 class Split:
     """One split as the loop sees it: float32 batches on the device, streamed or resident."""
 
-    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
+    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool,
+                 shard: tuple[int, int] = (0, 1), threads: int | None = None) -> None:
+        """``shard``: (rank, world), this process's share under torchrun; ``threads``: chunk
+        readers (default: the stream's)."""
         self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
+        self.rank, self.world = shard
         c = cache_format.open_cache(path, (config.feature,))
         nbytes = c.array(config.feature).nbytes  # as stored: int16 audio counts 2 bytes a sample
         limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
@@ -320,16 +355,35 @@ class Split:
             self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)
         else:
             self.data = ChunkStream(path, config.feature, task, config.batch_size, shuffle, config.seed,
-                                    config.buffer_chunks)
+                                    config.buffer_chunks, threads=threads)
+            self.data.shard(self.rank, self.world)
             self.loader = loader(self.data, config.num_workers, pin_memory=device.type == "cuda")
 
     def __len__(self) -> int:
+        """Notes of the whole split (all ranks)."""
         return len(self.data)
 
+    def shares(self, epoch: int) -> list[int]:
+        """(world,) notes each rank takes in ``epoch``; they sum to ``len(self)``."""
+        if isinstance(self.data, DeviceSplit):
+            return self.data.shares(self.world)
+        self.data.set_epoch(epoch)
+        return self.data.shares()
+
+    def blank(self) -> Batch:
+        """A one-row batch of zeros (float32 features on the device, class 0, cache row 0): what a
+        rank with no notes in an epoch pads its steps with under torchrun."""
+        shape = tuple(self.data.x.shape[1:]) if isinstance(self.data, DeviceSplit) else self.data.row_shape
+        return (torch.zeros((1, *shape), device=self.device), torch.zeros(1, dtype=torch.int64, device=self.device),
+                torch.zeros(1, dtype=torch.int64))
+
     def batches(self, epoch: int, drop_last: bool) -> Iterator[Batch]:
+        """This rank's batches of ``epoch``: (B, ...) float32 features, (B,) classes on the device,
+        (B,) cache rows."""
         assert self.config.batch_size is not None
         if isinstance(self.data, DeviceSplit):
-            yield from self.data.batches(self.config.batch_size, self.shuffle, self.config.seed, epoch, drop_last)
+            yield from self.data.batches(self.config.batch_size, self.shuffle, self.config.seed, epoch, drop_last,
+                                         self.rank, self.world)
             return
         self.data.set_epoch(epoch)
         for x, y, rows in batches(self.loader, self.config.batch_size, drop_last):

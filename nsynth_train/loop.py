@@ -9,6 +9,7 @@ checkpoint on test with :func:`~nsynth_train.evaluate.score`, which ``nsynth eva
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,12 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from nsynth_prep import cache as cache_format
+from nsynth_prep.checked import cpu_threads
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
 
-from . import checkpoint, run_dir
-from .config import TrainConfig, amp_dtype, pick_device
+from . import checkpoint, distributed, resume_state, run_dir
+from .config import TrainConfig, amp_dtype
 from .data import Split
+from .distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
 from .evaluate import score
 from .models import CNN, build_model, count_parameters, forward
 from .options import augment, class_weights, lr_factor, make_optimizer
@@ -90,11 +93,17 @@ def head_targets(objective: Objective, y: torch.Tensor, rows: torch.Tensor) -> l
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer | None, amp: torch.dtype | None, desc: str,
               progress: bool, scaler: torch.amp.GradScaler | None = None,
-              objective: Objective | None = None) -> tuple[float, float, int]:
+              objective: Objective | None = None, dist: Dist | None = None) -> tuple[float, float, int]:
     """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes).
 
     With two heads (``both``) the loss is the sum of the heads' cross-entropies and the
     accuracy the mean of the heads' accuracies.
+
+    Under torchrun (``dist``) each rank goes through its share of ``split``; the returned loss,
+    accuracy and notes are over all ranks (summed with an all-reduce). Training runs the same
+    number of steps on every rank (:func:`~.distributed.lockstep`): a rank whose share is used
+    up takes zero-weight steps, and each rank's loss is weighed by its share of the step's notes,
+    so DDP's gradient mean is the gradient of the step's mean loss over all its notes.
 
     Raises
     ------
@@ -107,14 +116,21 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
     if objective is None:
         objective = Objective(heads=[(slice(None), None)])
     training = optimizer is not None
+    dist = dist or Dist()
     # The sums stay on the device: reading them every batch would make the host wait for the GPU
     # at every step. They are read (and checked) every SYNC_SECONDS and at the end.
     total_loss = torch.zeros((), device=split.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.device)
     seen, synced = 0, time.perf_counter()
     drop_last = bool(config.drop_last) and training
-    with Progress(len(split), desc, enabled=progress) as bar, torch.set_grad_enabled(training):
-        for x, y, rows in split.batches(epoch, drop_last):
+    shares = split.shares(epoch)
+    assert config.batch_size is not None
+    sizes = lockstep_sizes(shares, config.batch_size, drop_last)
+    weights = step_weights(sizes, dist.rank)
+    steps = (lockstep(split.batches(epoch, drop_last), sizes[dist.rank], split.blank) if training and dist.enabled
+             else ((b, len(b[1])) for b in split.batches(epoch, drop_last)))
+    with Progress(shares[dist.rank], desc, enabled=progress) as bar, torch.set_grad_enabled(training):
+        for k, ((x, y, rows), n) in enumerate(steps):
             if training:
                 x = augment(x, objective.gain_db, objective.shift)
             logits = forward(model, x, amp)  # (B, outputs) float32
@@ -125,10 +141,13 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 # validation loss is the plain cross-entropy, comparable across runs.
                 loss = loss + F.cross_entropy(logits[:, part], target, weight=weight if training else None,
                                               label_smoothing=objective.label_smoothing if training else 0.0)
-                correct += (logits[:, part].argmax(1) == target).sum()
+                if n:  # not a padding step
+                    correct += (logits[:, part].argmax(1) == target).sum()
             if optimizer is not None:
-                objective_value = loss
-                base = getattr(model, "_orig_mod", model)  # the model inside torch.compile's wrapper
+                # Under torchrun: this rank's share of the step's notes (0 on a padding step); the
+                # penalty below is the same on every rank and stays unweighted.
+                objective_value = loss * weights[k] if dist.enabled else loss
+                base = unwrap(model)  # the model inside torch.compile's and DDP's wrappers
                 if isinstance(base, CNN) and (config.l1 or config.l2):
                     objective_value = loss + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
                 factor = lr_factor(objective.schedule, objective.step, objective.total)
@@ -139,13 +158,17 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 scaler.step(optimizer)
                 scaler.update()
                 objective.step += 1
-            n = len(y)
             total_loss += loss.detach() * n
             seen += n
             bar.update(n)
             if time.perf_counter() - synced > SYNC_SECONDS:
                 bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {_acc(correct, seen, objective):.1%}"
                 synced = time.perf_counter()
+    if dist.enabled:  # every rank's sums, so every rank gets the whole split's numbers
+        loss_sum, hits, seen_all = dist.all_sum([float(total_loss), float(correct), float(seen)])
+        seen = int(seen_all)
+        total_loss = torch.tensor(loss_sum)
+        correct = torch.tensor(int(hits))
     return _finite(total_loss, desc) / max(seen, 1), _acc(correct, seen, objective), seen
 
 
@@ -186,6 +209,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
           progress: bool = True) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
 
+    Under torchrun (see :mod:`.distributed`) every rank calls this; rank 0 alone takes the run
+    folder and writes, and every rank returns the same test metrics.
+
     Parameters
     ----------
     resume
@@ -205,14 +231,27 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     task = get_task(config.task)
-    device = pick_device(config.device)
+    dist = distributed.setup(config.device)
+    try:
+        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main)
+    finally:
+        dist.close()
+
+
+def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool, overwrite: bool,
+           progress: bool) -> dict[str, Any]:
+    device = dist.device
     amp = amp_dtype(config, device)
-    out = Path(out)
     cache_dir = Path(config.cache_dir)
-    caches = {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split), (config.feature,))
-              for split in ("train", "valid", "test")}  # fail before touching the run folder
-    with run_dir.locked(out):  # one writer at a time; stale temporary files removed
-        run_dir.claim(out, resume, overwrite)
+    caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
+                                                                (config.feature,))
+                                 for split in ("train", "valid", "test")})  # fail before touching the run folder
+    assert caches is not None
+    with contextlib.ExitStack() as held:
+        def take() -> None:  # rank 0: one writer at a time; stale temporary files removed
+            held.enter_context(run_dir.locked(out))
+            run_dir.claim(out, resume, overwrite)
+        dist.agree(take, where="main")
         saved = 0  # the epoch last.pt holds (for the Ctrl-C message)
         try:
             torch.manual_seed(config.seed)
@@ -221,34 +260,56 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
             optimizer = make_optimizer(list(model.parameters()), config.optimizer or "adam", config.lr or 0.0,
                                        config.weight_decay or 0.0)
             scaler = make_scaler(device, amp)
-            # The compiled module shares the model's parameters; checkpoints save the plain model.
-            step_model: torch.nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
             history: list[dict[str, float]] = []
             start, best = 1, -1.0
-            if resume and (out / "last.pt").exists():
-                history, best, start = _restore(out / "last.pt", config, model, optimizer)
-                saved = start - 1
-                log.info("resuming %s after epoch %d", out, saved)
-            elif resume:
-                log.info("%s has no last.pt; starting from scratch", out)
-            run_dir.write_config(out, asdict(config), task.to_dict(), {
-                "feature": config.feature, "device": str(device), "amp": str(amp).removeprefix("torch.") if amp else None,
-                "parameters": count_parameters(model),
-                "data": {s: run_dir.data_record(c, config.feature) for s, c in caches.items()}},
-                resumed_after=start - 1 if start > 1 else None)
-            train_split = Split(caches["train"].path, config, task, device, shuffle=True)
-            valid_split = Split(caches["valid"].path, config, task, device, shuffle=False)
+            if resume:  # rank 0 reads last.pt and hands it to every rank (no shared folder needed)
+                state = dist.agree(lambda: resume_state.read(out / "last.pt", config, dist.world), where="main")
+                if state is not None:
+                    history, best, start = resume_state.apply(state, model, optimizer, dist)
+                    saved = start - 1
+                    log.info("resuming %s after epoch %d", out, saved)
+                else:
+                    log.info("%s has no last.pt; starting from scratch", out)
+            # DDP (under torchrun) averages the gradients over the ranks; the compiled module shares
+            # the model's parameters; checkpoints save the plain model (no "module." prefix).
+            step_model: torch.nn.Module = distributed.wrap(model, dist)
+            if config.compile:
+                step_model = torch.compile(step_model)  # type: ignore[assignment]
+            # Evaluation runs the plain model under DDP: DDP's forward would sync buffers, and the
+            # ranks' shares of valid need not be the same number of batches.
+            eval_model = model if dist.enabled else step_model
+            run_info: dict[str, Any] = {"feature": config.feature, "device": str(device),
+                        "amp": str(amp).removeprefix("torch.") if amp else None,
+                        "parameters": count_parameters(model),
+                        "data": {s: run_dir.data_record(c, config.feature) for s, c in caches.items()}}
+            if dist.enabled:
+                run_info["distributed"] = {"world_size": dist.world, "backend": dist.backend,
+                                           "batch_per_rank": config.batch_size,
+                                           "notes_per_step": dist.world * (config.batch_size or 0)}
+            dist.agree(lambda: run_dir.write_config(out, asdict(config), task.to_dict(), run_info,
+                                                    resumed_after=start - 1 if start > 1 else None), where="main")
+            shard = (dist.rank, dist.world)
+            threads = max(1, cpu_threads() // dist.local_world - 1) if dist.local_world > 1 else None
+            train_split = Split(caches["train"].path, config, task, device, shuffle=True, shard=shard, threads=threads)
+            valid_split = Split(caches["valid"].path, config, task, device, shuffle=False, shard=shard,
+                                threads=threads)
             log.info("%s on %s, %s task: %d train / %d valid notes, %s parameters, %s%s", config.model, device,
                      config.task, len(train_split), len(valid_split), f"{count_parameters(model):,}",
                      "resident in memory" if train_split.resident else "streamed from zarr",
                      f", autocast {amp}" if amp else "")
             assert config.epochs is not None and config.batch_size is not None
-            warning = small_corpus_warning(len(train_split), config.batch_size, bool(config.drop_last))
+            if dist.enabled:
+                log.info(distributed.describe(dist, config.batch_size))
+            drop_last = bool(config.drop_last)
+            warning = small_corpus_warning(max(train_split.shares(1)), config.batch_size, drop_last)
             if warning:
                 log.warning(warning)
-            steps = steps_per_epoch(len(train_split), config.batch_size, bool(config.drop_last))
-            train_obj = objective_for(config, task, caches["train"], device, steps * config.epochs)
-            train_obj.step = steps * (start - 1)  # a resumed run continues the schedule where it was
+            # Steps of each epoch (the same on every rank; under torchrun they vary a little from
+            # epoch to epoch with the ranks' shares of the chunks)
+            steps = [len(lockstep_sizes(train_split.shares(e), config.batch_size, drop_last)[0])
+                     for e in range(1, config.epochs + 1)]
+            train_obj = objective_for(config, task, caches["train"], device, sum(steps))
+            train_obj.step = sum(steps[: start - 1])  # a resumed run continues the schedule where it was
             valid_obj = objective_for(config, task, caches["valid"], device, 1)
             pairs = train_pairs(task, caches["train"])
             for epoch in range(start, config.epochs + 1):
@@ -256,32 +317,35 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                 if config.patience and stale >= config.patience:
                     log.info("early stop: valid accuracy has not improved for %d epochs", stale)
                     break
+                if dist.enabled:  # dropout and augmentation: other draws on each rank, the same on resume
+                    torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, dist.rank]).generate_state(1)[0]))
                 t = time.perf_counter()
                 tl, ta, n = run_epoch(step_model, train_split, config, epoch, optimizer, amp,
-                                      f"epoch {epoch}/{config.epochs}", progress, scaler, train_obj)
+                                      f"epoch {epoch}/{config.epochs}", progress, scaler, train_obj, dist)
                 seconds = time.perf_counter() - t
-                vl, va, _ = run_epoch(step_model, valid_split, config, epoch, None, amp, "  valid", False, scaler,
-                                      valid_obj)
+                vl, va, _ = run_epoch(eval_model, valid_split, config, epoch, None, amp, "  valid", False, scaler,
+                                      valid_obj, dist)
                 # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when
                 # gradients do, even while the loss still looks finite.
                 bad = checkpoint.non_finite(model.state_dict()) + checkpoint.non_finite(optimizer.state_dict())
                 if bad:
                     raise Diverged(f"the weights or optimizer state became non-finite ({', '.join(bad[:3])})")
                 history.append({"epoch": epoch, "train_loss": tl, "train_accuracy": ta, "valid_loss": vl,
-                                "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds})
+                                "valid_accuracy": va, "seconds": seconds, "notes_per_s": n / seconds,
+                                "train_notes": n})
                 log.info("epoch %d/%d: train loss %.3f acc %.1f%% | valid loss %.3f acc %.1f%% | %.1f s, %s notes/s",
                          epoch, config.epochs, tl, 100 * ta, vl, 100 * va, seconds, f"{n / seconds:,.0f}")
                 improved = va > best
                 best = max(best, va)
                 kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config),
                               task=task.to_dict(), extra={"history": history, "best_valid_accuracy": best,
-                                                          "train_pairs": pairs})
-                if improved:
-                    checkpoint.save(out / "best.pt", **kwargs)  # type: ignore[arg-type]
-                checkpoint.save(out / "last.pt", **kwargs)  # type: ignore[arg-type]
+                                                          "train_pairs": pairs, "world_size": dist.world})
+                dist.agree(lambda: _save(out, improved, kwargs, history), where="main")  # noqa: B023 (called now)
                 saved = epoch
-                run_dir.write_history(out / "history.csv", history)
-            return score(out / "best.pt", cache_dir, "test", out, device=config.device, progress=progress)
+            test = dist.agree(lambda: score(out / "best.pt", cache_dir, "test", out, device=config.device,
+                                            progress=progress), where="main")
+            assert test is not None
+            return test
         except Diverged as exc:
             kept = (f"{out / 'last.pt'} keeps epoch {saved}; start again with --overwrite" if saved
                     else "no checkpoint was written")
@@ -289,6 +353,14 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
                            f"(now {config.lr:g}) usually helps") from None
         except KeyboardInterrupt:
             raise Interrupted(config, out, saved) from None
+
+
+def _save(out: Path, improved: bool, kwargs: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """Rank 0 after each epoch: best.pt when valid accuracy improved, last.pt, history.csv."""
+    if improved:
+        checkpoint.save(out / "best.pt", **kwargs)
+    checkpoint.save(out / "last.pt", **kwargs)
+    run_dir.write_history(out / "history.csv", history)
 
 
 def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, device: torch.device,
@@ -320,23 +392,6 @@ def train_pairs(task: Task, cache: cache_format.Cache) -> list[list[int]]:
     a, b = first.classes_of(cache.label(first.column)), second.classes_of(cache.label(second.column))
     keep = (a >= 0) & (b >= 0)
     return sorted({(int(i), int(j)) for i, j in zip(a[keep], b[keep], strict=True)})  # type: ignore[misc]
-
-
-def _restore(path: Path, config: TrainConfig, model: torch.nn.Module,
-             optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], float, int]:
-    """Load ``path`` (a run's last.pt) into the model, optimizer and torch RNG; returns the
-    history, the best valid accuracy so far and the next epoch."""
-    state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
-    checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
-    saved = config.with_options_of(state["config"])  # a run from before the training options
-    if saved != asdict(config):
-        now = asdict(config)
-        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
-        raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["extra"]["history"], state["extra"]["best_valid_accuracy"], state["epoch"] + 1
 
 
 def _epochs_since_best(history: list[dict[str, float]]) -> int:

@@ -31,7 +31,8 @@ from nsynth_prep.cache import Cache
 from nsynth_prep.errors import LockedError, RunError
 from nsynth_prep.lock import exclusive, holder, storage_errors
 
-HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s")
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s",
+                  "train_notes")  # train_notes: notes trained on in the epoch, over all ranks
 RUN_FILES = ("last.pt", "best.pt", "history.csv", "metrics.json")  # any of these: the folder holds a run
 LOCK = ".lock"
 CONFIG = "config.json"

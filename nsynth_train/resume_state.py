@@ -1,0 +1,47 @@
+"""Resuming a run: reading its last.pt (on rank 0 under torchrun) and loading it on every rank."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nsynth_prep.errors import RunError
+
+from . import checkpoint
+from .config import TrainConfig
+from .distributed import Dist
+
+
+def read(path: Path, config: TrainConfig, world: int) -> dict[str, Any] | None:
+    """A run's last.pt, checked for resuming ``config`` on ``world`` ranks; None when the run has
+    none yet (a run interrupted in its first epoch starts from scratch)."""
+    if not path.exists():
+        return None
+    state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
+    checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
+    saved = config.with_options_of(state["config"])  # a run from before the training options
+    if saved != asdict(config):
+        now = asdict(config)
+        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
+        raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
+    # --batch-size is per rank: on another number of ranks the run would go on with another batch.
+    was = int(state["extra"].get("world_size", 1))
+    if was != world:
+        raise RunError(f"{path.parent}: this run was trained on {was} process{'es' * (was != 1)} and is resumed on "
+                       f"{world}; the notes per step would change. Resume it with {was} (torchrun "
+                       f"--nproc_per_node/--nnodes)" + (" or without torchrun" if was == 1 else ""))
+    return state
+
+
+def apply(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  dist: Dist) -> tuple[list[dict[str, float]], float, int]:
+    """Load a last.pt's state into the model, optimizer and torch RNG; returns the history, the
+    best valid accuracy so far and the next epoch."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if not dist.enabled:  # under torchrun every epoch seeds each rank's RNG itself
+        torch.set_rng_state(state["torch_rng"])
+    return state["extra"]["history"], state["extra"]["best_valid_accuracy"], state["epoch"] + 1
