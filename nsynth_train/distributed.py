@@ -200,6 +200,17 @@ def step_weights(sizes: list[list[int]], rank: int) -> list[float]:
     return [(n * world / total if total else 0.0) for n, total in zip(sizes[rank], totals, strict=True)]
 
 
+def uneven_warning(shares: list[int], split: Any) -> str | None:
+    """The warning line when some rank's share of an epoch is under half another's (a streamed
+    split of few chunks: whole chunks are shared out), else None. ``split``: a :class:`.data.Split`."""
+    if len(shares) < 2 or min(shares) * 2 >= max(shares):
+        return None
+    rows = getattr(split.data, "chunk_rows", None)
+    return (f"the {len(shares)} ranks' shares of the train split are uneven ({min(shares):,} to {max(shares):,} "
+            f"notes in epoch 1): a streamed split is shared out in whole chunks of {rows} notes, and the "
+            "ranks with less wait for the others; --resident yes shares it note by note")
+
+
 def wrap(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
     """The module the training steps call: DDP around ``model`` under torchrun, else ``model``.
     Checkpoints keep saving ``model`` itself (no ``module.`` prefix)."""

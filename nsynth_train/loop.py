@@ -162,7 +162,7 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
             seen += n
             bar.update(n)
             if time.perf_counter() - synced > SYNC_SECONDS:
-                bar.postfix = f"loss {_finite(total_loss, desc) / seen:.3f} acc {_acc(correct, seen, objective):.1%}"
+                bar.postfix = f"loss {_finite(total_loss, desc) / max(seen, 1):.3f} acc {_acc(correct, seen, objective):.1%}"
                 synced = time.perf_counter()
     if dist.enabled:  # every rank's sums, so every rank gets the whole split's numbers
         loss_sum, hits, seen_all = dist.all_sum([float(total_loss), float(correct), float(seen)])
@@ -301,9 +301,11 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
             if dist.enabled:
                 log.info(distributed.describe(dist, config.batch_size))
             drop_last = bool(config.drop_last)
-            warning = small_corpus_warning(max(train_split.shares(1)), config.batch_size, drop_last)
-            if warning:
-                log.warning(warning)
+            shares = train_split.shares(1)
+            for warning in (small_corpus_warning(max(shares), config.batch_size, drop_last),
+                            distributed.uneven_warning(shares, train_split)):
+                if warning:
+                    log.warning(warning)
             # Steps of each epoch (the same on every rank; under torchrun they vary a little from
             # epoch to epoch with the ranks' shares of the chunks)
             steps = [len(lockstep_sizes(train_split.shares(e), config.batch_size, drop_last)[0])
