@@ -271,7 +271,8 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: s
     from nsynth_train.api import eval_run
 
     result = eval_run(run, cache_dir, split, out, device, obj["progress"])
-    click.echo(result["report"])
+    if result["report"]:  # empty on torchrun's ranks other than 0
+        click.echo(result["report"])
 
 
 @main.command("predict")

@@ -74,7 +74,10 @@ def train_run(task: str = "family", model: str = "cnn", cache_dir: Path = Path("
 
 def eval_run(run: Path, cache_dir: Path | None = None, split: str = "test", out: Path | None = None,
              device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Score a run folder or checkpoint on any split."""
+    """Score a run folder or checkpoint on any split. Under torchrun, rank 0 alone scores (the
+    others return ``{"report": ""}``): evaluation is one process's work."""
+    if not is_main_process():
+        return {"report": ""}
     result = evaluate_run(Path(run), cache_dir, split, out, device=device, progress=progress)
     result["report"] = report(result, Path(out) if out else Path(result["checkpoint"]).parent)
     return result

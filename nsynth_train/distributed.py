@@ -211,6 +211,16 @@ def uneven_warning(shares: list[int], split: Any) -> str | None:
             "ranks with less wait for the others; --resident yes shares it note by note")
 
 
+def launcher(dist: Dist) -> str:
+    """The torchrun prefix that starts this job's processes again ("" without torchrun)."""
+    if not dist.enabled:
+        return ""
+    if dist.local_world == dist.world:
+        return f"torchrun --nproc_per_node {dist.world} --no-python"
+    return (f"torchrun --nnodes {dist.world // dist.local_world} --nproc_per_node {dist.local_world} "
+            "--rdzv-backend c10d --rdzv-endpoint <first node>:29400 --no-python")
+
+
 def wrap(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
     """The module the training steps call: DDP around ``model`` under torchrun, else ``model``.
     Checkpoints keep saving ``model`` itself (no ``module.`` prefix)."""

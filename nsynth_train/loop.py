@@ -50,15 +50,18 @@ class Diverged(RunError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training; its text says what is saved and the command that continues."""
 
-    def __init__(self, config: TrainConfig, out: Path, saved_epoch: int) -> None:
+    def __init__(self, config: TrainConfig, out: Path, saved_epoch: int, launcher: str = "") -> None:
         super().__init__()
-        self.config, self.out, self.saved_epoch = config, out, saved_epoch
+        self.config, self.out, self.saved_epoch, self.launcher = config, out, saved_epoch, launcher
 
     def __str__(self) -> str:
         last = self.out / "last.pt"
         saved = (f"{last} holds epoch {self.saved_epoch} of {self.config.epochs}" if self.saved_epoch
                  else f"{last} is as it was" if last.exists() else "no epoch was finished yet")
-        return f"interrupted; {saved}. Continue with:\n  {self.config.resume_command(self.out)}"
+        command = self.config.resume_command(self.out)
+        if self.launcher and command.startswith("nsynth "):  # under torchrun: the same processes again
+            command = f"{self.launcher} {command}"
+        return f"interrupted; {saved}. Continue with:\n  {command}"
 
 
 @dataclass
@@ -342,7 +345,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
                 kwargs = dict(model=model, optimizer=optimizer, epoch=epoch, config=asdict(config),
                               task=task.to_dict(), extra={"history": history, "best_valid_accuracy": best,
                                                           "train_pairs": pairs, "world_size": dist.world})
-                dist.agree(lambda: _save(out, improved, kwargs, history), where="main")  # noqa: B023 (called now)
+                dist.agree(lambda: resume_state.save_epoch(out, improved, kwargs, history), where="main")  # noqa: B023 (called now)
                 saved = epoch
             test = dist.agree(lambda: score(out / "best.pt", cache_dir, "test", out, device=config.device,
                                             progress=progress), where="main")
@@ -354,15 +357,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
             raise Diverged(f"{out}: training stopped in epoch {saved + 1}: {exc}; {kept}. A lower --lr "
                            f"(now {config.lr:g}) usually helps") from None
         except KeyboardInterrupt:
-            raise Interrupted(config, out, saved) from None
-
-
-def _save(out: Path, improved: bool, kwargs: dict[str, Any], history: list[dict[str, float]]) -> None:
-    """Rank 0 after each epoch: best.pt when valid accuracy improved, last.pt, history.csv."""
-    if improved:
-        checkpoint.save(out / "best.pt", **kwargs)
-    checkpoint.save(out / "last.pt", **kwargs)
-    run_dir.write_history(out / "history.csv", history)
+            raise Interrupted(config, out, saved, distributed.launcher(dist)) from None
 
 
 def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, device: torch.device,

@@ -1,4 +1,5 @@
-"""Resuming a run: reading its last.pt (on rank 0 under torchrun) and loading it on every rank."""
+"""A run's state across epochs: saving it after each (rank 0), reading its last.pt to resume
+(rank 0 under torchrun) and loading that on every rank."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from nsynth_prep.errors import RunError
 
-from . import checkpoint
+from . import checkpoint, run_dir
 from .config import TrainConfig
 from .distributed import Dist
 
@@ -45,3 +46,11 @@ def apply(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.
     if not dist.enabled:  # under torchrun every epoch seeds each rank's RNG itself
         torch.set_rng_state(state["torch_rng"])
     return state["extra"]["history"], state["extra"]["best_valid_accuracy"], state["epoch"] + 1
+
+
+def save_epoch(out: Path, improved: bool, kwargs: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """Rank 0 after each epoch: best.pt when valid accuracy improved, last.pt, history.csv."""
+    if improved:
+        checkpoint.save(out / "best.pt", **kwargs)
+    checkpoint.save(out / "last.pt", **kwargs)
+    run_dir.write_history(out / "history.csv", history)

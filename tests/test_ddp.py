@@ -104,6 +104,7 @@ def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path:
     # Stopped (as by Ctrl-C on rank 0) after epoch 1 is saved: rank 0 exits 130, rank 1 follows.
     first = _ranks(_train_args(small_chunks, run, "--resident", "no"), record, stop_after=1)
     assert first[0].returncode == 130, first[0].stderr
+    assert "torchrun --nproc_per_node 2 --no-python nsynth train" in first[0].stderr  # how to continue
     assert first[1].returncode == 1 and "rank 0 failed" in first[1].stderr.strip().splitlines()[-1]
     _check_epoch(record, 1, rows)
     resumed = _ranks(_train_args(small_chunks, run, "--resident", "no", "--resume"), record)

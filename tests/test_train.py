@@ -148,6 +148,8 @@ def test_run_artifacts_and_eval(caches: Path, tmp_path: Path) -> None:
     assert result["test"] == t
     lines = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss") and len(lines) == 3
+    # train_notes: 60 notes in batches of 16, the lstm preset dropping the last partial batch
+    assert lines[0].endswith(",train_notes") and [line.split(",")[-1] for line in lines[1:]] == ["48", "48"]
     figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
     assert figures == {"learning_curves.png", "confusion_counts.png", "confusion_normalized.png",
                        "per_class_accuracy.png", "examples_confident.png", "examples_boundary.png"}
