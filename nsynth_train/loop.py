@@ -152,7 +152,7 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
                 objective_value = loss * weights[k] if dist.enabled else loss
                 base = unwrap(model)  # the model inside torch.compile's and DDP's wrappers
                 if isinstance(base, CNN) and (config.l1 or config.l2):
-                    objective_value = loss + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
+                    objective_value = objective_value + base.penalty(config.l1 or 0.0, config.l2 or 0.0)
                 factor = lr_factor(objective.schedule, objective.step, objective.total)
                 for group in optimizer.param_groups:
                     group["lr"] = objective.base_lr * factor
