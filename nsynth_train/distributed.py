@@ -103,13 +103,15 @@ class Dist:
         if where == "all" or self.main:
             try:
                 result = step()
-            except (NsynthError, KeyboardInterrupt) as exc:
+            except BaseException as exc:  # a bug too: the others must hear of it, not wait for it
                 error = exc
         if not self.enabled:
             if error is not None:
                 raise error
             return result
         line = None if error is None else (str(error).splitlines() or [type(error).__name__])[0]
+        if error is not None and not isinstance(error, NsynthError | KeyboardInterrupt):
+            line = f"{type(error).__name__}: {line}"  # a bug: its traceback is on that rank
         lines: list[str | None] = [None] * self.world
         tdist.all_gather_object(lines, line)
         if error is not None:

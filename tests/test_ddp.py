@@ -110,6 +110,7 @@ def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path:
     resumed = _ranks(_train_args(small_chunks, run, "--resident", "no", "--resume"), record)
     assert [p.returncode for p in resumed] == [0, 0], resumed[0].stderr + resumed[1].stderr
     assert "test split (30 notes" in resumed[0].stdout and resumed[1].stdout == ""  # rank 0 reports
+    assert (record / "figures-r0").read_text() == str(run / "figures") and not (record / "figures-r1").exists()
     _check_epoch(record, 2, rows)
     shares = [[len(np.load(record / f"rows-r{r}-e{e}.npy")) for r in range(2)] for e in (1, 2)]
     assert any(-(-a // 7) != -(-b // 7) for a, b in shares)  # some rank took padding steps
@@ -230,12 +231,13 @@ def _worker() -> None:
     """One rank of the tests' jobs: the nsynth command line, recording what the rank trains on.
 
     ``NSYNTH_TEST_RECORD``: folder for ``rows-r<rank>-e<epoch>.npy`` (the cache rows of each
-    training batch) and ``steps-r<rank>-e<epoch>.json``. ``NSYNTH_TEST_STOP_AFTER=k``: Ctrl-C on
-    rank 0 right after epoch k's history is written.
+    training batch) and ``steps-r<rank>-e<epoch>.json``, and ``figures-r<rank>`` where the rank
+    would draw the figures (drawing them, tested elsewhere, is left out: seconds of each run).
+    ``NSYNTH_TEST_STOP_AFTER=k``: Ctrl-C on rank 0 right after epoch k's history is written.
     """
     sys.path.insert(0, str(ROOT))
     import cli
-    from nsynth_train import data, loop, run_dir
+    from nsynth_train import data, loop, plots, run_dir
 
     record = Path(os.environ["NSYNTH_TEST_RECORD"])
     rank = os.environ.get("RANK", "0")
@@ -266,6 +268,10 @@ def _worker() -> None:
         if stop_after and len(history) == stop_after:
             raise KeyboardInterrupt
 
+    def figures_at(fig_dir: Path, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        (record / f"figures-r{rank}").write_text(str(fig_dir))
+
+    plots.write_all = figures_at
     data.Split.batches = recording_batches  # type: ignore[method-assign]
     loop.run_epoch = counting_epoch
     run_dir.write_history = stopping_history
