@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from nsynth_prep import cache as cache_format
 from nsynth_prep.checked import CheckedArray, cpu_threads
 from nsynth_prep.errors import NsynthError
+from nsynth_prep.store import Where
 
 from .config import TrainConfig
 from .tasks import Task
@@ -89,13 +89,13 @@ class ChunkStream(IterableDataset):
         Groups of chunks read ahead of the one being yielded.
     """
 
-    def __init__(self, path: Path, feature: str, task: Task, batch_size: int, shuffle: bool = True,
+    def __init__(self, path: Where, feature: str, task: Task, batch_size: int, shuffle: bool = True,
                  seed: int = 0, buffer_chunks: int = 4, check: bool = True, threads: int | None = None,
                  prefetch: int = 1) -> None:
         super().__init__()
-        c = cache_format.open_cache(Path(path), (feature,))
+        c = cache_format.open_cache(path, (feature,))
         meta = c.feature(feature)
-        self.path, self.feature, self.task = Path(path), feature, task
+        self.path, self.feature, self.task = c.path, feature, task  # a Path, or a URL's Remote (picklable)
         self.batch_size, self.shuffle, self.seed, self.check = batch_size, shuffle, seed, check
         self.buffer_chunks = max(1, buffer_chunks)
         self.threads, self.prefetch = threads, max(0, prefetch)
@@ -279,8 +279,8 @@ class DeviceSplit:
     is 9 GB, its ``trimmed`` 29 GB) and each batch is made float32 there.
     """
 
-    def __init__(self, path: Path, feature: str, task: Task, device: torch.device) -> None:
-        c = cache_format.open_cache(Path(path), (feature,))
+    def __init__(self, path: Where, feature: str, task: Task, device: torch.device) -> None:
+        c = cache_format.open_cache(path, (feature,))
         classes = task.classes_of(c.label(task.column))
         array = CheckedArray(c, feature)
         self.scale = array.scale
@@ -309,7 +309,7 @@ class DeviceSplit:
 class Split:
     """One split as the loop sees it: float32 batches on the device, streamed or resident."""
 
-    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
+    def __init__(self, path: Where, config: TrainConfig, task: Task, device: torch.device, shuffle: bool) -> None:
         self.path, self.config, self.shuffle, self.device = path, config, shuffle, device
         c = cache_format.open_cache(path, (config.feature,))
         nbytes = c.array(config.feature).nbytes  # as stored: int16 audio counts 2 bytes a sample

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from nsynth_prep import cache as cache_format
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
+from nsynth_prep.store import location
 
 from . import checkpoint, run_dir
 from .config import TrainConfig, amp_dtype, pick_device
@@ -208,7 +209,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     device = pick_device(config.device)
     amp = amp_dtype(config, device)
     out = Path(out)
-    cache_dir = Path(config.cache_dir)
+    cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split), (config.feature,))
               for split in ("train", "valid", "test")}  # fail before touching the run folder
     with run_dir.locked(out):  # one writer at a time; stale temporary files removed
