@@ -188,7 +188,11 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
     for spec in todo:
         if spec.name not in cache.load_meta(group).building or spec.name not in group:
             cache.add_feature(group, spec)
-    _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
+    _list_marks(work, todo)
+    try:
+        _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
+    finally:
+        _LISTED.pop(str(work), None)
     # What was read must be what the fingerprint describes: a file rewritten during the build
     # would leave rows of two versions of the source under one fingerprint.
     after = src.fingerprint(fp)
@@ -267,11 +271,26 @@ def _write_features(path: Location, work: Location, catalog: Catalog, order: np.
     _JOB.clear()
 
 
+# The done marks of a remote cache's work folder, listed once before the blocks are dispatched
+# (one LIST request instead of a HEAD per block: NSynth train's trimmed has 9,000 chunks). Taken
+# after the marks of a cache that is no more were cleared, dropped when the dispatch returns; where
+# there is no listing (a local folder, another process), each mark is looked up.
+_LISTED: dict[str, set[str]] = {}
+
+
+def _list_marks(work: Location, specs: Sequence[FeatureSpec]) -> None:
+    if isinstance(work, store.Remote):
+        _LISTED[str(work)] = {str(store.Remote(f"{work.protocol}://{key}")) for s in specs
+                              for key in work.fs.find((work / "done" / s.name).key)}
+
+
 def _block_done(work: Location, specs: Sequence[FeatureSpec], block: int, block_rows: int, n: int) -> bool:
+    listed = _LISTED.get(str(work))
     for s in specs:
         first = block * block_rows // s.chunk_rows
         last = (min(n, (block + 1) * block_rows) - 1) // s.chunk_rows
-        if not all((work / "done" / s.name / f"{c}.json").exists() for c in range(first, last + 1)):
+        marks = [work / "done" / s.name / f"{c}.json" for c in range(first, last + 1)]
+        if not all(str(m) in listed if listed is not None else m.exists() for m in marks):
             return False
     return True
 
@@ -302,8 +321,12 @@ def _write_block(block: int) -> int:
 
 
 def _collect_checksums(work: Location, spec: FeatureSpec, n: int) -> list[str]:
-    chunks = math.ceil(n / spec.chunk_rows)
-    return [json.loads((work / "done" / spec.name / f"{c}.json").read_text())["crc"] for c in range(chunks)]
+    chunks = range(math.ceil(n / spec.chunk_rows))
+    if isinstance(work, store.Remote):  # fetched concurrently (fsspec's batch cat), not one GET at a time
+        keys = [(work / "done" / spec.name / f"{c}.json").key for c in chunks]
+        got = work.fs.cat(keys) if keys else {}
+        return [json.loads(got[k])["crc"] for k in keys]
+    return [json.loads((work / "done" / spec.name / f"{c}.json").read_text())["crc"] for c in chunks]
 
 
 def _mark_done(work: Location, spec: FeatureSpec, chunk: int, crc: str) -> None:

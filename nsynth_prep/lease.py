@@ -140,6 +140,10 @@ class Lease:
                     f.write(self._payload())
             except FileExistsError:
                 continue  # another writer took this generation first
+            except (NotImplementedError, ValueError) as exc:  # an fsspec backend without mode "xb"
+                raise StorageError(f"{self.folder}: this {type(self.folder.fs).__name__} cannot create an object "
+                                   f"only if it is absent ({exc}), which the writer lock needs; upgrade it "
+                                   "(pip install -U 'nsynth[s3]')") from None
             if max(_generations(self.folder)) > self.generation:
                 self.key.unlink(missing_ok=True)  # a faster writer is ahead: withdraw
                 continue

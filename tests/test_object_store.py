@@ -215,6 +215,17 @@ def test_storage_problems_are_one_line_naming_the_url(s3: Any, corpus: Path) -> 
         pass
 
 
+def test_no_credentials_is_one_line(built: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+               AWS_EC2_METADATA_DISABLED="true")
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "inspect", f"{built}/train.zarr"], env=env,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (f"error: {built}/train.zarr: cannot use the storage: no credentials (set "
+                                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+
+
 def test_file_urls_take_the_remote_path_and_write_the_same_files(corpus: Path, tmp_path: Path) -> None:
     url = f"file://{tmp_path}/remote"
     build_cache(corpus / "nsynth-test", url, BuildConfig(features=("pooled", "trimmed")), progress=False)
