@@ -100,7 +100,7 @@ def _objects(fs: Any, prefix: str) -> dict[str, bytes]:
     return {key[len(prefix) + 1 :]: fs.cat_file(key) for key in fs.find(prefix)}
 
 
-def test_build_verify_inspect_on_s3(built: str, s3: Any) -> None:
+def test_build_verify_inspect_on_s3(built: str, s3: Any, tmp_path: Path) -> None:
     keys = s3.find(f"{BUCKET}/cache")
     assert f"{BUCKET}/cache/train.zarr/zarr.json" in keys
     # Nothing of the build is left behind: its work folder and lease go with its end.
@@ -112,6 +112,7 @@ def test_build_verify_inspect_on_s3(built: str, s3: Any) -> None:
     info = json.loads(_cli("inspect", "--json", f"{built}/valid.zarr"))
     assert info["notes"] == 30 and info["disk_bytes"] > 30 * 2048 * 4
     assert "problem" in _cli("audit", f"{built}/train.zarr")
+    assert "wrote" in _cli("-q", "prep", "export", f"{built}/test.zarr", str(tmp_path / "test.h5"))
 
 
 def test_train_streams_from_s3(built: str, tmp_path: Path) -> None:
