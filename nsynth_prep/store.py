@@ -18,7 +18,6 @@ without a server.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -48,7 +47,7 @@ def _filesystem(protocol: str) -> Any:
     except ImportError:  # fsspec is a dependency of zarr's remote stores, not of nsynth itself
         raise StorageError(f"{protocol}:// caches need fsspec: pip install 'nsynth[s3]'") from None
     try:
-        return fsspec.filesystem(protocol, **_options(protocol))
+        return fsspec.filesystem(protocol, **_own_options(protocol))
     except (ImportError, ValueError) as exc:
         hint = "pip install 'nsynth[s3]'" if protocol in ("s3", "s3a") else f"install the fsspec package for {protocol}://"
         raise StorageError(f"{protocol}:// caches need a filesystem package that is not installed ({exc}); {hint}") from None
@@ -58,6 +57,12 @@ def _options(protocol: str) -> dict[str, Any]:
     # fsspec's local filesystem does not create parent folders unless told to; object stores
     # read their credentials and endpoint from the environment.
     return {"auto_mkdir": True} if protocol in _FILE_PROTOCOLS else {}
+
+
+def _own_options(protocol: str) -> dict[str, Any]:
+    # The instances nsynth lists with itself (leases, done marks, exists) must see what other
+    # processes wrote since: no listing cache (s3fs keeps listings otherwise).
+    return _options(protocol) if protocol in _FILE_PROTOCOLS else {"use_listings_cache": False}
 
 
 class Remote:
@@ -295,18 +300,3 @@ def probe(where: Location, write: bool = False) -> None:
                            f"credentials ({_cause(exc)})") from None
     except Exception as exc:  # botocore and the HTTP stack raise many types; all mean the same here
         raise StorageError(f"{where}: cannot use the storage: {_cause(exc)}") from None
-
-
-@contextlib.contextmanager
-def remote_errors(where: Location) -> Iterator[None]:
-    """Turn a failed request to a remote store into one :class:`StorageError` line naming the
-    URL; local paths pass through unchanged (their errors are handled by ``lock.storage_errors``)."""
-    if isinstance(where, Path):
-        yield
-        return
-    try:
-        yield
-    except (StorageError, FileNotFoundError):
-        raise
-    except (OSError, RuntimeError) as exc:
-        raise StorageError(f"{where}: storage request failed: {_cause(exc)}") from None

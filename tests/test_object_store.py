@@ -57,7 +57,7 @@ def s3() -> Iterator[Any]:
         mp.delenv("AWS_PROFILE", raising=False)
         mp.setenv("NSYNTH_SPOOL_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"nsynth-spool-{os.getpid()}"))
         s3fs.S3FileSystem.clear_instance_cache()  # built before these variables were set
-        fs = s3fs.S3FileSystem()
+        fs = s3fs.S3FileSystem(use_listings_cache=False)  # sees what other instances and processes write
         fs.mkdir(BUCKET)
         yield fs
         _close_sessions(s3fs.S3FileSystem)
@@ -201,6 +201,16 @@ def test_lease_refuses_a_second_writer_and_takes_over_an_expired_one(s3: Any) ->
     s3.pipe_file(key, json.dumps({**other, "expires": time.time() - 1}).encode())
     with exclusive(lock, "cache s3://x/train.zarr"):
         assert s3.find(f"{BUCKET}/leases/train.zarr.lock") == [f"{BUCKET}/leases/train.zarr.lock/lease-{9:012d}.json"]
+
+
+def test_lease_is_renewed_while_held(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NSYNTH_LEASE_SECONDS", "1")  # a heartbeat every third of a second
+    with exclusive(store.Remote(f"s3://{BUCKET}/renewed/train.zarr.lock"), "cache"):
+        (key,) = s3.find(f"{BUCKET}/renewed/train.zarr.lock")
+        first = json.loads(s3.cat_file(key))["expires"]
+        time.sleep(1.2)  # longer than the lease: only a renewal keeps it live
+        renewed = json.loads(s3.cat_file(key))
+        assert renewed["expires"] > first and renewed["expires"] > time.time()
 
 
 def test_storage_problems_are_one_line_naming_the_url(s3: Any, corpus: Path) -> None:
