@@ -203,6 +203,34 @@ def test_lease_refuses_a_second_writer_and_takes_over_an_expired_one(s3: Any) ->
         assert s3.find(f"{BUCKET}/leases/train.zarr.lock") == [f"{BUCKET}/leases/train.zarr.lock/lease-{9:012d}.json"]
 
 
+HOLD = """
+import sys, time
+from nsynth_prep.lock import exclusive
+from nsynth_prep.store import location
+with exclusive(location(sys.argv[1]), "cache s3://x/train.zarr"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_lease_of_another_process_refuses_then_is_taken_over_once_it_is_killed(s3: Any) -> None:
+    url = f"s3://{BUCKET}/held/train.zarr.lock"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=f"is being written by pid {proc.pid} on "), \
+                exclusive(store.Remote(url), "cache s3://x/train.zarr"):
+            pass
+    finally:
+        proc.kill()  # SIGKILL: its lease stays, unreleased and unexpired
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    with exclusive(store.Remote(url), "cache s3://x/train.zarr"):  # its pid is gone: taken over at once
+        (key,) = s3.find(f"{BUCKET}/held/train.zarr.lock")
+        assert json.loads(s3.cat_file(key))["pid"] == os.getpid()
+
+
 def test_lease_is_renewed_while_held(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NSYNTH_LEASE_SECONDS", "1")  # a heartbeat every third of a second
     with exclusive(store.Remote(f"s3://{BUCKET}/renewed/train.zarr.lock"), "cache"):
