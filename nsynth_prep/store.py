@@ -80,8 +80,8 @@ class Remote:
             raise ValueError(f"not a URL: {url!r}")
         self.protocol = match.group(1).lower()
         self.key = url[match.end():].rstrip("/")  # the path as the filesystem names it
-        if self.protocol in _FILE_PROTOCOLS:
-            self.key = "/" + self.key.lstrip("/")
+        if self.protocol in _FILE_PROTOCOLS:  # as fsspec reads it: file://a/b is a/b under the working folder
+            self.key = "/" + os.path.abspath(self.key or "/").lstrip("/")
         self.url = f"{self.protocol}://{self.key}"
 
     def __getstate__(self) -> str:

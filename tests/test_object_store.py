@@ -182,6 +182,43 @@ def test_killed_build_resumes_to_the_same_objects(s3: Any, corpus: Path) -> None
     assert verify_cache(done.path) == []
 
 
+SPOOL_KILLER = """
+import os, signal, sys
+from nsynth_prep import build, spool
+spool.SPOOL_BLOCK = 16  # 60 notes: 4 blocks
+original, written = spool._write_block, []
+def write_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    written.append(1)
+    if len(written) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while streaming the archive
+spool._write_block = write_then_die
+build.build_cache(sys.argv[1], sys.argv[2], build.BuildConfig(), progress=False)
+"""
+
+
+def test_archive_build_resumes_on_another_machine_by_spooling_again(s3: Any, corpus: Path, built: str) -> None:
+    url, source = f"s3://{BUCKET}/spooled", corpus / "nsynth-train.jsonwav.tar.gz"
+    proc = subprocess.run([sys.executable, "-c", SPOOL_KILLER, str(source), url], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    work = store.Remote(f"{url}/train.zarr.build")
+    local = store.spool_dir(work)  # the spool stays on this machine; the work folder is in the bucket
+    assert sorted(p.name for p in (local / "spool").glob("block-*.json")) == ["block-00000.json", "block-00001.json"]
+    assert s3.find(f"{BUCKET}/spooled/train.zarr.build") == [f"{BUCKET}/spooled/train.zarr.build/source.json"]
+    import shutil
+
+    shutil.rmtree(local)  # "another machine": no spool
+    done = build_cache(source, url, BuildConfig(), progress=False)[0]
+    assert verify_cache(done.path) == [] and not local.exists()  # the local spool goes with the build
+    # The same notes as the `built` cache of the folder of this archive: every array object is the
+    # same; only the metadata and the source fingerprint name another source.
+    resumed = _objects(s3, f"{BUCKET}/spooled/train.zarr")
+    fresh = _objects(s3, f"{built.removeprefix('s3://')}/train.zarr")
+    assert sorted(resumed) == sorted(fresh)
+    assert [k for k in fresh if resumed[k] != fresh[k] and k != "zarr.json" and not k.startswith("source_files/")] == []
+
+
 def test_lease_refuses_a_second_writer_and_takes_over_an_expired_one(s3: Any) -> None:
     lock = store.location(f"s3://{BUCKET}/leases/train.zarr.lock")
     assert isinstance(lock, store.Remote)
