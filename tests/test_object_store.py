@@ -180,6 +180,13 @@ def test_killed_build_resumes_to_the_same_objects(s3: Any, corpus: Path) -> None
     assert sorted(resumed) == sorted(fresh)
     assert [k for k in fresh if resumed[k] != fresh[k]] == []
     assert verify_cache(done.path) == []
+    # By 2 forked workers (one 32-row block each, each with its own s3fs session): the same
+    # objects but the metadata, which records the number of workers.
+    build_cache(corpus / "nsynth-train", f"s3://{BUCKET}/forked", BuildConfig(features=("trimmed",), workers=2),
+                progress=False)
+    forked = _objects(s3, f"{BUCKET}/forked")
+    assert sorted(forked) == sorted(fresh)
+    assert [k for k in fresh if forked[k] != fresh[k]] == ["train.zarr/zarr.json"]
 
 
 SPOOL_KILLER = """
