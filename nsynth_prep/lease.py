@@ -17,7 +17,8 @@ the expiry every third of the lease time. The current lease is the highest gener
 Limits (documented in the README): expiry is judged on the writers' clocks, so hosts must agree
 to well within the lease time (``NSYNTH_LEASE_SECONDS``, default 60); a holder stalled for
 longer than that (suspended, partitioned) can find its lease taken over: its heartbeat sees the
-higher generation and says so in the log, but cannot stop writes already under way. Only
+higher generation and says so in the log, and the writer ends with a ``LockedError`` saying so
+instead of success, but it cannot stop writes already under way. Only
 backends known to refuse a conditional create are allowed (s3, file); others are refused with
 one line rather than locked unsafely.
 """
@@ -206,3 +207,7 @@ def hold(folder: Remote, what: str, wait: bool = False, poll: float = 0.5) -> It
         yield lease
     finally:
         lease.release()
+    if lease.lost:  # the work is done, but maybe not alone: say so rather than report success
+        raise LockedError(f"{what}: this writer's lease ({folder}) was taken over while it wrote (it was not "
+                          f"renewed for {lease.seconds:.0f} s); another writer may have written the same cache: "
+                          "run nsynth prep verify on it, and build it again if it reports problems")

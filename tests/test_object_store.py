@@ -285,6 +285,16 @@ def test_lease_is_renewed_while_held(s3: Any, monkeypatch: pytest.MonkeyPatch) -
         assert renewed["expires"] > first and renewed["expires"] > time.time()
 
 
+def test_a_writer_whose_lease_was_taken_over_does_not_end_as_if_alone(s3: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NSYNTH_LEASE_SECONDS", "1")
+    with pytest.raises(LockedError, match=r"lease .* was taken over while it wrote"), \
+            exclusive(store.Remote(f"s3://{BUCKET}/lost/train.zarr.lock"), "cache"):
+        # Another writer took over (as after a stall longer than the lease): a higher generation.
+        s3.pipe_file(f"{BUCKET}/lost/train.zarr.lock/lease-{7:012d}.json", b"{}")
+        time.sleep(0.6)  # the next heartbeat sees it
+
+
 def test_storage_problems_are_one_line_naming_the_url(s3: Any, corpus: Path) -> None:
     with pytest.raises(StorageError, match=r"^s3://no-such-bucket/c/train.zarr: the bucket 'no-such-bucket' does "
                                            "not exist"):
