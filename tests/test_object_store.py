@@ -95,6 +95,14 @@ def _cli(*args: str, ok: bool = True) -> str:
     return result.output
 
 
+def _aged(source: Path) -> None:
+    """Wait until the source's files are older than the fingerprint's racy window: younger ones
+    are recorded as untrusted (mtime -1), so two builds right after the corpus was written could
+    record different mtimes."""
+    newest = max(p.stat().st_mtime for p in source.rglob("*"))
+    time.sleep(max(0.0, newest + 0.3 - time.time()))
+
+
 def _objects(fs: Any, prefix: str) -> dict[str, bytes]:
     """Every object under ``prefix`` (without the s3://), by its key below it, with its bytes."""
     return {key[len(prefix) + 1 :]: fs.cat_file(key) for key in fs.find(prefix)}
@@ -162,6 +170,7 @@ build.build_cache(sys.argv[1], sys.argv[2], build.BuildConfig(features=("trimmed
 
 def test_killed_build_resumes_to_the_same_objects(s3: Any, corpus: Path) -> None:
     url = f"s3://{BUCKET}/killed"
+    _aged(corpus / "nsynth-train")
     proc = subprocess.run([sys.executable, "-c", KILLER, str(corpus / "nsynth-train"), url], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -321,6 +330,7 @@ def test_no_credentials_is_one_line(built: str) -> None:
 
 def test_file_urls_take_the_remote_path_and_write_the_same_files(corpus: Path, tmp_path: Path) -> None:
     url = f"file://{tmp_path}/remote"
+    _aged(corpus / "nsynth-test")
     build_cache(corpus / "nsynth-test", url, BuildConfig(features=("pooled", "trimmed")), progress=False)
     build_cache(corpus / "nsynth-test", tmp_path / "local", BuildConfig(features=("pooled", "trimmed")),
                 progress=False)
@@ -332,3 +342,7 @@ def test_file_urls_take_the_remote_path_and_write_the_same_files(corpus: Path, t
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert files(tmp_path / "remote" / "test.zarr") == files(tmp_path / "local" / "test.zarr")
+    # The lease on file:// (fsspec's local open(..., "xb") is O_EXCL) refuses a second writer too.
+    lock = store.Remote(f"{url}/test.zarr.lock")
+    with exclusive(lock, "cache"), pytest.raises(LockedError, match=f"pid {os.getpid()}"), exclusive(lock, "cache"):
+        pass
