@@ -2,13 +2,15 @@
 
 ``flock`` cannot work on S3, so a writer of ``s3://.../<split>.zarr`` holds a lease: an object
 ``<split>.zarr.lock/lease-<generation>.json`` holding its pid, host, command and an expiry,
-created with a conditional create (``open(..., "xb")``: s3fs sends ``If-None-Match: *``, which
-S3 and moto refuse with 412 when the object exists; fsspec's local filesystem opens with
-``O_EXCL``), so two writers cannot both create the same generation. A heartbeat thread renews
+created with a conditional create (s3fs ``open(..., "xb")`` sends ``If-None-Match: *``, which S3
+and moto refuse with 412 when the object exists; on ``file://`` a hard link of a written
+temporary file, which refuses an existing name), so two writers cannot both create the same
+generation. A heartbeat thread renews
 the expiry every third of the lease time. The current lease is the highest generation:
 
-- none, or the highest released or past its expiry (its holder was killed: no heartbeat), or
-  held by a process of this host that is gone: the next writer creates generation + 1. Of two
+- none (a holder deletes its lease when done), or the highest past its expiry (its holder was
+  killed: no heartbeat), or held by a process of this host that is gone: the next writer
+  creates generation + 1 (0 when there is none). Of two
   racing writers, one create fails and that writer looks again; a writer that finds a higher
   generation right after its create withdraws. The winner then removes the older generations.
 - otherwise it is live, and a second writer gets the same one-line ``LockedError`` as with
@@ -18,8 +20,7 @@ Limits (documented in the README): expiry is judged on the writers' clocks, so h
 to well within the lease time (``NSYNTH_LEASE_SECONDS``, default 60); a holder stalled for
 longer than that (suspended, partitioned) can find its lease taken over: its heartbeat sees the
 higher generation and says so in the log, and the writer ends with a ``LockedError`` saying so
-instead of success, but it cannot stop writes already under way. Only
-backends known to refuse a conditional create are allowed (s3, file); others are refused with
+instead of success, but it cannot stop writes already under way. Only backends known to refuse a conditional create are allowed (s3, file); others are refused with
 one line rather than locked unsafely.
 """
 
@@ -38,12 +39,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import LockedError, StorageError
-from .store import Remote
+from .store import FILE_PROTOCOLS, Remote, write_atomic
 
 log = logging.getLogger(__name__)
 
-# Backends whose open(path, "xb") is a real conditional create (checked against moto and the
-# local filesystem by the tests); gcsfs, adlfs and others are not known to be, so they are refused.
+# Backends with a real conditional create (s3fs open(path, "xb"), checked against moto by the
+# tests; a hard link on file://); gcsfs, adlfs and others are not known to have one: refused.
 CONDITIONAL_CREATE = ("s3", "s3a", "file", "local")
 _NAME = re.compile(r"lease-(\d{12})\.json$")
 
@@ -88,7 +89,7 @@ def _pid_gone(pid: object) -> bool:
 
 
 def _live(info: dict[str, Any] | None, now: float) -> bool:
-    if not info or info.get("released"):
+    if not info:  # unreadable: cut short, so no live holder wrote it whole
         return False
     if float(info.get("expires", 0)) <= now:
         return False
@@ -122,6 +123,25 @@ class Lease:
     def _payload(self) -> bytes:
         return json.dumps({**self._info, "expires": time.time() + self.seconds}).encode()
 
+    def _create(self) -> None:
+        """Create this generation's object, whole, only if it is absent (``FileExistsError`` if not).
+        On S3 the object appears whole with its PUT; on a local filesystem a file created with
+        O_EXCL is empty until written, and a reader then could take it for a cut-short one, so the
+        content is written to a temporary file first and hard-linked to its name (link refuses
+        an existing name)."""
+        if self.folder.protocol in FILE_PROTOCOLS:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = f"{self.key.key}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(self._payload())
+            try:
+                os.link(tmp, self.key.key)
+            finally:
+                os.unlink(tmp)
+            return
+        with self.folder.fs.open(self.key.key, "xb") as f:
+            f.write(self._payload())
+
     def try_take(self) -> dict[str, Any] | None:
         """Take the lease, or return the live holder's record."""
         while True:
@@ -137,8 +157,7 @@ class Lease:
             else:
                 self.generation = 0
             try:
-                with self.folder.fs.open(self.key.key, "xb") as f:
-                    f.write(self._payload())
+                self._create()
             except FileExistsError:
                 continue  # another writer took this generation first
             except (NotImplementedError, ValueError) as exc:  # an fsspec backend without mode "xb"
@@ -167,7 +186,7 @@ class Lease:
                     log.error("%s: this writer's lease was taken over (it was not renewed for %.0f s); another "
                               "process may now write the same cache", self.folder, self.seconds)
                     return
-                self.key.fs.pipe_file(self.key.key, self._payload())  # one PUT: atomic
+                write_atomic(self.key, self._payload())  # one PUT; on file:// tmp + rename
             except Exception as exc:  # the next beat tries again; the expiry leaves 2 more chances
                 log.warning("%s: could not renew the lease (%s)", self.folder, exc)
 

@@ -30,8 +30,8 @@ from typing import Any
 from .errors import StorageError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-# Object stores: a PUT is atomic and there are no folders (a "folder" is a key prefix).
-_FILE_PROTOCOLS = ("file", "local")
+# Any other protocol is taken for an object store: a PUT is atomic, a "folder" is a key prefix.
+FILE_PROTOCOLS = ("file", "local")  # fsspec's local filesystem: folders, and rename is atomic
 
 
 def is_url(where: object) -> bool:
@@ -56,13 +56,13 @@ def _filesystem(protocol: str) -> Any:
 def _options(protocol: str) -> dict[str, Any]:
     # fsspec's local filesystem does not create parent folders unless told to; object stores
     # read their credentials and endpoint from the environment.
-    return {"auto_mkdir": True} if protocol in _FILE_PROTOCOLS else {}
+    return {"auto_mkdir": True} if protocol in FILE_PROTOCOLS else {}
 
 
 def _own_options(protocol: str) -> dict[str, Any]:
     # The instances nsynth lists with itself (leases, done marks, exists) must see what other
     # processes wrote since: no listing cache (s3fs keeps listings otherwise).
-    return _options(protocol) if protocol in _FILE_PROTOCOLS else {"use_listings_cache": False}
+    return _options(protocol) if protocol in FILE_PROTOCOLS else {"use_listings_cache": False}
 
 
 class Remote:
@@ -80,7 +80,7 @@ class Remote:
             raise ValueError(f"not a URL: {url!r}")
         self.protocol = match.group(1).lower()
         self.key = url[match.end():].rstrip("/")  # the path as the filesystem names it
-        if self.protocol in _FILE_PROTOCOLS:  # as fsspec reads it: file://a/b is a/b under the working folder
+        if self.protocol in FILE_PROTOCOLS:  # as fsspec reads it: file://a/b is a/b under the working folder
             self.key = "/" + os.path.abspath(self.key or "/").lstrip("/")
         self.url = f"{self.protocol}://{self.key}"
 
@@ -97,7 +97,7 @@ class Remote:
     @property
     def atomic_put(self) -> bool:
         """Whether one write is atomic as it is (an object store's PUT), not needing tmp+rename."""
-        return self.protocol not in _FILE_PROTOCOLS
+        return self.protocol not in FILE_PROTOCOLS
 
     def __str__(self) -> str:
         return self.url
@@ -150,7 +150,7 @@ class Remote:
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Folders exist only on file://; on an object store a prefix exists once it holds an object."""
-        if self.protocol in _FILE_PROTOCOLS:
+        if self.protocol in FILE_PROTOCOLS:
             self.fs.makedirs(self.key, exist_ok=True)
 
     def unlink(self, missing_ok: bool = False) -> None:
@@ -233,7 +233,7 @@ def store_url(store: Any) -> str | None:
     if fs is None or not hasattr(store, "path"):
         return None
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
-    protocol = "file" if protocol in _FILE_PROTOCOLS else protocol
+    protocol = "file" if protocol in FILE_PROTOCOLS else protocol
     return str(Remote(f"{protocol}://{str(store.path).rstrip('/')}"))
 
 
@@ -283,7 +283,7 @@ def probe(where: Location, write: bool = False) -> None:
         return
     try:
         fs = where.fs
-        if where.protocol in _FILE_PROTOCOLS:
+        if where.protocol in FILE_PROTOCOLS:
             return
         bucket = where.key.split("/", 1)[0]
         try:

@@ -284,6 +284,38 @@ def test_lease_of_another_process_refuses_then_is_taken_over_once_it_is_killed(s
         assert json.loads(s3.cat_file(key))["pid"] == os.getpid()
 
 
+@pytest.mark.parametrize("scheme", ["s3", "file"])
+def test_racing_writers_get_one_lease(s3: Any, tmp_path: Path, scheme: str) -> None:
+    """Eight writers start together, each once: at no moment do two hold the lease."""
+    import threading
+
+    url = f"s3://{BUCKET}/race/train.zarr.lock" if scheme == "s3" else f"file://{tmp_path}/train.zarr.lock"
+    holding, most, got, refused = [0], [0], [0], [0]
+    guard, start = threading.Lock(), threading.Barrier(8)
+
+    def writer() -> None:
+        start.wait()
+        try:
+            with exclusive(store.Remote(url), "cache"):
+                with guard:
+                    holding[0] += 1
+                    got[0] += 1
+                    most[0] = max(most[0], holding[0])
+                time.sleep(0.2)
+                with guard:
+                    holding[0] -= 1
+        except LockedError:
+            with guard:
+                refused[0] += 1
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and got[0] >= 1 and got[0] + refused[0] == 8
+
+
 def test_lease_is_renewed_while_held(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NSYNTH_LEASE_SECONDS", "1")  # a heartbeat every third of a second
     with exclusive(store.Remote(f"s3://{BUCKET}/renewed/train.zarr.lock"), "cache"):
