@@ -84,7 +84,8 @@ class ChunkStream(IterableDataset):
         the bytes; see docs/benchmarks.md). False only for measuring that cost.
     threads
         Threads reading chunks (default: the cores this process may use, shared out between
-        DataLoader workers, less one for the thread that gathers the batches; at least 1).
+        DataLoader workers, less one for the thread that gathers the batches; at least 1; for a
+        cache on an object store, at least one per chunk in flight).
     prefetch
         Groups of chunks read ahead of the one being yielded.
     """
@@ -138,6 +139,10 @@ class ChunkStream(IterableDataset):
         # One core stays with the thread that gathers the batches (and, without DataLoader workers,
         # runs the training step): on 2 cores, 1 reader measured as fast as 2 or faster.
         threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1) - 1)
+        if self.threads is None and array.files.remote:
+            # Chunks of a cache on an object store wait on the network, not on a core: one reader
+            # per chunk in flight, so their requests overlap.
+            threads = max(threads, slots * self.buffer_chunks)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
         pending: deque[list[tuple[Future[np.ndarray], int, np.ndarray | None]]] = deque()
         batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows)
