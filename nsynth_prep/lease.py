@@ -131,7 +131,7 @@ class Lease:
         an existing name)."""
         if self.folder.protocol in FILE_PROTOCOLS:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = f"{self.key.key}.{os.getpid()}.tmp"
+            tmp = f"{self.key.key}.{os.getpid()}.{threading.get_ident()}.tmp"  # unique to this writer
             with open(tmp, "wb") as f:
                 f.write(self._payload())
             try:

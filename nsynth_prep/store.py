@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -196,7 +197,7 @@ def write_atomic(where: Location, data: bytes) -> None:
     elif where.atomic_put:
         where.fs.pipe_file(where.key, data)
     else:
-        tmp_key = f"{where.key}.{os.getpid()}.tmp"
+        tmp_key = f"{where.key}.{os.getpid()}.{threading.get_ident()}.tmp"
         where.fs.pipe_file(tmp_key, data)
         os.replace(tmp_key, where.key)  # fsspec's local filesystem: the key is the path
 
