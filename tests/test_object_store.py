@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A moto S3 server on 127.0.0.1 (port chosen by the OS), the AWS_* variables pointing at it
     (so botocore, s3fs and every subprocess find it as they would a real endpoint), a bucket."""
     import s3fs
@@ -55,7 +55,7 @@ def s3() -> Iterator[Any]:
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         mp.delenv("AWS_PROFILE", raising=False)
-        mp.setenv("NSYNTH_SPOOL_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"nsynth-spool-{os.getpid()}"))
+        mp.setenv("NSYNTH_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))  # local spools of remote builds
         s3fs.S3FileSystem.clear_instance_cache()  # built before these variables were set
         fs = s3fs.S3FileSystem(use_listings_cache=False)  # sees what other instances and processes write
         fs.mkdir(BUCKET)
