@@ -131,6 +131,10 @@ def test_train_streams_from_s3(built: str, tmp_path: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert json.dumps(config).count(built) >= 1  # the URL is recorded as given, not made a local path
     assert (run / "best.pt").exists()
+    out = _cli("-q", "eval", str(run), "--cache", built, "--split", "valid", "--device", "cpu",
+               "--out", str(tmp_path / "eval"))
+    assert "valid" in out and json.loads((tmp_path / "eval" / "metrics-valid.json").read_text())["cache"] == \
+        f"{built}/valid.zarr"
 
 
 def test_verify_catches_a_tampered_and_a_deleted_chunk_object(s3: Any, corpus: Path) -> None:
@@ -314,6 +318,27 @@ def test_racing_writers_get_one_lease(s3: Any, tmp_path: Path, scheme: str) -> N
     for t in threads:
         t.join()
     assert most[0] == 1 and got[0] >= 1 and got[0] + refused[0] == 8
+
+
+def test_wait_takes_the_lease_when_its_holder_is_done(s3: Any) -> None:
+    import threading
+
+    lock, order = store.Remote(f"s3://{BUCKET}/waited/train.zarr.lock"), []
+    held = threading.Event()
+
+    def holder() -> None:
+        with exclusive(lock, "cache"):
+            held.set()
+            time.sleep(0.5)
+            order.append("holder done")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait()
+    with exclusive(lock, "cache", wait=True):
+        order.append("waiter in")
+    t.join()
+    assert order == ["holder done", "waiter in"]
 
 
 def test_lease_is_renewed_while_held(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
