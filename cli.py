@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from nsynth_prep.store import Location, location
+
 # The embedded default: ./data (or $NSYNTH_DATA), where the demo corpus, caches and runs go.
 # Resolved from the working directory, never from where the package is installed.
 DATA_DIR = Path(os.environ.get("NSYNTH_DATA") or "data")
@@ -20,6 +22,23 @@ DEFAULT_CACHE = DATA_DIR / "cache"
 FEATURE_NAMES = ("pooled", "framed", "trimmed")
 
 log = logging.getLogger("nsynth")
+
+
+# --- caches on object storage -----------------------------------------------------------------
+class CacheLocation(click.ParamType):
+    """A cache (or cache folder) argument: a local path, or an fsspec URL (s3://bucket/prefix,
+    gs://..., file:///...) read with the storage options of the environment (AWS_* variables)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Location:
+        where = location(value if isinstance(value, str | Path) else str(value))
+        if isinstance(where, Path) and where.is_file():
+            self.fail(f"{where}: is a file, not a cache folder", param, ctx)
+        return where
+
+
+CACHE = CacheLocation()
 
 
 class NsynthGroup(click.Group):
@@ -131,8 +150,8 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 
 @prep.command("build-cache")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
-              show_default="data/cache", help="Folder of the caches: <cache>/<split>.zarr.")
+@click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
+              show_default="data/cache", help="Folder (or s3://, file:// URL) of the caches: <cache>/<split>.zarr.")
 @click.option("--feature", "features", type=click.Choice(FEATURE_NAMES), multiple=True, default=("pooled",),
               show_default=True, help="Feature(s) to build; repeat for several. Adds to an existing cache.")
 @click.option("--split", help="Split name when the source's name does not say (nsynth-<split>...).")
@@ -146,7 +165,7 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--wait", is_flag=True, help="If another process is writing the same cache split, wait for it "
               "instead of failing.")
 @click.pass_obj
-def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, features: tuple[str, ...],
+def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, features: tuple[str, ...],
                      split: str | None, families: str | None, exclude_families: str | None, seed: int,
                      workers: int, on_error: str, allow_empty: bool, wait: bool) -> None:
     """Build zarr caches from NSynth SOURCES.
@@ -167,8 +186,8 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Path, feat
 
 
 @prep.command("verify")
-@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
-def prep_verify(caches: tuple[Path, ...]) -> None:
+@click.argument("caches", nargs=-1, required=True, type=CACHE)
+def prep_verify(caches: tuple[Location, ...]) -> None:
     """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
     every chunk against the CRC32 recorded at build time. Lists every problem; exit 1 if any."""
     from nsynth_prep.verify import verify_cache
@@ -193,8 +212,9 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
 @click.option("--model", type=click.Choice(["cnn", "cnn-reg", "lstm", "blstm", "mel-cnn"]), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
                                       "a log-mel spectrogram made on the device from trimmed.")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
-              show_default="data/cache", help="Folder holding train.zarr, valid.zarr and test.zarr.")
+@click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
+              show_default="data/cache", help="Folder (or s3://, file:// URL) holding train.zarr, valid.zarr and "
+              "test.zarr.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: the model preset's (cnn 20, lstm 30).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the preset's (cnn 1024, lstm 768).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
@@ -232,7 +252,7 @@ def prep_verify(caches: tuple[Path, ...]) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
 @click.pass_obj
-def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | None, batch_size: int | None,
+def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
@@ -258,14 +278,14 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Path, epochs: int | N
 
 @main.command("eval")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Cache folder (default: the one the run was trained on).")
+@click.option("--cache", "cache_dir", type=CACHE,
+              help="Cache folder or URL (default: the one the run was trained on).")
 @click.option("--split", default="test", show_default=True, help="Split to score: <cache>/<split>.zarr.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to run the model (auto: a GPU when there is one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write (default: the run).")
 @click.pass_obj
-def eval_cmd(obj: dict, run: Path, cache_dir: Path | None, split: str, device: str, out: Path | None) -> None:
+def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, device: str, out: Path | None) -> None:
     """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split, and say
     where the run came from (its config.json)."""
     from nsynth_train.api import eval_run
@@ -311,11 +331,11 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
 
 
 @prep.command("export")
-@click.argument("cache", type=click.Path(path_type=Path))
+@click.argument("cache", type=CACHE)
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_obj
-def prep_export(obj: dict, cache: Path, out: Path, overwrite: bool) -> None:
+def prep_export(obj: dict, cache: Location, out: Path, overwrite: bool) -> None:
     """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed.
     Every chunk is checked against its build-time CRC32 as it is copied."""
     from nsynth_prep.export import export_hdf5
@@ -325,12 +345,12 @@ def prep_export(obj: dict, cache: Path, out: Path, overwrite: bool) -> None:
 
 
 @main.command("inspect")
-@click.argument("cache", type=click.Path(path_type=Path))
+@click.argument("cache", type=CACHE)
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write figures here: class balance, waveforms per family and source, pitch per family.")
 @click.option("--note", "note_str", help="Show the labels of one note (and, with --plot, its features).")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def inspect_cmd(cache: Path, plot_dir: Path | None, note_str: str | None, as_json: bool) -> None:
+def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as_json: bool) -> None:
     """Describe CACHE (<split>.zarr): features, how it was built, counts per family and source."""
     import json
 
@@ -357,13 +377,13 @@ def inspect_cmd(cache: Path, plot_dir: Path | None, note_str: str | None, as_jso
 
 
 @main.command("audit")
-@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=CACHE)
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when anything is found.")
 @click.option("--silent-peak", default=1e-3, show_default=True, help="Peak |amplitude| below which a note is silent.")
 @click.option("--clip-samples", default=16, show_default=True, help="Full-scale samples that make a note clipped.")
 @click.option("--pitch-range", default="21,108", show_default=True, help="Usual MIDI pitch range LOW,HIGH.")
-def audit_cmd(caches: tuple[Path, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
+def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
               pitch_range: str) -> None:
     """Data-quality checks on CACHES: silent, clipped and identical notes, odd pitches, NaN/inf,
     and (given several splits) instruments that leak between splits."""

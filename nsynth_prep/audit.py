@@ -10,14 +10,15 @@ only ``pooled`` gets the other checks and says so.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import cache as cache_format
 from .checked import CheckedArray
+from .store import Where
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class CacheAudit:
                 + len(self.pitch_out_of_range) + len(self.non_finite))
 
 
-def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
+def audit_cache(path: Where, config: AuditConfig = AuditConfig()) -> CacheAudit:
     """Every per-cache check of one cache (one pass over its chunks)."""
-    c = cache_format.open_cache(Path(path))
+    c = cache_format.open_cache(path)
     labels = c.labels()
     names = labels.note_str.astype(str)
     feats = c.meta.features
@@ -95,11 +96,11 @@ def audit_cache(path: Path, config: AuditConfig = AuditConfig()) -> CacheAudit:
     return report
 
 
-def find_leaks(paths: list[Path]) -> list[dict[str, Any]]:
+def find_leaks(paths: Sequence[Where]) -> list[dict[str, Any]]:
     """Instruments whose notes are in more than one of the caches' splits."""
     seen: dict[int, dict[str, Any]] = {}
     for path in paths:
-        c = cache_format.open_cache(Path(path))
+        c = cache_format.open_cache(path)
         labels = c.labels()
         ids, first, counts = np.unique(labels.instrument, return_index=True, return_counts=True)
         for i, f, n in zip(ids.tolist(), first.tolist(), counts.tolist(), strict=True):
@@ -152,6 +153,6 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def audit(paths: list[Path], config: AuditConfig = AuditConfig()) -> AuditReport:
+def audit(paths: Sequence[Where], config: AuditConfig = AuditConfig()) -> AuditReport:
     """Audit each cache, and look for instrument leaks between them."""
     return AuditReport([audit_cache(p, config) for p in paths], find_leaks(paths) if len(paths) > 1 else [], config)

@@ -27,7 +27,6 @@ cache whose state is complete, and only the features listed as built.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from . import store
 from .cache_meta import (
     CHECKSUM,
     FORMAT,
@@ -56,6 +56,7 @@ from .errors import CacheError
 from .features import FeatureSpec
 from .labels import LABEL_DTYPES, QUALITIES, LabelTable
 from .lock import storage_errors
+from .store import Location
 from .tfrecord import payload_crc
 
 __all__ = ["CHECKSUM", "FORMAT", "FORMAT_VERSION", "LABEL_DTYPES", "BuildMeta", "Cache", "CacheMeta", "Counts",
@@ -84,9 +85,9 @@ FEATURE_CODECS: dict[str, list[Any] | None] = {
 READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, KeyError, TypeError, EOFError, OSError)
 
 
-def cache_path(cache_dir: Path, split: str) -> Path:
-    """Where the cache of ``split`` lives: ``<cache_dir>/<split>.zarr``."""
-    return Path(cache_dir) / f"{split}.zarr"
+def cache_path(cache_dir: store.Where, split: str) -> Location:
+    """Where the cache of ``split`` lives: ``<cache_dir>/<split>.zarr`` (a folder or a URL)."""
+    return store.location(cache_dir) / f"{split}.zarr"
 
 
 def checksum(data: np.ndarray) -> str:
@@ -106,24 +107,28 @@ def why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
-def damaged(path: Path, what: str) -> CacheError:
+def damaged(path: Location, what: str) -> CacheError:
     """The one-line error for a cache whose bytes or metadata are not what its build wrote."""
     return CacheError(f"{path}: {what}; the cache is damaged: run nsynth prep verify {path} for a full "
                       "report, then remove it and build it again")
 
 
-def group_path(group: zarr.Group) -> Path:
-    """The folder of a group in a local store (for messages)."""
-    return Path(str(getattr(group.store, "root", group.store))) / group.path
+def group_path(group: zarr.Group) -> Location:
+    """The folder (or URL) of a group (for messages)."""
+    url = store.store_url(group.store)
+    root: Location = store.Remote(url) if url else Path(str(getattr(group.store, "root", group.store)))
+    return root / group.path if group.path else root
 
 
-def open_group(path: Path, mode: Literal["r", "r+"] = "r") -> zarr.Group:
-    """The zarr group of a cache; ``CacheError`` naming ``zarr.json`` when it is missing or unreadable."""
-    path = Path(path)
+def open_group(path: store.Where, mode: Literal["r", "r+"] = "r") -> zarr.Group:
+    """The zarr group of a cache; ``CacheError`` naming ``zarr.json`` when it is missing or unreadable
+    (``StorageError`` naming the URL when its store cannot be used)."""
+    path = store.location(path)
+    store.probe(path)
     if not (path / "zarr.json").is_file():
         raise CacheError(f"{path}: no cache here; build it with nsynth prep build-cache")
     try:
-        return zarr.open_group(path, mode=mode, zarr_format=3)
+        return zarr.open_group(store.zarr_store(path, read_only=mode == "r"), mode=mode, zarr_format=3)
     except READ_ERRORS as exc:
         raise CacheError(f"{path / 'zarr.json'}: not a readable zarr group ({why(exc)}); remove {path} "
                          "and build it again") from None
@@ -210,31 +215,31 @@ def array_problem(meta: CacheMeta, name: str, arr: zarr.Array) -> str | None:
     return None
 
 
-def chunk_file(path: Path, name: str, arr: zarr.Array, chunk: int) -> Path:
+def chunk_file(path: Location, name: str, arr: zarr.Array, chunk: int) -> Location:
     """The file of row-chunk ``chunk`` of array ``name`` (zarr v3 key ``c/<chunk>/0/...``)."""
     key = arr.metadata.encode_chunk_key((chunk, *([0] * (arr.ndim - 1))))
-    return Path(path) / name / key
+    return path / name / key
 
 
-def missing_chunk_files(path: Path, name: str, arr: zarr.Array, chunks: range) -> list[str]:
+def missing_chunk_files(path: Location, name: str, arr: zarr.Array, chunks: range) -> list[str]:
     """Chunk files that are not on disk. zarr reads a missing chunk as its fill value (zeros)
     without a word, and skips writing chunks that are all zeros, so a missing file is only
     a problem when the chunk's checksum says it held something else."""
-    return [str(chunk_file(path, name, arr, c).relative_to(path)) for c in chunks
+    return [store.relative(chunk_file(path, name, arr, c), path) for c in chunks
             if not chunk_file(path, name, arr, c).exists()]
 
 
 # --- writing -------------------------------------------------------------------------------
 
 
-def create(path: Path, labels: LabelTable, build: BuildMeta, source_files: dict[str, np.ndarray]) -> zarr.Group:
+def create(path: Location, labels: LabelTable, build: BuildMeta, source_files: dict[str, np.ndarray]) -> zarr.Group:
     """A new cache group in state ``building`` holding the label arrays of ``labels`` and the
     per-file fingerprint of its source. The metadata is written last, in one piece: a group
     without it (a build killed while creating it) is not a cache, and a rerun starts over."""
     with storage_errors(path):
         if path.exists():
-            shutil.rmtree(path)
-        group = zarr.open_group(path, mode="w", zarr_format=3)
+            store.rmtree(path)
+        group = zarr.open_group(store.zarr_store(path), mode="w", zarr_format=3)
         sums = {}
         for name, values in labels.columns().items():
             arr = group.create_array(name, shape=values.shape, dtype=LABEL_DTYPES[name],
@@ -297,7 +302,7 @@ def mark_complete(group: zarr.Group, labels: LabelTable) -> None:
 class Cache:
     """An opened cache: its group and metadata; arrays opened (and their metadata checked) on demand."""
 
-    path: Path
+    path: Location
     group: zarr.Group
     meta: CacheMeta
 
@@ -370,9 +375,10 @@ class Cache:
         return LabelTable(**cols)
 
 
-def open_cache(path: Path, features: tuple[str, ...] = ()) -> Cache:
-    """Open a complete cache, checking its format version, its metadata and that ``features`` were built."""
-    path = Path(path)
+def open_cache(path: store.Where, features: tuple[str, ...] = ()) -> Cache:
+    """Open a complete cache (a folder or a URL), checking its format version, its metadata and that
+    ``features`` were built."""
+    path = store.location(path)
     group = open_group(path)
     meta = load_meta(group)
     if not meta.complete:

@@ -18,13 +18,13 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .features import FEATURES, FeatureSpec, spec_from_dict
 from .labels import FAMILIES, QUALITIES, SOURCES, LabelTable
+from .store import Location
 
 FORMAT = "nsynth-cache"
 FORMAT_VERSION = 2
@@ -368,7 +368,7 @@ class CacheMeta:
         return cls(state, notes, BuildMeta.from_attrs(d.get("build")), label_checksums, features, building, counts)
 
 
-def rebuild_command(path: Path, own: dict[str, Any]) -> str:
+def rebuild_command(path: Location, own: dict[str, Any]) -> str:
     """The shell command that replaces an older cache with one built the same way (from what its
     attrs say, where they say it; placeholders in capitals where they do not)."""
     def part(d: dict[str, Any], key: str) -> dict[str, Any]:

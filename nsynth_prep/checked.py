@@ -19,6 +19,7 @@ import numpy as np
 
 from .cache import READ_ERRORS, Cache, checksum, damaged, why
 from .chunks import ChunkFiles
+from .store import relative
 
 
 def cpu_threads() -> int:
@@ -137,4 +138,4 @@ class CheckedArray:
         return buf[: self.rows]
 
     def _file(self, chunk: int) -> str:
-        return str(self.files.file(chunk).relative_to(self.cache.path))
+        return relative(self.files.file(chunk), self.cache.path)

@@ -24,9 +24,10 @@ from . import cache as cache_format
 from .checked import CheckedArray
 from .errors import ConfigError
 from .lock import storage_errors
+from .store import Where
 
 
-def export_hdf5(cache_path: Path, out: Path, progress: bool = False, overwrite: bool = False) -> Path:
+def export_hdf5(cache_path: Where, out: Path, progress: bool = False, overwrite: bool = False) -> Path:
     """Write ``out`` with every array and attribute of the cache at ``cache_path``.
 
     It is written to a temporary file renamed at the end, so a half-written file never has the
@@ -42,7 +43,7 @@ def export_hdf5(cache_path: Path, out: Path, progress: bool = False, overwrite: 
     """
     from .progress import Progress
 
-    c = cache_format.open_cache(Path(cache_path))
+    c = cache_format.open_cache(cache_path)
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; give the .h5 file to write")

@@ -6,22 +6,18 @@ Pure data and text; the figures are in :mod:`nsynth_prep.inspect_plots`.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import cache as cache_format
 from .errors import CacheError
+from .store import Where, disk_bytes
 
 
-def _disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """Everything ``nsynth inspect`` prints, as plain data (JSON-serialisable)."""
-    c = cache_format.open_cache(Path(path))
+def describe(path: Where) -> dict[str, Any]:
+    """Everything ``nsynth inspect`` prints, as plain data (JSON-serialisable); ``path``: a folder or URL."""
+    c = cache_format.open_cache(path)
     meta = c.meta
     labels = c.labels()
     features = {}
@@ -30,7 +26,7 @@ def describe(path: Path) -> dict[str, Any]:
         features[name] = {
             "shape": list(arr.shape), "dtype": str(feature.dtype), "scale": feature.scale, "chunks": list(arr.chunks),
             "compressors": [type(x).__name__ + _codec_args(x) for x in arr.compressors],
-            "disk_bytes": _disk_bytes(Path(path) / name), "raw_bytes": int(arr.nbytes),
+            "disk_bytes": disk_bytes(c.path / name), "raw_bytes": int(arr.nbytes),
             "params": feature.spec.to_dict(),
         }
     counts = meta.counts or cache_format.Counts.of(labels)
@@ -41,8 +37,8 @@ def describe(path: Path) -> dict[str, Any]:
             pitch_by_family[name] = [int(p.min()), int(p.max())]
     build = meta.build
     return {
-        "path": str(path), "split": meta.split, "format_version": cache_format.FORMAT_VERSION,
-        "notes": len(c), "disk_bytes": _disk_bytes(Path(path)), "features": features,
+        "path": str(c.path), "split": meta.split, "format_version": cache_format.FORMAT_VERSION,
+        "notes": len(c), "disk_bytes": disk_bytes(c.path), "features": features,
         "building": list(meta.building), "source": dataclasses.asdict(build.source), "seed": build.rows.seed,
         "filters": {"families": list(build.rows.families), "exclude_families": list(build.rows.exclude_families)},
         "families": list(meta.families), "sources": list(meta.sources),

@@ -4,6 +4,9 @@ A lock is an ``flock`` on a small file beside the artifact (``<split>.zarr.lock`
 ``<run>/.lock``). The kernel releases it when its holder exits, however it exits, so the lock of
 a killed process is simply taken over by the next writer: there is no stale lock to clean. The
 file holds the holder's pid, host and command, so a second writer is told who holds it.
+
+A cache on an object store (a :class:`.store.Remote` lock location) cannot be ``flock``-ed: it
+holds a lease object instead, with the same message for a second writer (see :mod:`.lease`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import LockedError, StorageError
+from .store import Location, Remote
 
 DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
 
 
 @contextlib.contextmanager
-def storage_errors(what: str | Path) -> Iterator[None]:
+def storage_errors(what: str | Location) -> Iterator[None]:
     """Turn a refused write (disk full, read-only, permission) into one :class:`StorageError`
     line naming ``what``; other ``OSError``s pass through."""
     try:
@@ -51,14 +55,14 @@ def holder(lock_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, what: str, wait: bool = False, poll: float = 0.2) -> Iterator[None]:
+def exclusive(lock_path: Location, what: str, wait: bool = False, poll: float = 0.2) -> Iterator[None]:
     """Hold the exclusive lock ``lock_path`` while the block runs.
 
     Parameters
     ----------
     lock_path
         The lock file (created if needed; never deleted, so that two processes always lock the
-        same inode).
+        same inode); for a remote one, the prefix of its lease objects.
     what
         The artifact, for messages: ``"cache data/cache/train.zarr"``.
     wait
@@ -69,6 +73,12 @@ def exclusive(lock_path: Path, what: str, wait: bool = False, poll: float = 0.2)
     LockedError
         Another live process holds the lock (and ``wait`` is False).
     """
+    if isinstance(lock_path, Remote):
+        from .lease import hold
+
+        with hold(lock_path, what, wait):
+            yield
+        return
     lock_path = Path(lock_path)
     with storage_errors(lock_path):
         lock_path.parent.mkdir(parents=True, exist_ok=True)

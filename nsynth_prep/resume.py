@@ -18,6 +18,7 @@ from pathlib import Path
 from . import cache, fingerprint
 from .errors import CacheError
 from .fingerprint import Fingerprint
+from .store import Location
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ SOURCE_JSON = "source.json"  # in the work folder: the source an interrupted bui
 class Existing:
     """A cache whose metadata records a plan of rows (complete or being built)."""
 
-    path: Path
+    path: Location
     meta: cache.CacheMeta
     files: Fingerprint | None  # the per-file table stored with it (None: unreadable)
 
@@ -37,7 +38,7 @@ class Existing:
         return self.meta.complete
 
 
-def find_existing(path: Path, work: Path) -> Existing | None:
+def find_existing(path: Location, work: Location) -> Existing | None:
     """The cache at ``path``; None when there is nothing to continue (no cache, or the remains of
     a build killed before its plan was recorded, which count as never started).
 
@@ -74,7 +75,7 @@ def find_existing(path: Path, work: Path) -> Existing | None:
     return Existing(path, meta, Fingerprint.from_columns(meta.build.source.format, cols) if cols else None)
 
 
-def check_existing(existing: Existing, work: Path, src_path: Path, src_format: str, fp: Fingerprint,
+def check_existing(existing: Existing, work: Location, src_path: Path, src_format: str, fp: Fingerprint,
                    rows: cache.RowOptions) -> bool:
     """Refuse to continue ``existing`` from another source or with other row options.
 
@@ -109,9 +110,10 @@ def check_existing(existing: Existing, work: Path, src_path: Path, src_format: s
     return fp.read_now > 0
 
 
-def check_work(work: Path, source: cache.SourceMeta, fp: Fingerprint) -> bool:
+def check_work(work: Location, source: cache.SourceMeta, fp: Fingerprint, spool: Path | None = None) -> bool:
     """Whether the work folder of an interrupted build (before its cache was created: a
-    ``.tar.gz`` being spooled) may be resumed with this source.
+    ``.tar.gz`` being spooled) may be resumed with this source. ``spool``: the folder holding
+    its ``spool/`` (default ``work``; local for a remote cache, see :func:`.store.spool_dir`).
 
     Returns False when it holds nothing to resume from this source (an older nsynth's folder,
     or only the done marks of a cache that is gone), to be cleared.
@@ -128,7 +130,7 @@ def check_work(work: Path, source: cache.SourceMeta, fp: Fingerprint) -> bool:
     if recorded.format != source.format:
         return False
     diffs = fingerprint.differences(recorded.fingerprint, None, fp)
-    if diffs and not (work / "spool").exists():
+    if diffs and not ((spool or work) / "spool").exists():
         return False  # nothing read from the source is kept there: clear it
     if diffs:
         raise CacheError(f"{work}: an interrupted build from {recorded.path} holds data read before the "

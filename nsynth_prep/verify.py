@@ -9,7 +9,6 @@ at build time, values out of range.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import zarr
@@ -19,14 +18,15 @@ from .checked import CheckedArray
 from .errors import CacheError
 from .fingerprint import Fingerprint
 from .labels import COLUMN_RANGES, NOTE_STR_RE
+from .store import Where, location
 
 
-def verify_cache(path: Path) -> list[str]:
-    """Every problem found in the cache at ``path`` (an empty list means it is sound).
+def verify_cache(path: Where) -> list[str]:
+    """Every problem found in the cache at ``path``, a folder or a URL (an empty list means it is sound).
 
     Reads every chunk once, so it costs about one pass over the cache.
     """
-    path = Path(path)
+    path = location(path)
     try:
         group = cache.open_group(path)
         meta = cache.load_meta(group)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nsynth_prep.errors import ConfigError
+from nsynth_prep.store import Where
 
 from .distributed import is_main_process
 from .evaluate import evaluate_run
@@ -54,7 +55,7 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{resolved.task}-{resolved.model}-{resolved.fingerprint()}"
 
 
-def train_run(task: str = "family", model: str = "cnn", cache_dir: Path = Path("data/cache"),
+def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
               **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
@@ -72,7 +73,7 @@ def train_run(task: str = "family", model: str = "cnn", cache_dir: Path = Path("
     return result
 
 
-def eval_run(run: Path, cache_dir: Path | None = None, split: str = "test", out: Path | None = None,
+def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out: Path | None = None,
              device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Score a run folder or checkpoint on any split. Under torchrun, rank 0 alone scores (the
     others return ``{"report": ""}``): evaluation is one process's work."""

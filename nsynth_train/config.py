@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from nsynth_prep.errors import ConfigError
+from nsynth_prep.store import is_url
 
 from .models import PRESETS, get_preset
 from .options import BALANCE, OPTIMIZERS, SCHEDULES
@@ -101,7 +102,9 @@ class TrainConfig:
         folder (so ``nsynth eval`` finds it from anywhere)."""
         p = get_preset(self.model)
         get_task(self.task)
-        return replace(self, cache_dir=str(Path(self.cache_dir).resolve()),
+        # A URL (s3://...) stays as it is; a path is made absolute.
+        cache_dir = self.cache_dir if is_url(self.cache_dir) else str(Path(self.cache_dir).resolve())
+        return replace(self, cache_dir=cache_dir,
                        epochs=p.epochs if self.epochs is None else self.epochs,
                        batch_size=p.batch_size if self.batch_size is None else self.batch_size,
                        lr=p.lr if self.lr is None else self.lr,

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from nsynth_prep import cache as cache_format
 from nsynth_prep.checked import CheckedArray, cpu_threads
 from nsynth_prep.errors import NsynthError
+from nsynth_prep.store import Where
 
 from .config import TrainConfig
 from .tasks import Task
@@ -89,18 +89,19 @@ class ChunkStream(IterableDataset):
         the bytes; see docs/benchmarks.md). False only for measuring that cost.
     threads
         Threads reading chunks (default: the cores this process may use, shared out between
-        DataLoader workers, less one for the thread that gathers the batches; at least 1).
+        DataLoader workers, less one for the thread that gathers the batches; at least 1; for a
+        cache on an object store, at least one per chunk in flight).
     prefetch
         Groups of chunks read ahead of the one being yielded.
     """
 
-    def __init__(self, path: Path, feature: str, task: Task, batch_size: int, shuffle: bool = True,
+    def __init__(self, path: Where, feature: str, task: Task, batch_size: int, shuffle: bool = True,
                  seed: int = 0, buffer_chunks: int = 4, check: bool = True, threads: int | None = None,
                  prefetch: int = 1) -> None:
         super().__init__()
-        c = cache_format.open_cache(Path(path), (feature,))
+        c = cache_format.open_cache(path, (feature,))
         meta = c.feature(feature)
-        self.path, self.feature, self.task = Path(path), feature, task
+        self.path, self.feature, self.task = c.path, feature, task  # a Path, or a URL's Remote (picklable)
         self.batch_size, self.shuffle, self.seed, self.check = batch_size, shuffle, seed, check
         self.buffer_chunks = max(1, buffer_chunks)
         self.threads, self.prefetch = threads, max(0, prefetch)
@@ -159,6 +160,10 @@ class ChunkStream(IterableDataset):
         # One core stays with the thread that gathers the batches (and, without DataLoader workers,
         # runs the training step): on 2 cores, 1 reader measured as fast as 2 or faster.
         threads = self.threads or max(1, cpu_threads() // (info.num_workers if info else 1) - 1)
+        if self.threads is None and array.files.remote:
+            # Chunks of a cache on an object store wait on the network, not on a core: one reader
+            # per chunk in flight, so their requests overlap.
+            threads = max(threads, slots * self.buffer_chunks)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
         pending: deque[list[tuple[Future[np.ndarray], int, np.ndarray | None]]] = deque()
         batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows)
@@ -300,8 +305,8 @@ class DeviceSplit:
     is 9 GB, its ``trimmed`` 29 GB) and each batch is made float32 there.
     """
 
-    def __init__(self, path: Path, feature: str, task: Task, device: torch.device) -> None:
-        c = cache_format.open_cache(Path(path), (feature,))
+    def __init__(self, path: Where, feature: str, task: Task, device: torch.device) -> None:
+        c = cache_format.open_cache(path, (feature,))
         classes = task.classes_of(c.label(task.column))
         array = CheckedArray(c, feature)
         self.scale = array.scale
@@ -340,7 +345,7 @@ class DeviceSplit:
 class Split:
     """One split as the loop sees it: float32 batches on the device, streamed or resident."""
 
-    def __init__(self, path: Path, config: TrainConfig, task: Task, device: torch.device, shuffle: bool,
+    def __init__(self, path: Where, config: TrainConfig, task: Task, device: torch.device, shuffle: bool,
                  shard: tuple[int, int] = (0, 1), threads: int | None = None) -> None:
         """``shard``: (rank, world), this process's share under torchrun; ``threads``: chunk
         readers (default: the stream's)."""

@@ -12,6 +12,7 @@ import torch
 
 from nsynth_prep import cache as cache_format
 from nsynth_prep.errors import CheckpointError, ConfigError
+from nsynth_prep.store import Where
 
 from . import checkpoint, run_dir
 from .config import TrainConfig, amp_dtype, pick_device
@@ -50,7 +51,7 @@ def resolve_checkpoint(path: Path) -> Path:
     return path / "best.pt" if path.is_dir() else path
 
 
-def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None = None,
+def evaluate_run(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None = None,
                  device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
     """:func:`score` under the lock of the folder it writes to (``out``, default the run's)."""
     ckpt_path = resolve_checkpoint(ckpt_path)
@@ -58,7 +59,7 @@ def evaluate_run(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path 
         return score(ckpt_path, cache_dir, split, out, device, progress, figures)
 
 
-def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None = None,
+def score(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None = None,
           device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
     """Metrics (and figures) of a checkpoint on ``split``; the caller holds ``out``'s lock.
 
@@ -84,7 +85,7 @@ def score(ckpt_path: Path, cache_dir: Path | None, split: str, out: Path | None 
             f"{ckpt_path}: weights do not fit a {config.model} for {task.num_classes} classes "
             f"({str(exc).splitlines()[0]})") from None
     model.to(dev)
-    path = cache_format.cache_path(Path(config.cache_dir), split)
+    path = cache_format.cache_path(config.cache_dir, split)  # a folder or a URL
     data = Split(path, config, task, dev, shuffle=False)
     probs, y, rows = predict(model, data, amp_dtype(config, dev), task)
     heads = task.heads()

@@ -25,6 +25,7 @@ from nsynth_prep import cache as cache_format
 from nsynth_prep.checked import cpu_threads
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
+from nsynth_prep.store import location
 
 from . import checkpoint, distributed, resume_state, run_dir
 from .config import TrainConfig, amp_dtype
@@ -245,7 +246,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
            progress: bool) -> dict[str, Any]:
     device = dist.device
     amp = amp_dtype(config, device)
-    cache_dir = Path(config.cache_dir)
+    cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
                                                                 (config.feature,))
                                  for split in ("train", "valid", "test")})  # fail before touching the run folder
