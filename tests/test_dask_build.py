@@ -1,0 +1,246 @@
+"""Prep on a Dask cluster: the same bytes as a local build for every source format, a worker that
+dies mid-build, a client killed mid-build and resumed, Ctrl-C, and every way ``--dask`` is refused.
+
+One LocalCluster (2 processes of 1 thread, on 127.0.0.1) serves the in-process tests; the command
+line tests start their own with ``--dask local:2``. Skipped without the dask extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nsynth_prep import dask_build
+from nsynth_prep.build import BuildConfig, ChunkJob, build_cache
+from nsynth_prep.errors import ConfigError, SourceError
+from nsynth_prep.features import feature_spec
+from nsynth_prep.sources import discover
+from nsynth_prep.spool import SpoolReader
+from nsynth_prep.synth import write_descriptors
+
+distributed = pytest.importorskip("distributed", reason=f"the Dask tests need the dask extra: {dask_build.INSTALL_HINT}")
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {"jsonwav": "nsynth-train", "tfrecord": "nsynth-train.tfrecord", "targz": "nsynth-train.jsonwav.tar.gz"}
+
+
+def cache_files(cache_dir: Path) -> dict[str, bytes]:
+    """Every file under a cache folder, by relative path, but the writer lock (its holder's pid and time)."""
+    return {str(p.relative_to(cache_dir)): p.read_bytes() for p in sorted(cache_dir.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+def assert_same_files(got: Path, want: Path) -> None:
+    a, b = cache_files(got), cache_files(want)
+    assert sorted(a) == sorted(b)
+    assert [name for name in a if a[name] != b[name]] == []
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Any) -> Iterator[Any]:
+    with distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def descriptor(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A described synthetic corpus: notes rendered by the workers, ~7 ms each (train: 10 blocks of trimmed)."""
+    return write_descriptors(tmp_path_factory.mktemp("desc"), {"train": 300, "valid": 10, "test": 10}, seed=0)["train"]
+
+
+# --- what a worker is sent -------------------------------------------------------------------
+
+
+def test_parse_dask() -> None:
+    assert dask_build.parse_dask("tcp://10.0.0.5:8786") == dask_build.ClusterSpec(address="tcp://10.0.0.5:8786")
+    assert dask_build.parse_dask("local:3") == dask_build.ClusterSpec(local_workers=3)
+    for bad, message in [("local:0", "at least 1 worker"), ("local:x", "expected a scheduler address"),
+                         ("10.0.0.5:8786", "expected a scheduler address"), ("", "expected")]:
+        with pytest.raises(ConfigError, match=message):
+            BuildConfig(dask=bad)
+
+
+def test_a_job_pickles_with_paths_not_descriptors(corpus: Path, tmp_path: Path) -> None:
+    """Each source format's reader crosses to another process: a TFRecord reader that has read here
+    arrives without this process's descriptor, reopens, and reads the same audio."""
+    spec = feature_spec("trimmed")
+    for fmt, name in SOURCES.items():
+        catalog = discover(corpus / name)[0].scan([spec], "fail", tmp_path / fmt)
+        index = np.arange(5)
+        here = catalog.reader.read_features(index, [spec])["trimmed"]
+        job = ChunkJob(tmp_path / "c.zarr", tmp_path / fmt, catalog.reader, index, (spec,), 32)
+        copy = pickle.loads(pickle.dumps(job))
+        if fmt == "tfrecord":
+            assert copy.reader._fd is None and catalog.reader._fd is not None
+        np.testing.assert_array_equal(copy.reader.read_features(index, [spec])["trimmed"], here, err_msg=fmt)
+
+
+def test_without_dask_option_dask_is_not_imported(corpus: Path, tmp_path: Path) -> None:
+    script = ("import sys, cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    proc = subprocess.run([sys.executable, "-c", script, "-q", "prep", "build-cache", str(corpus / "nsynth-test"),
+                           "--cache", str(tmp_path), "--workers", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_missing_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed: import raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[dask\]'"), dask_build.connect("local:1"):
+        pass
+
+
+# --- on a cluster ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonwav", "tfrecord", "targz", "synth"])
+def test_same_bytes_as_a_local_build(fmt: str, corpus: Path, descriptor: Path, cluster: Any,
+                                     tmp_path: Path) -> None:
+    """Every file of the cache, zarr.json included, as a local build with the same --workers writes it."""
+    source = descriptor if fmt == "synth" else corpus / SOURCES[fmt]
+    features = ("trimmed", "pooled") if fmt == "jsonwav" else ("trimmed",)  # jsonwav: one block of 1024 rows
+    local = BuildConfig(features=features, workers=2)
+    build_cache(source, tmp_path / "local", local, progress=False)
+    got = build_cache(source, tmp_path / "dask", BuildConfig(features=features, workers=2,
+                                                               dask=cluster.scheduler_address), progress=False)
+    assert got[0].notes == (300 if fmt == "synth" else 60)
+    assert_same_files(tmp_path / "dask", tmp_path / "local")
+
+
+def test_a_worker_that_cannot_read_the_source_says_so(corpus: Path, client: Any, tmp_path: Path) -> None:
+    """A .tar.gz's spool lives in the client's work folder: a worker without it names itself and the path."""
+    spec = feature_spec("trimmed")
+    (tmp_path / "c.zarr").mkdir()
+    (tmp_path / "c.zarr" / "zarr.json").write_text("{}")
+    job = ChunkJob(tmp_path / "c.zarr", tmp_path / "w", SpoolReader(tmp_path / "elsewhere" / "spool", np.arange(4)),
+                   np.arange(4), (spec,), 32)
+    runner = dask_build.DaskRunner(client, "test")
+    with pytest.raises(SourceError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(host .+\) cannot read .*elsewhere/"
+                                          r"spool \(the \.tar\.gz spooled by the client.*every worker reaches"):
+        runner.run(job, [0], lambda rows: None)
+
+
+class DieOnFirstBlock(distributed.WorkerPlugin):  # type: ignore[misc]
+    """Kills its worker process (as a crash or an OOM kill would) when the first block task of the
+    whole cluster starts on it; the marker file makes it once. The Nanny starts a new worker."""
+
+    name = "nsynth-test-die-on-first-block"
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing" and "-block-" in str(key):
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+            os._exit(1)
+
+
+def test_a_worker_dying_mid_build_is_retried(descriptor: Path, client: Any, cluster: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "died"
+    client.register_plugin(DieOnFirstBlock(str(marker)))
+    try:
+        config = BuildConfig(features=("trimmed",), workers=2, dask=cluster.scheduler_address)
+        build_cache(descriptor, tmp_path / "dask", config, progress=False)
+    finally:
+        client.unregister_worker_plugin(DieOnFirstBlock.name)
+    assert marker.exists()  # a worker did die
+    build_cache(descriptor, tmp_path / "local", BuildConfig(features=("trimmed",), workers=2), progress=False)
+    assert_same_files(tmp_path / "dask", tmp_path / "local")
+
+
+# --- the command line: interrupted, killed, resumed, refused ----------------------------------
+
+
+def _cli(*args: object) -> subprocess.Popen[str]:
+    # Its own session, so that the test can kill the client with every process of its LocalCluster.
+    return subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "-q", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _wait_for_chunks(proc: subprocess.Popen[str], done: Path, at_least: int = 1) -> None:
+    for _ in range(1200):
+        if (done.is_dir() and len(list(done.glob("*.json"))) >= at_least) or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+
+
+def _descendants(pid: int) -> list[int]:
+    psutil = pytest.importorskip("psutil")  # a dependency of distributed
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def test_ctrl_c_then_kill_9_then_resume(descriptor: Path, tmp_path: Path) -> None:
+    """Ctrl-C closes the client and its LocalCluster (no process left); a client killed with
+    -9 mid-build leaves an incomplete cache that a new client finishes, byte for byte as local."""
+    args = ("prep", "build-cache", descriptor, "--cache", tmp_path / "dask", "--feature", "trimmed", "--workers", 2,
+            "--dask", "local:2")
+    done = tmp_path / "dask" / "train.zarr.build" / "done" / "trimmed"
+    proc = _cli(*args)
+    _wait_for_chunks(proc, done)
+    children = _descendants(proc.pid)
+    assert children  # the LocalCluster's processes
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].endswith("interrupted; the same command resumes where it stopped")
+    psutil = pytest.importorskip("psutil")
+    assert [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
+
+    before = len(list(done.glob("*.json")))
+    proc = _cli(*args)
+    _wait_for_chunks(proc, done, before + 1)  # this run wrote some chunks too
+    os.killpg(proc.pid, signal.SIGKILL)  # the client machine dies: the client and its cluster
+    proc.communicate(timeout=60)
+    assert len(list(done.glob("*.json"))) < 10  # stopped mid-build
+
+    proc = _cli(*args)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    build_cache(descriptor, tmp_path / "local", BuildConfig(features=("trimmed",), workers=2), progress=False)
+    assert_same_files(tmp_path / "dask", tmp_path / "local")
+
+
+def test_unreachable_scheduler_and_bad_values_are_one_line(corpus: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli
+
+    monkeypatch.setattr(dask_build, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    base = ["prep", "build-cache", str(corpus / "nsynth-test"), "--cache", str(tmp_path)]
+    for value, message in [("tcp://127.0.0.1:1", r"--dask tcp://127\.0\.0\.1:1: cannot reach the Dask scheduler"),
+                           ("local:0", "a LocalCluster needs at least 1 worker"),
+                           ("nowhere", "expected a scheduler address")]:
+        result = CliRunner().invoke(cli.main, [*base, "--dask", value])
+        assert result.exit_code == 1, result.output
+        assert len(result.output.strip().splitlines()) == 1 and re.search(message, result.output), result.output
+    # The environment variable is the option's default.
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
+    result = CliRunner().invoke(cli.main, base)
+    assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.output
+    assert not (tmp_path / "test.zarr").exists()  # refused before anything was written
