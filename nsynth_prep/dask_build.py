@@ -18,7 +18,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -85,12 +87,17 @@ def connect(text: str) -> Iterator[DaskRunner]:
     """
     spec = parse_dask(text)
     distributed = _import_distributed()
-    with contextlib.ExitStack() as stack:
+    with _quiet_distributed(), contextlib.ExitStack() as stack:
         if spec.address is None:
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=spec.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.WARNING))
+            # A terminal's Ctrl-C reaches every process of the group: the workers ignore it (from their
+            # start, and again when a Nanny restarts one) and the client closes them, instead of each
+            # printing a KeyboardInterrupt traceback.
+            with _sigint_ignored():
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=spec.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=logging.ERROR))
             client = stack.enter_context(distributed.Client(cluster))
+            client.register_plugin(_ignore_sigint_plugin())
         else:
             try:
                 client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT)
@@ -100,6 +107,50 @@ def connect(text: str) -> Iterator[DaskRunner]:
         runner = DaskRunner(client, str(spec))
         log.info("Dask: %s", runner.describe())
         yield runner
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """Dask's own INFO and WARNING lines (every key cancelled at Ctrl-C, each nanny closing) off for
+    the ``with`` body, closing included; errors stay, and ``nsynth -v`` shows everything."""
+    logger = logging.getLogger("distributed")
+    previous = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process for the ``with`` body, so that processes spawned in it start so."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_sigint_plugin() -> Any:
+    """A worker plugin: SIGINT ignored in a LocalCluster's worker, one a Nanny restarts included.
+
+    Made here, not at module level, because its base class is Dask's (an optional import).
+    """
+    base = _import_distributed().WorkerPlugin
+
+    class IgnoreSigint(base):  # type: ignore[misc, valid-type]
+        name = "nsynth-ignore-sigint"
+
+        def setup(self, worker: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
 
 
 class DaskRunner:
