@@ -243,6 +243,8 @@ def check_reachable(job: ChunkJob) -> None:
     for path, what in _source_paths(job):
         if not os.access(path, os.R_OK):
             raise SourceError(f"{_where()} cannot read {path} ({what}); {hint}")
-    for path, what in [(job.path / "zarr.json", "the cache being built"), (job.work / "done", "the build's work folder")]:
-        if not os.access(path, os.W_OK):
-            raise StorageError(f"{_where()} cannot write {path} ({what}); {hint}")
+    # zarr.json proves that this is the client's cache, not an empty folder of the same name on this host.
+    if not os.access(job.path / "zarr.json", os.R_OK):
+        raise StorageError(f"{_where()} cannot read {job.path / 'zarr.json'} (the cache being built); {hint}")
+    if not os.access(job.work / "done", os.W_OK | os.X_OK):
+        raise StorageError(f"{_where()} cannot write {job.work / 'done'} (the build's work folder); {hint}")

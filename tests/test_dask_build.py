@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from nsynth_prep import dask_build
 from nsynth_prep.build import BuildConfig, ChunkJob, build_cache
-from nsynth_prep.errors import ConfigError, SourceError
+from nsynth_prep.errors import ConfigError, SourceError, WavFormatError
 from nsynth_prep.features import feature_spec
 from nsynth_prep.sources import discover
 from nsynth_prep.spool import SpoolReader
@@ -171,6 +171,17 @@ def test_a_worker_that_cannot_read_the_source_says_so(corpus: Path, client: Any,
     with pytest.raises(SourceError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(host .+\) cannot read .*elsewhere/"
                                           r"spool \(the \.tar\.gz spooled by the client.*every worker reaches"):
         runner.run(job, [0], lambda rows: None)
+
+
+def test_bad_audio_found_by_a_task_stops_the_build_in_one_line(sources: Path, cluster: Any, tmp_path: Path) -> None:
+    """The worker's own error (the file, what is wrong) reaches the client as raised there."""
+    src = tmp_path / "nsynth-train"
+    shutil.copytree(sources / SOURCES["jsonwav"], src)
+    wav = sorted((src / "audio").glob("*.wav"))[7]
+    wav.write_bytes(b"RIFX" + wav.read_bytes()[4:])
+    config = BuildConfig(features=("trimmed",), dask=cluster.scheduler_address)
+    with pytest.raises(WavFormatError, match=re.escape(str(wav))):
+        build_cache(src, tmp_path / "c", config, progress=False)
 
 
 class DieOnFirstBlock(distributed.WorkerPlugin):  # type: ignore[misc]
