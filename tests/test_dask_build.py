@@ -184,35 +184,50 @@ def test_bad_audio_found_by_a_task_stops_the_build_in_one_line(sources: Path, cl
         build_cache(src, tmp_path / "c", config, progress=False)
 
 
-class DieOnFirstBlock(distributed.WorkerPlugin):  # type: ignore[misc]
-    """Kills its worker process (as a crash or an OOM kill would) when the first block task of the
-    whole cluster starts on it; the marker file makes it once. The Nanny starts a new worker."""
+class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
+    """Kills its worker process (as a crash or an OOM kill would) in the middle of a block: right
+    after the cluster's first chunk is written and marked done, with the block's other chunks to
+    come. The marker file makes it once; the Nanny then starts a new worker."""
 
-    name = "nsynth-test-die-on-first-block"
+    name = "nsynth-test-die-mid-block"
 
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if finish == "executing" and "-block-" in str(key):
+    def setup(self, worker: Any) -> None:
+        from nsynth_prep import build
+
+        self.original = original = build._mark_done
+        marker = self.marker
+
+        def mark_then_die(*args: Any) -> None:
+            original(*args)
             try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 return
             os._exit(1)
 
+        build._mark_done = mark_then_die
 
-def test_a_worker_dying_mid_build_is_retried(sources: Path, client: Any, cluster: Any, tmp_path: Path) -> None:
+    def teardown(self, worker: Any) -> None:
+        from nsynth_prep import build
+
+        build._mark_done = self.original
+
+
+def test_a_worker_dying_mid_block_is_retried(sources: Path, client: Any, cluster: Any, tmp_path: Path) -> None:
     marker = tmp_path / "died"
-    client.register_plugin(DieOnFirstBlock(str(marker)))
+    client.register_plugin(DieMidBlock(str(marker)))
     source = sources / SOURCES["tfrecord"]
+    features = ("trimmed", "framed")  # one block of 256 rows: 2 trimmed chunks and 1 framed
     try:
-        config = BuildConfig(features=("trimmed",), workers=2, dask=cluster.scheduler_address)
-        build_cache(source, tmp_path / "dask", config, progress=False)
+        build_cache(source, tmp_path / "dask", BuildConfig(features, workers=2, dask=cluster.scheduler_address),
+                    progress=False)
     finally:
-        client.unregister_worker_plugin(DieOnFirstBlock.name)
+        client.unregister_worker_plugin(DieMidBlock.name)
     assert marker.exists()  # a worker did die
-    build_cache(source, tmp_path / "local", BuildConfig(features=("trimmed",), workers=2), progress=False)
+    build_cache(source, tmp_path / "local", BuildConfig(features, workers=2), progress=False)
     assert_same_files(tmp_path / "dask", tmp_path / "local")
 
 
