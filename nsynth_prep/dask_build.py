@@ -159,10 +159,6 @@ class DaskRunner:
     def __init__(self, client: Any, name: str) -> None:
         self.client, self.name = client, name
 
-    def threads(self) -> int:
-        """Task slots of the cluster now: the sum of every worker's threads."""
-        return int(sum(self.client.nthreads().values()))
-
     def describe(self) -> str:
         workers = self.client.nthreads()
         return f"{self.name}: {len(workers)} workers, {sum(workers.values())} threads"
@@ -187,7 +183,7 @@ class DaskRunner:
                 if isinstance(result, NsynthError):
                     raise result
                 update(result)
-        finally:  # an error or Ctrl-C: nothing keeps writing for a build that has stopped
+        finally:  # an error or Ctrl-C: no block starts for a build that has stopped (a running one ends)
             self.client.cancel([*futures, shared])
 
 
