@@ -179,7 +179,13 @@ class DaskRunner:
                                       retries=RETRIES, pure=False) for b in blocks]
         try:
             for future in distributed.as_completed(futures):
-                result = future.result()  # re-raises an unexpected exception of the task (after its retries)
+                try:
+                    result = future.result()  # re-raises an unexpected exception of the task (after its retries)
+                except distributed.KilledWorker as exc:  # not our bug: workers died under it (memory, most often)
+                    dead = exc.allowed_failures + 1
+                    raise ConfigError(f"Dask: block {blocks[futures.index(future)]} of {job.path} killed the "
+                                      f"{dead} worker{'s' if dead > 1 else ''} it ran on (out of memory? see the "
+                                      "workers' logs); the chunks written stay, and the same command resumes") from None
                 if isinstance(result, NsynthError):
                     raise result
                 update(result)

@@ -231,6 +231,30 @@ def test_a_worker_dying_mid_block_is_retried(sources: Path, client: Any, cluster
     assert_same_files(tmp_path / "dask", tmp_path / "local")
 
 
+class AlwaysDie(distributed.WorkerPlugin):  # type: ignore[misc]
+    """Kills its worker whenever a block task starts: a block that no worker survives (an OOM kill, say)."""
+
+    name = "nsynth-test-always-die"
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing" and "-block-" in str(key):
+            os._exit(1)
+
+
+def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Path) -> None:
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            distributed.Client(cluster) as client:
+        client.register_plugin(AlwaysDie())
+        config = BuildConfig(features=("trimmed",), dask=cluster.scheduler_address)
+        with pytest.raises(ConfigError, match=r"Dask: block \d of .*train\.zarr killed the 1 worker it ran on "
+                                              r"\(out of memory\?"):
+            build_cache(sources / SOURCES["tfrecord"], tmp_path, config, progress=False)
+
+
 # --- the command line: interrupted, killed, resumed, refused ----------------------------------
 
 
