@@ -20,7 +20,6 @@ pooled), so a corpus of fewer blocks than workers cannot use them all.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ def main() -> None:
     import distributed
 
     from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_prep.dask_build import local_cluster_options
     from nsynth_prep.synth import write_corpus
 
     features = tuple(args.feature or ["pooled"])
@@ -82,8 +82,7 @@ def main() -> None:
         rows.append(("local", workers, None, best, best, "reference"))
     for workers in (1, 2):
         t = time.perf_counter()
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = distributed.LocalCluster(**local_cluster_options(workers))  # as --dask local:N starts it
         start = time.perf_counter() - t
         try:
             cache = caches / f"dask-{workers}"

@@ -76,6 +76,19 @@ def _import_distributed() -> Any:
     return distributed
 
 
+def local_cluster_options(workers: int) -> dict[str, Any]:
+    """``LocalCluster`` arguments of ``--dask local:N``: N processes of one thread on 127.0.0.1,
+    no dashboard, Dask's log lines below ERROR silenced.
+
+    Without a dashboard the scheduler still serves its HTTP routes (health, metrics), by default
+    on port 8787 of every interface: here on a free port of 127.0.0.1, so that two builds (or a
+    build beside a notebook's cluster) do not meet there.
+    """
+    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+            "dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+            "silence_logs": logging.ERROR}
+
+
 @contextlib.contextmanager
 def connect(text: str) -> Iterator[DaskRunner]:
     """A :class:`DaskRunner` on the cluster ``text`` names, for the ``with`` body.
@@ -93,9 +106,7 @@ def connect(text: str) -> Iterator[DaskRunner]:
             # start, and again when a Nanny restarts one) and the client closes them, instead of each
             # printing a KeyboardInterrupt traceback.
             with _sigint_ignored():
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=spec.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.ERROR))
+                cluster = stack.enter_context(distributed.LocalCluster(**local_cluster_options(spec.local_workers)))
             client = stack.enter_context(distributed.Client(cluster))
             client.register_plugin(_ignore_sigint_plugin())
         else:

@@ -52,8 +52,7 @@ def assert_same_files(got: Path, want: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+    with distributed.LocalCluster(**dask_build.local_cluster_options(2)) as c:
         yield c
 
 
@@ -245,8 +244,8 @@ def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Pa
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            distributed.LocalCluster(**{**dask_build.local_cluster_options(1), "silence_logs": logging.CRITICAL}) \
+            as cluster, \
             distributed.Client(cluster) as client:
         client.register_plugin(AlwaysDie())
         config = BuildConfig(features=("trimmed",), dask=cluster.scheduler_address)
