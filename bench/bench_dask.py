@@ -76,10 +76,10 @@ def main() -> None:
 
     caches = args.out / "caches"
     build(caches / "warm", 1)  # numba's on-disk cache and the page cache, before anything is timed
-    rows = []
+    rows: list[tuple[str, int, float | None, float | None, float, str]] = []  # kind, workers, start, first, best
     for workers in (1, 2):
         best = min(build(caches / f"local-{workers}", workers) for _ in range(args.repeat))
-        rows.append(("local", workers, None, best, best, "reference"))
+        rows.append(("local", workers, None, None, best, "reference"))
     for workers in (1, 2):
         t = time.perf_counter()
         cluster = distributed.LocalCluster(**local_cluster_options(workers))  # as --dask local:N starts it
@@ -89,16 +89,16 @@ def main() -> None:
             times = [build(cache, workers, cluster.scheduler_address) for _ in range(args.repeat)]
         finally:
             cluster.close()
-        same = same_files(cache, caches / f"local-{workers}")
-        rows.append(("dask LocalCluster", workers, start, times[0], min(times), "identical" if same else "DIFFERENT"))
+        verdict = "identical" if same_files(cache, caches / f"local-{workers}") else "DIFFERENT"
+        rows.append(("dask LocalCluster", workers, start, times[0], min(times), verdict))
 
     print(f"\n{args.notes:,} notes ({args.source}, {'+'.join(features)}), {os.cpu_count()} cores, best of "
           f"{args.repeat}\n")
     print("| build | workers | cluster start s | first build s | best build s | notes/s | bytes vs local |")
     print("|---|---|---|---|---|---|---|")
-    for kind, workers, start, first, best, same in rows:
-        start_s = f"{start:.2f}" if start is not None else "-"
-        print(f"| {kind} | {workers} | {start_s} | {first:.2f} | {best:.2f} | {args.notes / best:,.0f} | {same} |")
+    for kind, workers, start, first, best, verdict in rows:
+        start_s, first_s = (f"{t:.2f}" if t is not None else "-" for t in (start, first))
+        print(f"| {kind} | {workers} | {start_s} | {first_s} | {best:.2f} | {args.notes / best:,.0f} | {verdict} |")
 
 
 if __name__ == "__main__":  # the guard the LocalCluster's spawned worker processes need
