@@ -97,7 +97,7 @@ def main() -> None:
     print("| build | workers | cluster start s | first build s | best build s | notes/s | bytes vs local |")
     print("|---|---|---|---|---|---|---|")
     for kind, workers, start, first, best, verdict in rows:
-        start_s, first_s = (f"{t:.2f}" if t is not None else "-" for t in (start, first))
+        start_s, first_s = (f"{x:.2f}" if x is not None else "-" for x in (start, first))
         print(f"| {kind} | {workers} | {start_s} | {first_s} | {best:.2f} | {args.notes / best:,.0f} | {verdict} |")
 
 
