@@ -83,14 +83,14 @@ def main() -> None:
     for workers in (1, 2):
         t = time.perf_counter()
         cluster = distributed.LocalCluster(**local_cluster_options(workers))  # as --dask local:N starts it
-        start = time.perf_counter() - t
+        started = time.perf_counter() - t
         try:
             cache = caches / f"dask-{workers}"
             times = [build(cache, workers, cluster.scheduler_address) for _ in range(args.repeat)]
         finally:
             cluster.close()
         verdict = "identical" if same_files(cache, caches / f"local-{workers}") else "DIFFERENT"
-        rows.append(("dask LocalCluster", workers, start, times[0], min(times), verdict))
+        rows.append(("dask LocalCluster", workers, started, times[0], min(times), verdict))
 
     print(f"\n{args.notes:,} notes ({args.source}, {'+'.join(features)}), {os.cpu_count()} cores, best of "
           f"{args.repeat}\n")
