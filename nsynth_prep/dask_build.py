@@ -123,12 +123,13 @@ def connect(text: str) -> Iterator[DaskRunner]:
 
 @contextlib.contextmanager
 def _quiet_distributed() -> Iterator[None]:
-    """Dask's own INFO and WARNING lines (every key cancelled at Ctrl-C, each nanny closing) off for
-    the ``with`` body, closing included; errors stay, and ``nsynth -v`` shows everything."""
+    """Dask's own log lines in this process off for the ``with`` body, closing included: every key
+    cancelled at Ctrl-C, each nanny closing, the client's attempts to reconnect to a lost scheduler.
+    What stops a build reaches it as an exception, said in one line; ``nsynth -v`` shows them all."""
     logger = logging.getLogger("distributed")
     previous = logger.level
     if not log.isEnabledFor(logging.DEBUG):
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
@@ -198,6 +199,11 @@ class DaskRunner:
             for future in distributed.as_completed(futures):
                 try:
                     result = future.result()  # re-raises an unexpected exception of the task (after its retries)
+                except (distributed.client.FutureCancelledError, distributed.comm.CommClosedError) as exc:
+                    # Not by us (we cancel after the loop): the scheduler went away, or another client cancelled.
+                    why = getattr(exc, "reason", None) or "the connection to the scheduler closed"
+                    raise ConfigError(f"Dask: lost the tasks of {job.path} ({why}); the chunks written stay, and the "
+                                      "same command resumes") from None
                 except distributed.KilledWorker as exc:  # not our bug: workers died under it (memory, most often)
                     dead = exc.allowed_failures + 1
                     raise ConfigError(f"Dask: block {blocks[futures.index(future)]} of {job.path} killed the "

@@ -7,6 +7,7 @@ line tests start their own with ``--dask local:2``. Skipped without the dask ext
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +254,42 @@ def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Pa
         with pytest.raises(ConfigError, match=r"Dask: block \d of .*train\.zarr killed the 1 worker it ran on "
                                               r"\(out of memory\?"):
             build_cache(sources / SOURCES["tfrecord"], tmp_path, config, progress=False)
+
+
+def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduler process killed once the first block is written: the build stops in one line."""
+    monkeypatch.setattr(dask_build, "CONNECT_TIMEOUT", 5.0)
+    file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    common = ["--no-dashboard", "--scheduler-file", str(file)]
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", *common], env=env, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1",
+                               "--host", "127.0.0.1", *common], env=env, stderr=subprocess.DEVNULL)
+    done = tmp_path / "cache" / "train.zarr.build" / "done" / "trimmed"
+    try:
+        for _ in range(1000):
+            if file.exists() and file.stat().st_size:
+                break
+            time.sleep(0.02)
+        address = json.loads(file.read_text())["address"]
+
+        def kill_the_scheduler() -> None:  # once the first block is written
+            while not (done.is_dir() and any(done.iterdir())) and scheduler.poll() is None:
+                time.sleep(0.01)
+            scheduler.kill()
+
+        threading.Thread(target=kill_the_scheduler, daemon=True).start()
+        with pytest.raises(ConfigError, match=r"^Dask: lost the tasks of .*train\.zarr \((scheduler-connection-lost|"
+                                              r"the connection to the scheduler closed)\); the chunks written stay, "
+                                              r"and the same command resumes$"):
+            build_cache(descriptor, tmp_path / "cache", BuildConfig(features=("trimmed",), dask=address),
+                        progress=False)
+    finally:
+        for proc in (scheduler, worker):
+            proc.kill()
+            proc.wait()
 
 
 # --- the command line: interrupted, killed, resumed, refused ----------------------------------
