@@ -256,9 +256,10 @@ def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Pa
             build_cache(sources / SOURCES["tfrecord"], tmp_path, config, progress=False)
 
 
-def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, tmp_path: Path,
+def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, descriptor_local: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A scheduler process killed once the first block is written: the build stops in one line."""
+    """A scheduler process killed once the first block is written: the build stops in one line, and
+    a local build (no --dask) resumes it to the bytes of an uninterrupted one."""
     monkeypatch.setattr(dask_build, "CONNECT_TIMEOUT", 5.0)
     file = tmp_path / "scheduler.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -284,12 +285,15 @@ def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, tmp_path: Path
         with pytest.raises(ConfigError, match=r"^Dask: lost the tasks of .*train\.zarr \((scheduler-connection-lost|"
                                               r"the connection to the scheduler closed)\); the chunks written stay, "
                                               r"and the same command resumes$"):
-            build_cache(descriptor, tmp_path / "cache", BuildConfig(features=("trimmed",), dask=address),
+            build_cache(descriptor, tmp_path / "cache", BuildConfig(features=("trimmed",), workers=2, dask=address),
                         progress=False)
     finally:
         for proc in (scheduler, worker):
             proc.kill()
             proc.wait()
+    assert 1 <= len(list(done.glob("*.json"))) < 7
+    build_cache(descriptor, tmp_path / "cache", BuildConfig(features=("trimmed",), workers=2), progress=False)
+    assert_same_files(tmp_path / "cache", descriptor_local)
 
 
 # --- the command line: interrupted, killed, resumed, refused ----------------------------------
