@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install -e '.[dask]'"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up with one line
-# A task that raised something other than an NsynthError (a worker's storage hiccup) runs again this
-# many times. A task whose worker died is rescheduled by the scheduler itself (up to its
+# A task that raised something other than an NsynthError (an I/O error nsynth does not name, such as a
+# network file system's EIO while a WAV is read) runs again this many times. A task whose worker died is rescheduled by the scheduler itself (up to its
 # distributed.scheduler.allowed-failures, 3 by default), whatever this says.
 RETRIES = 2
 _LOCAL_RE = re.compile(r"local:(\d+)")
@@ -261,8 +261,7 @@ def check_reachable(job: ChunkJob) -> None:
     """Raise, naming this worker and the path, if it cannot read the source or write the cache.
 
     Workers read the source and write ``<split>.zarr`` and ``<split>.zarr.build`` themselves, so
-    all three must be on storage every worker reaches: a shared path (the same path on every
-    host) or a URL.
+    all three must be on storage every worker reaches, at the same path on every host.
     """
     hint = "sources and caches of a Dask build must be on storage that every worker reaches, at the same path"
     for path, what in _source_paths(job):
