@@ -14,6 +14,7 @@ level, so :func:`parse_dask` works (and says how to install it) without it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -199,7 +200,8 @@ class DaskRunner:
             for future in distributed.as_completed(futures):
                 try:
                     result = future.result()  # re-raises an unexpected exception of the task (after its retries)
-                except (distributed.client.FutureCancelledError, distributed.comm.CommClosedError) as exc:
+                except (concurrent.futures.CancelledError, distributed.comm.CommClosedError) as exc:
+                    # (distributed's FutureCancelledError, with the reason, is a CancelledError)
                     # Not by us (we cancel after the loop): the scheduler went away, or another client cancelled.
                     why = getattr(exc, "reason", None) or "the connection to the scheduler closed"
                     raise ConfigError(f"Dask: lost the tasks of {job.path} ({why}); the chunks written stay, and the "
