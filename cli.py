@@ -164,10 +164,14 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--allow-empty", is_flag=True, help="Write a cache with no notes instead of failing (recorded).")
 @click.option("--wait", is_flag=True, help="If another process is writing the same cache split, wait for it "
               "instead of failing.")
+@click.option("--dask", envvar="DASK_SCHEDULER_ADDRESS", metavar="tcp://HOST:PORT|local:N",
+              help="Write the chunks as tasks on this Dask cluster (default $DASK_SCHEDULER_ADDRESS), or on a "
+                   "LocalCluster of N processes; sources and caches must be on storage every worker reaches. "
+                   "Needs pip install -e '.[dask]'.")
 @click.pass_obj
 def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, features: tuple[str, ...],
                      split: str | None, families: str | None, exclude_families: str | None, seed: int,
-                     workers: int, on_error: str, allow_empty: bool, wait: bool) -> None:
+                     workers: int, on_error: str, allow_empty: bool, wait: bool, dask: str | None) -> None:
     """Build zarr caches from NSynth SOURCES.
 
     A SOURCE is a split folder (examples.json + audio/), a .jsonwav.tar.gz, a .tfrecord,
@@ -179,7 +183,7 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
     from nsynth_prep.build import BuildConfig, build_cache
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                         seed, workers, on_error, allow_empty=allow_empty, wait=wait)
+                         seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None)
     for source in sources:
         for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
             click.echo(summary.report())

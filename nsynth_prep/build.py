@@ -10,6 +10,7 @@ A rerun after an interruption skips the marked chunks and ends with the same byt
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -17,10 +18,10 @@ import math
 import multiprocessing
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -50,6 +51,10 @@ class BuildConfig:
     on_error: str = "fail"  # "fail" or "skip"
     allow_empty: bool = False  # write a cache with no notes instead of failing (recorded in the attrs)
     wait: bool = False  # wait for another writer of the same split instead of failing (not recorded)
+    # Where the chunk-writing tasks run: None (local processes), "tcp://HOST:PORT" (a Dask scheduler) or
+    # "local:N" (a Dask LocalCluster of N processes); see .dask_build. Not recorded: where a cache was
+    # computed is not part of what it is (a Dask build and a local one write the same bytes).
+    dask: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.features:
@@ -60,6 +65,10 @@ class BuildConfig:
             raise ConfigError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
         if self.workers < 1:
             raise ConfigError("workers must be >= 1")
+        if self.dask is not None:
+            from .dask_build import parse_dask  # a string check: Dask itself is not imported here
+
+            parse_dask(self.dask)
 
     def rows(self) -> cache.RowOptions:
         """What decides which notes are in the cache and in which order."""
@@ -99,8 +108,14 @@ class BuildSummary:
 def build_cache(source: Path, cache_dir: store.Where, config: BuildConfig, split: str | None = None,
                 progress: bool = True) -> list[BuildSummary]:
     """Build (or resume, or extend with new features) the cache of every split at ``source``;
-    ``cache_dir`` is a folder or an fsspec URL (``s3://bucket/prefix``)."""
-    return [build_split(s, store.location(cache_dir), config, progress) for s in discover(Path(source), split)]
+    ``cache_dir`` is a folder or an fsspec URL (``s3://bucket/prefix``).
+
+    With ``config.dask`` the chunks of every split are written by tasks on that Dask cluster
+    (one client, or one LocalCluster, for all the splits); the scan stays in this process.
+    """
+    sources = discover(Path(source), split)
+    with _cluster(config):
+        return [build_split(s, store.location(cache_dir), config, progress) for s in sources]
 
 
 def order_rows(labels: LabelTable, seed: int) -> np.ndarray:
@@ -243,8 +258,49 @@ def _summary(src: Source, path: Location, group: zarr.Group, config: BuildConfig
 
 # --- the chunk writers -------------------------------------------------------------------------
 
-# Set in the parent before the pool forks, so workers inherit the reader without pickling.
-_JOB: dict[str, Any] = {}
+
+@dataclass(frozen=True, eq=False)
+class ChunkJob:
+    """What a chunk writer needs, in one picklable object: paths and arrays, no open files.
+
+    Sent once to each local pool process, or to each Dask worker (see :mod:`.dask_build`), and
+    passed to :func:`_write_block` with a block number. ``order`` is (n,) int64: the catalog
+    position of each cache row; ``reader`` reopens its files lazily in whatever process runs it.
+    """
+
+    path: Location  # the cache group, <split>.zarr
+    work: Location  # <split>.zarr.build: done markers (and a .tar.gz's spool)
+    reader: FeatureReader
+    order: np.ndarray
+    specs: tuple[FeatureSpec, ...]
+    block_rows: int  # rows per task: the largest feature chunk, so that every chunk has one writer
+
+
+class ChunkRunner(Protocol):
+    """Runs blocks of a job somewhere else (a Dask cluster); ``update(rows)`` as each one ends."""
+
+    def run(self, job: ChunkJob, blocks: Sequence[int], update: Callable[[int], None]) -> None: ...
+
+
+# The cluster of the build in progress, opened by build_cache when config.dask is set. A context
+# variable rather than a parameter, so that the per-split code between the two is unchanged.
+_RUNNER: contextvars.ContextVar[ChunkRunner | None] = contextvars.ContextVar("nsynth_chunk_runner", default=None)
+
+
+@contextlib.contextmanager
+def _cluster(config: BuildConfig) -> Iterator[None]:
+    """Connect to ``config.dask`` (or start its LocalCluster) for the ``with`` body; a no-op without it."""
+    if config.dask is None or _RUNNER.get() is not None:
+        yield
+        return
+    from .dask_build import connect  # only here: Dask is an optional extra
+
+    with connect(config.dask) as runner:
+        token = _RUNNER.set(runner)
+        try:
+            yield
+        finally:
+            _RUNNER.reset(token)
 
 
 def _write_features(path: Location, work: Location, catalog: Catalog, order: np.ndarray, specs: Sequence[FeatureSpec],
@@ -258,17 +314,31 @@ def _write_features(path: Location, work: Location, catalog: Catalog, order: np.
     remaining = sum(min(block_rows, n - b * block_rows) for b in blocks)
     if not blocks:  # all written before an interruption, or an empty split
         return
-    _JOB.update(path=path, work=work, reader=catalog.reader, order=order, specs=list(specs), block_rows=block_rows)
+    job = ChunkJob(path, work, catalog.reader, order, tuple(specs), block_rows)
+    runner = _RUNNER.get()
     with Progress(remaining, f"{desc} {'+'.join(s.name for s in specs)}", enabled=progress) as bar:
-        if workers == 1 or len(blocks) == 1:
+        if runner is not None:
+            runner.run(job, blocks, bar.update)
+        elif workers == 1 or len(blocks) == 1:
             for b in blocks:
-                bar.update(_write_block(b))
+                bar.update(_write_block(job, b))
         else:
+            # Each process gets the job once (initargs; inherited at fork, not pickled per task).
             ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(workers, len(blocks))) as pool:
-                for done in pool.imap_unordered(_write_block, blocks):
+            with ctx.Pool(min(workers, len(blocks)), initializer=_set_pool_job, initargs=(job,)) as pool:
+                for done in pool.imap_unordered(_pool_block, blocks):
                     bar.update(done)
-    _JOB.clear()
+
+
+_POOL_JOB: list[ChunkJob] = []  # in a pool process: the job it was started with
+
+
+def _set_pool_job(job: ChunkJob) -> None:
+    _POOL_JOB[:] = [job]
+
+
+def _pool_block(block: int) -> int:
+    return _write_block(_POOL_JOB[0], block)
 
 
 # The done marks of a remote cache's work folder, listed once before the blocks are dispatched
@@ -295,15 +365,13 @@ def _block_done(work: Location, specs: Sequence[FeatureSpec], block: int, block_
     return True
 
 
-def _write_block(block: int) -> int:
+def _write_block(job: ChunkJob, block: int) -> int:
     """Compute and write every chunk of rows ``[block * B, (block + 1) * B)``; returns notes done."""
-    path, work, specs = _JOB["path"], _JOB["work"], _JOB["specs"]
-    reader: FeatureReader = _JOB["reader"]
-    order: np.ndarray = _JOB["order"]
+    path, work, specs, reader, order = job.path, job.work, job.specs, job.reader, job.order
     group = zarr.open_group(store.zarr_store(path), mode="r+")
     arrays: dict[str, Any]
     arrays = {s.name: group[s.name] for s in specs}  # zarr arrays, written whole chunks at a time
-    start, stop = block * _JOB["block_rows"], min(len(order), (block + 1) * _JOB["block_rows"])
+    start, stop = block * job.block_rows, min(len(order), (block + 1) * job.block_rows)
     step = min(s.chunk_rows for s in specs)  # every chunk size is a multiple of this
     pending: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
     for sub in range(start, stop, step):

@@ -194,6 +194,16 @@ class TFRecordReader(AudioReader):
         self._fd: int | None = None
         self._pid = -1
 
+    def __getstate__(self) -> dict[str, object]:
+        # Pickled for another process or host (a Dask worker): the path, never this process's descriptor,
+        # whose number could match an unrelated file there (same pid on another host).
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def __del__(self) -> None:  # a long-lived Dask worker unpickles one reader per build: close its descriptor
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # type: ignore[arg-type]
+
     def read_audio(self, index: np.ndarray) -> np.ndarray:
         """(k, 64000) int16: the records' float samples times 32768, exactly."""
         if self._pid != os.getpid():  # one descriptor per worker process

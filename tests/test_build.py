@@ -262,11 +262,11 @@ def test_resume_after_interrupt_ends_identical(corpus: Path, tmp_path: Path, mon
     calls = {"n": 0}
     original = build._write_block
 
-    def interrupted(block: int) -> int:
+    def interrupted(job: build.ChunkJob, block: int) -> int:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # Ctrl-C after one block
-        return original(block)
+        return original(job, block)
 
     monkeypatch.setattr(build, "_write_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -288,10 +288,10 @@ import os, signal, sys
 from pathlib import Path
 from nsynth_prep import build
 original, done = build._write_block, []
-def write_then_die(block):
+def write_then_die(job, block):
     if len(done) == 1:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the build
-    done.append(original(block))
+    done.append(original(job, block))
     return done[-1]
 build._write_block = write_then_die
 build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(features=("trimmed",), workers=1),

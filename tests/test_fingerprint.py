@@ -127,10 +127,10 @@ import os, signal, sys
 from pathlib import Path
 from nsynth_prep import build
 original, done = build._write_block, []
-def write_then_die(block):
+def write_then_die(job, block):
     if len(done) == 1:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9 after one block
-    done.append(original(block))
+    done.append(original(job, block))
     return done[-1]
 build._write_block = write_then_die
 build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(features=("trimmed",), workers=1),
