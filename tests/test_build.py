@@ -294,8 +294,8 @@ def write_then_die(job, block):
     done.append(original(job, block))
     return done[-1]
 build._write_block = write_then_die
-build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(features=("trimmed",), workers=1),
-                  progress=False)
+build.build_cache(Path(sys.argv[1]), sys.argv[2], build.BuildConfig(features=("trimmed",), workers=1),
+                  progress=False)  # argv[2]: a folder or a URL
 """
 
 

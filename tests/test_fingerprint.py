@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from test_build import SPOOL_KILLER  # kill -9 while streaming an archive (16-note spool blocks)
+from test_build import KILLER, SPOOL_KILLER  # kill -9 after one block; while streaming an archive
 
 from nsynth_prep import build, cache
 from nsynth_prep.build import BuildConfig, build_cache
@@ -122,20 +122,6 @@ def test_changes_are_named_file_by_file(src: Path, tmp_path: Path) -> None:
         build_cache(src, tmp_path / "c", BuildConfig(), progress=False)
 
 
-KILLER = """
-import os, signal, sys
-from pathlib import Path
-from nsynth_prep import build
-original, done = build._write_block, []
-def write_then_die(job, block):
-    if len(done) == 1:
-        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 after one block
-    done.append(original(job, block))
-    return done[-1]
-build._write_block = write_then_die
-build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(features=("trimmed",), workers=1),
-                  progress=False)
-"""
 
 
 def test_resume_refuses_a_source_changed_under_it(corpus: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ moto_server = pytest.importorskip("moto.server", reason="the object-store tests 
                                                         "pip install -e '.[test]'")
 
 from click.testing import CliRunner  # noqa: E402
+from test_build import KILLER  # noqa: E402  kill -9 after one block of a build
 
 import cli  # noqa: E402
 from nsynth_prep import cache, store  # noqa: E402
@@ -158,18 +160,6 @@ def test_verify_catches_a_tampered_and_a_deleted_chunk_object(s3: Any, corpus: P
         CheckedArray(cache.open_cache(f"{url}/valid.zarr"), "pooled").read_rows(0, None)
 
 
-KILLER = """
-import os, signal, sys
-from nsynth_prep import build
-original, done = build._write_block, []
-def write_then_die(block):
-    if len(done) == 1:
-        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the build
-    done.append(original(block))
-    return done[-1]
-build._write_block = write_then_die
-build.build_cache(sys.argv[1], sys.argv[2], build.BuildConfig(features=("trimmed",), workers=1), progress=False)
-"""
 
 
 def test_killed_build_resumes_to_the_same_objects(s3: Any, corpus: Path) -> None:
@@ -215,6 +205,20 @@ def write_then_die(*args, **kwargs):
 spool._write_block = write_then_die
 build.build_cache(sys.argv[1], sys.argv[2], build.BuildConfig(), progress=False)
 """
+
+
+def test_dask_workers_write_a_cache_on_s3_as_a_local_build_does(s3: Any, corpus: Path) -> None:
+    """The three parts together: chunk tasks on a LocalCluster of 2 worker processes (which find
+    the endpoint and credentials in the AWS_* variables they inherit) write the same objects into
+    the bucket as a build in this process."""
+    pytest.importorskip("distributed", reason="the dask extra: pip install -e '.[dask]'")
+    _aged(corpus / "nsynth-train")
+    config = BuildConfig(features=("pooled", "trimmed"))
+    build_cache(corpus / "nsynth-train", f"s3://{BUCKET}/dask", replace(config, dask="local:2"), progress=False)
+    build_cache(corpus / "nsynth-train", f"s3://{BUCKET}/dask-ref", config, progress=False)
+    on_dask, here = _objects(s3, f"{BUCKET}/dask"), _objects(s3, f"{BUCKET}/dask-ref")
+    assert sorted(on_dask) == sorted(here) and [k for k in here if on_dask[k] != here[k]] == []
+    assert verify_cache(f"s3://{BUCKET}/dask/train.zarr") == []
 
 
 def test_archive_build_resumes_on_another_machine_by_spooling_again(s3: Any, corpus: Path, built: str) -> None:
