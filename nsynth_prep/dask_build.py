@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -230,10 +231,36 @@ def write_block_task(job: ChunkJob, block: int) -> int | NsynthError:
     not raised, so that a bad note or an unreachable path is not retried as a crash would be.
     """
     try:
+        _keep_freed_memory()
         check_reachable(job)
         return _write_block(job, block)
     except NsynthError as exc:
         return exc
+
+
+_MALLOC_TUNED: list[bool] = []  # set once per worker process
+
+
+def _keep_freed_memory() -> None:
+    """Let this worker's C allocator reuse the memory of freed arrays instead of handing it back.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting it at all turns off
+    glibc's adaptive mmap threshold, so every array over 128 KiB is a fresh ``mmap`` whose pages
+    fault in, zeroed, on first touch. A block's task allocates tens of MB of such arrays: on a
+    LocalCluster of one worker a framed+trimmed block took 0.16 s against 0.07-0.10 s in the
+    client process, and 0.10-0.11 s with the variable unset (the numba int16 kernel alone: 15 ms
+    against 1-3 ms). Arrays up to 32 MiB now come from the heap and freed memory up to 256 MiB
+    is kept; a build's working set is a few blocks, tens of MB. Linux/glibc only; elsewhere a no-op.
+    """
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED.append(True)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (its maximum on 64-bit glibc)
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _where() -> str:
