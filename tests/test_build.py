@@ -326,7 +326,7 @@ def write_then_die(*args, **kwargs):
     if len(written) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while streaming the archive
 spool._write_block = write_then_die
-build.build_cache(Path(sys.argv[1]), Path(sys.argv[2]), build.BuildConfig(), progress=False)
+build.build_cache(Path(sys.argv[1]), sys.argv[2], build.BuildConfig(), progress=False)  # argv[2]: a folder or a URL
 """
 
 

@@ -28,7 +28,7 @@ moto_server = pytest.importorskip("moto.server", reason="the object-store tests 
                                                         "pip install -e '.[test]'")
 
 from click.testing import CliRunner  # noqa: E402
-from test_build import KILLER  # noqa: E402  kill -9 after one block of a build
+from test_build import KILLER, SPOOL_KILLER  # noqa: E402  kill -9 after one block; while spooling
 
 import cli  # noqa: E402
 from nsynth_prep import cache, store  # noqa: E402
@@ -190,21 +190,6 @@ def test_killed_build_resumes_to_the_same_objects(s3: Any, corpus: Path) -> None
     forked = _objects(s3, f"{BUCKET}/forked")
     assert sorted(forked) == sorted(fresh)
     assert [k for k in fresh if forked[k] != fresh[k]] == ["train.zarr/zarr.json"]
-
-
-SPOOL_KILLER = """
-import os, signal, sys
-from nsynth_prep import build, spool
-spool.SPOOL_BLOCK = 16  # 60 notes: 4 blocks
-original, written = spool._write_block, []
-def write_then_die(*args, **kwargs):
-    original(*args, **kwargs)
-    written.append(1)
-    if len(written) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while streaming the archive
-spool._write_block = write_then_die
-build.build_cache(sys.argv[1], sys.argv[2], build.BuildConfig(), progress=False)
-"""
 
 
 def test_dask_workers_write_a_cache_on_s3_as_a_local_build_does(s3: Any, corpus: Path) -> None:
