@@ -308,7 +308,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
             shares = train_split.shares(1)
             for warning in (small_corpus_warning(max(shares), config.batch_size, drop_last),
                             distributed.uneven_warning(shares, train_split)):
-                if warning:
+                if warning and dist.main:  # from every rank's shares: the same on all, said once
                     log.warning(warning)
             # Steps of each epoch (the same on every rank; under torchrun they vary a little from
             # epoch to epoch with the ranks' shares of the chunks)
