@@ -19,7 +19,8 @@ the expiry every third of the lease time. The current lease is the highest gener
 Limits (documented in the README): expiry is judged on the writers' clocks, so hosts must agree
 to well within the lease time (``NSYNTH_LEASE_SECONDS``, default 60); a holder stalled for
 longer than that (suspended, partitioned) can find its lease taken over: its heartbeat sees the
-higher generation and says so in the log, and the writer ends with a ``LockedError`` saying so
+higher generation, or another writer's token in its own generation's object (numbers start
+again at 0 once every lease is released), and says so in the log, and the writer ends with a ``LockedError`` saying so
 instead of success, but it cannot stop writes already under way. Only backends known to refuse a conditional create are allowed (s3, file); others are refused with
 one line rather than locked unsafely.
 """
@@ -35,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,14 +90,24 @@ def _pid_gone(pid: object) -> bool:
     return False
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace ("" where there is none to read): containers that share a
+    host name but not their PIDs must not judge each other's pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _live(info: dict[str, Any] | None, now: float) -> bool:
     if not info:  # unreadable: cut short, so no live holder wrote it whole
         return False
     if float(info.get("expires", 0)) <= now:
         return False
-    # A holder on this host that has died left a lease that no heartbeat renews: take it now
-    # rather than after its expiry.
-    return not (info.get("host") == socket.gethostname() and _pid_gone(info.get("pid")))
+    # A holder on this host (and in this PID namespace) that has died left a lease that no
+    # heartbeat renews: take it now rather than after its expiry.
+    here = info.get("host") == socket.gethostname() and info.get("pidns") == _pid_namespace()
+    return not (here and _pid_gone(info.get("pid")))
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -112,8 +124,12 @@ class Lease:
         self.generation = -1
         self.lost = False
         self._stop = threading.Event()
-        self._info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
-                      "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        # The token tells this writer's lease from another's of the same generation: numbers are
+        # reused once every lease is released, and a stalled holder must not renew (or delete)
+        # the lease of the writer that came after it.
+        self._info = {"pid": os.getpid(), "host": socket.gethostname(), "pidns": _pid_namespace(),
+                      "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "token": uuid.uuid4().hex}
         self._thread: threading.Thread | None = None
 
     @property
@@ -181,7 +197,7 @@ class Lease:
         while not self._stop.wait(self.seconds / 3):
             try:
                 gens = _generations(self.folder)
-                if self.generation not in gens or max(gens) > self.generation:
+                if not self._ours() or max(gens) > self.generation:
                     self.lost = True
                     log.error("%s: this writer's lease was taken over (it was not renewed for %.0f s); another "
                               "process may now write the same cache", self.folder, self.seconds)
@@ -190,12 +206,20 @@ class Lease:
             except Exception as exc:  # the next beat tries again; the expiry leaves 2 more chances
                 log.warning("%s: could not renew the lease (%s)", self.folder, exc)
 
+    def _ours(self) -> bool:
+        """Whether the lease object of our generation is still the one this writer created."""
+        info = _read(self.key)
+        return bool(info) and info.get("token") == self._info["token"]  # type: ignore[union-attr]
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         with contextlib.suppress(OSError):
-            self.key.unlink(missing_ok=True)
+            if self._ours():  # never another writer's lease of the same generation
+                self.key.unlink(missing_ok=True)
+            else:
+                self.lost = True
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import LockedError, StorageError
-from .store import Location, Remote
+from .store import FILE_PROTOCOLS, Location, Remote
 
 DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
@@ -73,6 +73,10 @@ def exclusive(lock_path: Location, what: str, wait: bool = False, poll: float = 
     LockedError
         Another live process holds the lock (and ``wait`` is False).
     """
+    if isinstance(lock_path, Remote) and lock_path.protocol in FILE_PROTOCOLS:
+        # A file:// URL is a local path: the same flock as the path itself, so that a build by
+        # either spelling of one folder locks out the other.
+        lock_path = Path(lock_path.key)
     if isinstance(lock_path, Remote):
         from .lease import hold
 

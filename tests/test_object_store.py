@@ -350,6 +350,35 @@ def test_a_writer_whose_lease_was_taken_over_does_not_end_as_if_alone(s3: Any,
         time.sleep(0.6)  # the next heartbeat sees it
 
 
+def test_a_stalled_writer_does_not_renew_or_release_the_next_writers_lease_of_its_number(s3: Any) -> None:
+    """Generation numbers start again at 0 once every lease is released: a writer that stalled
+    while others came and went must see that the lease of its number is no longer its own."""
+    from nsynth_prep.lease import Lease
+
+    folder = store.Remote(f"s3://{BUCKET}/reused/train.zarr.lock")
+    stalled = Lease(folder, 60)
+    assert stalled.try_take() is None and stalled.generation == 0
+    stalled.key.unlink()  # taken over and released by a second writer while this one stalled
+    after = Lease(folder, 60)
+    assert after.try_take() is None and after.generation == 0  # a third writer: the same number
+    assert not stalled._ours() and after._ours()
+    stalled.release()  # must not delete the third writer's lease
+    assert stalled.lost
+    assert json.loads(s3.cat_file(after.key.key))["token"] == after._info["token"]
+    after.release()
+    assert s3.find(folder.key) == []
+
+
+def test_a_file_url_and_its_path_share_one_lock(tmp_path: Path) -> None:
+    """file:// is a local folder: both spellings take the same flock (no lease objects)."""
+    lock = tmp_path / "train.zarr.lock"
+    with exclusive(lock, "cache"), pytest.raises(LockedError), exclusive(store.Remote(f"file://{lock}"), "cache"):
+        pass
+    with exclusive(store.Remote(f"file://{lock}"), "cache"), pytest.raises(LockedError), exclusive(lock, "cache"):
+        pass
+    assert lock.is_file()
+
+
 def test_storage_problems_are_one_line_naming_the_url(s3: Any, corpus: Path) -> None:
     with pytest.raises(StorageError, match=r"^s3://no-such-bucket/c/train.zarr: the bucket 'no-such-bucket' does "
                                            "not exist"):
