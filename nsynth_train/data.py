@@ -355,6 +355,12 @@ class Split:
         nbytes = c.array(config.feature).nbytes  # as stored: int16 audio counts 2 bytes a sample
         limit = (torch.cuda.mem_get_info(device)[0] * 0.4 if device.type == "cuda" else 2 << 30)
         self.resident = config.resident == "yes" or (config.resident == "auto" and nbytes <= limit)
+        if self.world > 1 and config.resident == "auto":
+            # One choice for all ranks (the GPUs' free memory may differ): a resident rank shares
+            # out notes and a streaming one chunks, so mixed choices would overlap and leave gaps.
+            vote = torch.tensor([int(self.resident)], device=device if device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MIN)
+            self.resident = bool(vote.item())
         assert config.batch_size is not None
         if self.resident:
             self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)

@@ -122,6 +122,15 @@ class Dist:
             raise RunError(f"rank {self.rank} stopped: rank {r} failed: {msg}")
         return self.broadcast(result) if where == "main" else result
 
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm running statistics). DDP copies them from
+        rank 0 at the start of each training forward, and each rank's own last forward (a padding
+        step's one row, too) then updates its copy: without this, each rank would validate
+        slightly different weights from the ones rank 0 saves."""
+        if self.enabled:
+            for buf in model.buffers():
+                tdist.broadcast(buf.data, src=0)
+
     @property
     def _comm_device(self) -> torch.device:
         """NCCL moves tensors on the GPU only; gloo on the CPU."""

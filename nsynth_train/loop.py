@@ -329,6 +329,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
                 tl, ta, n = run_epoch(step_model, train_split, config, epoch, optimizer, amp,
                                       f"epoch {epoch}/{config.epochs}", progress, scaler, train_obj, dist)
                 seconds = time.perf_counter() - t
+                dist.sync_buffers(model)  # validate the weights rank 0 saves
                 vl, va, _ = run_epoch(eval_model, valid_split, config, epoch, None, amp, "  valid", False, scaler,
                                       valid_obj, dist)
                 # Once an epoch, before saving: a few small syncs. Adam's moments overflow (inf) when

@@ -141,6 +141,42 @@ def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path:
         resume_state.read(run / "last.pt", cfg, 1)
 
 
+def test_batchnorm_ranks_validate_the_weights_rank_0_saves(corpus: Path, tmp_path: Path) -> None:
+    """mel-cnn has BatchNorm: each rank's running statistics drift from rank 0's with its own last
+    forward (padding steps included), so validation must run on rank 0's buffers, the ones saved."""
+    from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_train import checkpoint
+    from nsynth_train.evaluate import evaluate_run
+
+    caches = tmp_path / "caches"
+    for split in ("train", "valid", "test"):
+        build_cache(corpus / f"nsynth-{split}", caches, BuildConfig(features=("trimmed",)), progress=False)
+    run, record = tmp_path / "run", tmp_path / "record"
+    record.mkdir()
+    args = ["-q", "train", "--cache", str(caches), "--model", "mel-cnn", "--epochs", "1", "--batch-size", "8",
+            "--device", "cpu", "--resident", "yes", "--out", str(run)]
+    done = _ranks(args, record)
+    assert [p.returncode for p in done] == [0, 0], done[0].stderr + done[1].stderr
+    last = checkpoint.load(run / "last.pt")
+    epoch = last["extra"]["history"][-1]
+    valid = evaluate_run(run / "last.pt", caches, "valid", tmp_path / "alone", device="cpu", progress=False,
+                         figures=False)["valid"]
+    assert epoch["valid_accuracy"] == valid["accuracy"]
+    # The loss is continuous, so it shows other running statistics where the accuracy may not.
+    from nsynth_train.config import TrainConfig
+    from nsynth_train.data import Split
+    from nsynth_train.evaluate import predict
+    from nsynth_train.models import build_model
+    from nsynth_train.tasks import get_task
+
+    config, task = TrainConfig.from_dict(last["config"]), get_task("family")
+    model = build_model("mel-cnn", task.outputs)
+    model.load_state_dict(last["model"])
+    probs, y, _ = predict(model, Split(caches / "valid.zarr", config, task, torch.device("cpu"), False), None, task)
+    loss = float(-np.log(probs[np.arange(len(y)), y]).mean())
+    assert epoch["valid_loss"] == pytest.approx(loss, rel=1e-4)
+
+
 def test_torchrun_refusal_stops_every_rank(small_chunks: Path, tmp_path: Path) -> None:
     """Rank 0 refuses a folder that holds a run: both ranks stop at once with one line each."""
     run = tmp_path / "run"
