@@ -55,7 +55,9 @@ class NsynthGroup(click.Group):
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt as exc:  # Ctrl-C: one line (train: the command that resumes), exit 130
-            click.secho(str(exc) or "interrupted; the same command resumes where it stopped", fg="yellow", err=True)
+            if os.environ.get("RANK", "0") in ("", "0") or os.environ.get("WORLD_SIZE", "1") == "1":
+                # (under torchrun, rank 0 alone says it: every rank gets the terminal's Ctrl-C)
+                click.secho(str(exc) or "interrupted; the same command resumes where it stopped", fg="yellow", err=True)
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install -e '.[dask]'"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up with one line
+WORKERS_TIMEOUT = 60  # seconds a scheduler may take to have a worker (ones just started are joining)
 # A task that raised something other than an NsynthError (an I/O error nsynth does not name, such as a
 # network file system's EIO while a WAV is read) runs again this many times. A task whose worker died is rescheduled by the scheduler itself (up to its
 # distributed.scheduler.allowed-failures, 3 by default), whatever this says.
@@ -119,6 +120,11 @@ def connect(text: str) -> Iterator[DaskRunner]:
             except (OSError, TimeoutError) as exc:  # distributed raises OSError("Timed out trying to connect ...")
                 raise ConfigError(f"--dask {spec.address}: cannot reach the Dask scheduler ({exc})") from None
             stack.enter_context(client)
+            try:  # tasks on a scheduler without workers would wait, silently, for ever
+                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            except (TimeoutError, OSError):
+                raise ConfigError(f"--dask {spec.address}: the scheduler has no workers (waited {WORKERS_TIMEOUT} s); "
+                                  f"start some (dask worker {spec.address}) and run this again") from None
         runner = DaskRunner(client, str(spec))
         log.info("Dask: %s", runner.describe())
         yield runner
@@ -250,7 +256,9 @@ def _keep_freed_memory() -> None:
     LocalCluster of one worker a framed+trimmed block took 0.16 s against 0.07-0.10 s in the
     client process, and 0.10-0.11 s with the variable unset (the numba int16 kernel alone: 15 ms
     against 1-3 ms). Arrays up to 32 MiB now come from the heap and freed memory up to 256 MiB
-    is kept; a build's working set is a few blocks, tens of MB. Linux/glibc only; elsewhere a no-op.
+    is kept; a build's working set is a few blocks, tens of MB. The setting stays with the worker
+    process after the build (on a shared cluster, its workers keep up to that much freed memory,
+    which Dask's memory monitor counts). Linux/glibc only; elsewhere a no-op.
     """
     if _MALLOC_TUNED:
         return
@@ -282,8 +290,9 @@ def _source_paths(job: ChunkJob) -> list[tuple[Path, str]]:
     if isinstance(reader, TFRecordReader):
         return [(reader.path, "the source TFRecord")]
     if isinstance(reader, SpoolReader):
-        return [(reader.spool_dir, "the .tar.gz spooled by the client into the build's work folder, which must "
-                                   "be on shared storage too")]
+        where = ("$NSYNTH_SPOOL_DIR (the spool of a cache at a URL), which must be a shared folder"
+                 if isinstance(job.path, Remote) else "the build's work folder, which must be on shared storage too")
+        return [(reader.spool_dir, f"the .tar.gz spooled by the client into {where}")]
     return []  # a synth descriptor's notes are rendered from the plan in the job: nothing to read
 
 

@@ -366,3 +366,18 @@ def test_unreachable_scheduler_and_bad_values_are_one_line(corpus: Path, tmp_pat
     result = CliRunner().invoke(cli.main, base)
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.output
     assert not (tmp_path / "test.zarr").exists()  # refused before anything was written
+
+
+def test_a_scheduler_without_workers_is_one_line(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks sent to a scheduler that has no worker would wait for ever: refused after a while."""
+    import cli
+
+    monkeypatch.setattr(dask_build, "WORKERS_TIMEOUT", 1)
+    with distributed.LocalCluster(**{**dask_build.local_cluster_options(1), "n_workers": 0}) as empty:
+        result = CliRunner().invoke(cli.main, ["prep", "build-cache", str(corpus / "nsynth-test"), "--cache",
+                                               str(tmp_path), "--dask", empty.scheduler_address])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: --dask {empty.scheduler_address}: the scheduler has no workers (waited 1 s); start some "
+        f"(dask worker {empty.scheduler_address}) and run this again"]
+    assert not (tmp_path / "test.zarr").exists()
