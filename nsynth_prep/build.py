@@ -306,6 +306,10 @@ def _cluster(config: BuildConfig) -> Iterator[None]:
 def _write_features(path: Location, work: Location, catalog: Catalog, order: np.ndarray, specs: Sequence[FeatureSpec],
                     workers: int, progress: bool, desc: str) -> None:
     n = len(order)
+    if isinstance(path, Path):  # zarr writes a local chunk to <key>.<uuid>.partial, then renames it: a
+        for s in specs:         # writer killed in between leaves that file, which nothing else removes
+            for stray in (path / s.name).glob("c/**/*.partial"):
+                stray.unlink(missing_ok=True)  # (we hold the split's lock: no live writer's file)
     block_rows = max(s.chunk_rows for s in specs)
     blocks = [b for b in range(math.ceil(n / block_rows)) if not _block_done(work, specs, b, block_rows, n)]
     with storage_errors(work):
