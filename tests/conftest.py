@@ -22,6 +22,26 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def caches_of(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``caches_of(*features)``: a cache folder of the session corpus's three splits with those
+    features, built once per session for each set of features (read-only for the tests)."""
+    from nsynth_prep.build import BuildConfig, build_cache
+
+    built: dict[tuple[str, ...], Path] = {}
+
+    def caches(*features: str) -> Path:
+        key = tuple(sorted(features))
+        if key not in built:
+            out = tmp_path_factory.mktemp("caches-" + "-".join(key))
+            for split in NOTES:
+                build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=key), progress=False)
+            built[key] = out
+        return built[key]
+
+    return caches
+
+
 @pytest.fixture
 def edit_attrs() -> Callable[..., None]:
     """A function that rewrites keys of a cache's raw ``attrs['nsynth']``, as a hand edit or a

@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -141,16 +142,13 @@ def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path:
         resume_state.read(run / "last.pt", cfg, 1)
 
 
-def test_batchnorm_ranks_validate_the_weights_rank_0_saves(corpus: Path, tmp_path: Path) -> None:
+def test_batchnorm_ranks_validate_the_weights_rank_0_saves(caches_of: Callable[..., Path], tmp_path: Path) -> None:
     """mel-cnn has BatchNorm: each rank's running statistics drift from rank 0's with its own last
     forward (padding steps included), so validation must run on rank 0's buffers, the ones saved."""
-    from nsynth_prep.build import BuildConfig, build_cache
     from nsynth_train import checkpoint
     from nsynth_train.evaluate import evaluate_run
 
-    caches = tmp_path / "caches"
-    for split in ("train", "valid", "test"):
-        build_cache(corpus / f"nsynth-{split}", caches, BuildConfig(features=("trimmed",)), progress=False)
+    caches = caches_of("pooled", "trimmed")  # the mel-cnn tests' caches
     run, record = tmp_path / "run", tmp_path / "record"
     record.mkdir()
     args = ["-q", "train", "--cache", str(caches), "--model", "mel-cnn", "--epochs", "1", "--batch-size", "8",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nsynth_prep.build import BuildConfig, build_cache
 from nsynth_prep.errors import ConfigError
 from nsynth_train.frontend import HOP, N_FFT, SAMPLE_RATE, LogMel, log_mel_numpy, mel_filterbank, mel_to_hz
 from nsynth_train.loop import TrainConfig, small_corpus_warning, train
@@ -20,11 +20,8 @@ from nsynth_train.tasks import get_task
 
 
 @pytest.fixture(scope="module")
-def mel_caches(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mel_caches")
-    for split in ("train", "valid", "test"):
-        build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=("pooled", "trimmed")), progress=False)
-    return out
+def mel_caches(caches_of: Callable[..., Path]) -> Path:
+    return caches_of("pooled", "trimmed")
 
 
 @pytest.mark.parametrize("length", [51_200, 25_600, 4_000, 1_500])

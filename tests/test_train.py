@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,11 +26,8 @@ from nsynth_train.tasks import get_task
 
 
 @pytest.fixture(scope="module")
-def caches(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("caches")
-    for split in ("train", "valid", "test"):
-        build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=("pooled", "framed")), progress=False)
-    return out
+def caches(caches_of: Callable[..., Path]) -> Path:
+    return caches_of("pooled", "framed")
 
 
 def _cnn_params(classes: int) -> int:
