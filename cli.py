@@ -269,6 +269,9 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
     to the run folder. A folder that holds a run is never overwritten unless --overwrite.
     Ctrl-C stops after saving nothing half-written and prints the command that resumes.
+
+    Under torchrun (torchrun --nproc_per_node N --no-python nsynth train ...) it trains with
+    DistributedDataParallel: --batch-size is per process, rank 0 writes the run folder.
     """
     from nsynth_train.api import train_run
 
