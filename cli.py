@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from nsynth_prep.store import Location, location
+from nsynth_prep.storage.store import Location, location
 
 # The embedded default: ./data (or $NSYNTH_DATA), where the demo corpus, caches and runs go.
 # Resolved from the working directory, never from where the package is installed.
@@ -108,7 +108,7 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
     only; nsynth-<split>/ folders (examples.json + audio/*.wav), .jsonwav.tar.gz archives
     and/or .tfrecord files, exactly in NSynth's formats.
     """
-    from nsynth_prep.synth import parse_notes_per_split, write_corpus
+    from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
 
     counts = write_corpus(out, parse_notes_per_split(notes_per_split), formats, seed, obj["progress"])
     click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} ({', '.join(formats)})")
@@ -142,8 +142,8 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
     velocity. Needs FluidSynth (pip install -e '.[render]' and the FluidSynth library). An
     interrupted render resumes when the same command is run again.
     """
-    from nsynth_prep.render import RenderConfig, render_corpus
-    from nsynth_prep.render_plan import parse_split_fonts
+    from nsynth_prep.corpus.render import RenderConfig, render_corpus
+    from nsynth_prep.corpus.render_plan import parse_split_fonts
 
     config = RenderConfig(programs, pitch_step, velocities, formats, workers, seed, family_map)
     summary = render_corpus(list(soundfonts), out, parse_split_fonts(splits) or None, config, obj["progress"])
@@ -182,7 +182,7 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
     a time writes a cache split (<cache>/<split>.zarr.lock); a cache is only ever continued
     from the same source content and options.
     """
-    from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
                          seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None)
@@ -196,7 +196,7 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
 def prep_verify(caches: tuple[Location, ...]) -> None:
     """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
     every chunk against the CRC32 recorded at build time. Lists every problem; exit 1 if any."""
-    from nsynth_prep.verify import verify_cache
+    from nsynth_prep.cache.verify import verify_cache
 
     failed = False
     for path in caches:
@@ -347,7 +347,7 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
 def prep_export(obj: dict, cache: Location, out: Path, overwrite: bool) -> None:
     """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed.
     Every chunk is checked against its build-time CRC32 as it is copied."""
-    from nsynth_prep.export import export_hdf5
+    from nsynth_prep.tools.export import export_hdf5
 
     export_hdf5(cache, out, obj["progress"], overwrite)
     click.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
@@ -363,15 +363,15 @@ def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as
     """Describe CACHE (<split>.zarr): features, how it was built, counts per family and source."""
     import json
 
-    from nsynth_prep import inspect as inspect_lib
-    from nsynth_prep.cache import open_cache
+    from nsynth_prep.cache.format import open_cache
+    from nsynth_prep.tools import inspect as inspect_lib
 
     if note_str:
         c = open_cache(cache)
         row, info = inspect_lib.find_note(c, note_str)
         click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_note(info))
         if plot_dir:
-            from nsynth_prep.inspect_plots import plot_note
+            from nsynth_prep.display.notes import plot_note
 
             plot_dir.mkdir(parents=True, exist_ok=True)
             click.echo(f"figure: {plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
@@ -379,7 +379,7 @@ def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as
     info = inspect_lib.describe(cache)
     click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_description(info))
     if plot_dir:
-        from nsynth_prep.inspect_plots import write_overview
+        from nsynth_prep.display.notes import write_overview
 
         for path in write_overview(open_cache(cache), plot_dir):
             click.echo(f"figure: {path}")
@@ -398,7 +398,7 @@ def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_
     and (given several splits) instruments that leak between splits."""
     import json
 
-    from nsynth_prep.audit import AuditConfig, audit
+    from nsynth_prep.tools.audit import AuditConfig, audit
 
     low, high = _int_pair(pitch_range, "--pitch-range")
     report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,

@@ -56,9 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     import distributed
 
-    from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.dask_build import local_cluster_options
-    from nsynth_prep.synth import write_corpus
+    from nsynth_prep.build.dask_cluster import local_cluster_options
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.corpus.synth import write_corpus
 
     features = tuple(args.feature or ["pooled"])
     corpus = args.out / f"corpus-{args.notes}"

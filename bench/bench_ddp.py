@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 def prepare(work: Path, notes: int, feature: str) -> Path:
     """Caches of a synthetic corpus of ``notes`` train notes (valid and test a sixth each, at least
     30), made once per size in ``work``."""
-    from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.synth import write_corpus
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.corpus.synth import write_corpus
 
     held = max(30, notes // 6)
     corpus, caches = work / f"corpus-{notes}", work / f"cache-{notes}"
@@ -55,7 +55,7 @@ def prepare(work: Path, notes: int, feature: str) -> Path:
 
 def train_notes(caches: Path) -> int:
     """Notes of the train split in the family task (what every epoch must see exactly once)."""
-    from nsynth_prep.cache import cache_path, open_cache
+    from nsynth_prep.cache.format import cache_path, open_cache
     from nsynth_train.tasks import get_task
 
     task = get_task("family")

@@ -8,7 +8,7 @@ Runs as is from a checkout with torch and the project's dependencies installed (
 zarr, ...; no network, no data). What it does, timing each step:
 
 1. The corpus. NSynth train as WAVs is 36 GB, its caches another ~40 GB, on a 64 GB disk; so no
-   audio is written: a synthetic corpus is *described* (``nsynth_prep.synth.write_descriptors``,
+   audio is written: a synthetic corpus is *described* (``nsynth_prep.corpus.synth.write_descriptors``,
    the same notes ``nsynth prep synth`` would write for the seed) and ``build_cache`` renders each
    note as it computes the features, in ``--workers`` processes (default: every core). The
    caches are the real format 2 (their source format says ``synth``) and a rerun reuses them.
@@ -53,8 +53,8 @@ def clock(seconds: float) -> str:
 def build_caches(out: Path, notes: int, workers: int, seed: int) -> tuple[Path, list[str], dict[str, float]]:
     """The train and valid caches of the described corpus under ``out``; returns the cache folder,
     the notes about what was skipped, and the seconds each build step took."""
-    from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.synth import write_descriptors
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.corpus.synth import write_descriptors
 
     valid = max(min(notes, 256), notes // 50)
     corpus = write_descriptors(out / "corpus", {"train": notes, "valid": valid, "test": 1}, seed)
@@ -78,7 +78,7 @@ def time_preset(caches: Path, preset: str, resident: str, device: Any, batch_siz
     """A warm-up epoch on valid, then one timed epoch on train, through the training code."""
     import torch
 
-    from nsynth_prep.cache import cache_path
+    from nsynth_prep.cache.format import cache_path
     from nsynth_train.config import TrainConfig, amp_dtype
     from nsynth_train.data import Split
     from nsynth_train.loop import run_epoch
@@ -123,7 +123,7 @@ def stream_trimmed(caches: Path, device: Any, batch_size: int) -> dict[str, Any]
     """One pass over train's trimmed feature: rows streamed to the device and made float32."""
     import torch
 
-    from nsynth_prep.cache import cache_path
+    from nsynth_prep.cache.format import cache_path
     from nsynth_train.data import ChunkStream, batches, loader, to_float
     from nsynth_train.tasks import get_task
 

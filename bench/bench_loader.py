@@ -4,7 +4,7 @@ rows vs the model's own training step.
     PYTHONPATH=. python3 bench/bench_loader.py --corpus CORPUS [--codecs lz4,none] [--profile]
 
 ``CORPUS``: an nsynth-train folder, or a described synthetic corpus
-(``nsynth_prep.synth.write_descriptors``). Builds a pooled + framed cache of it (once per codec
+(``nsynth_prep.corpus.synth.write_descriptors``). Builds a pooled + framed cache of it (once per codec
 compared), then measures rows per second of
 
 (1) an in-memory gather: the whole feature in memory as stored (int16 audio, float32 pooled),
@@ -53,8 +53,8 @@ def build(corpus: Path, out: Path, codec: str) -> Path:
     with byte shuffle, or ``none``), built once; the format's own choice is compared with the other."""
     from zarr.codecs import BloscCodec
 
-    from nsynth_prep import cache
-    from nsynth_prep.build import BuildConfig, build_cache
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.cache import format as cache
 
     chain = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")] if codec == "lz4" else None
     saved = dict(cache.FEATURE_CODECS)
@@ -71,10 +71,10 @@ def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str
     import numpy as np
     import torch
 
-    from nsynth_prep.cache import open_cache
-    from nsynth_prep.checked import CheckedArray
-    from nsynth_prep.chunks import ChunkFiles
-    from nsynth_prep.crc import crc32c
+    from nsynth_prep.cache.checked import CheckedArray
+    from nsynth_prep.cache.chunks import ChunkFiles
+    from nsynth_prep.cache.format import open_cache
+    from nsynth_prep.kernels.crc32c import crc32c
     from nsynth_train.data import to_float
 
     arr = CheckedArray(open_cache(path), feature)
@@ -125,9 +125,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from nsynth_prep import cache as cache_format
-    from nsynth_prep.cache import open_cache
-    from nsynth_prep.checked import CheckedArray, cpu_threads
+    from nsynth_prep.cache import format as cache_format
+    from nsynth_prep.cache.checked import CheckedArray, cpu_threads
+    from nsynth_prep.cache.format import open_cache
     from nsynth_train.data import ChunkStream, batches, loader, to_float
     from nsynth_train.models import build_model
     from nsynth_train.tasks import get_task

@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = ap.parse_args()
-    from nsynth_prep.synth import write_corpus
+    from nsynth_prep.corpus.synth import write_corpus
 
     nsynth = [sys.executable, str(ROOT / "cli.py"), "-q"]
     rows = []

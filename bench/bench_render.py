@@ -34,9 +34,9 @@ def stage_costs(font: str, notes: int = 60) -> dict[str, float]:
     """Milliseconds per note of each stage, one process."""
     import numpy as np
 
-    from nsynth_prep import note_audio
-    from nsynth_prep.fluid import FluidRenderer
-    from nsynth_prep.wav import encode_pcm16
+    from nsynth_prep.corpus import note_audio
+    from nsynth_prep.corpus.fluid import FluidRenderer
+    from nsynth_prep.readers.wav import encode_pcm16
 
     renderer = FluidRenderer()
     renderer.render(font, 0, 0, 60, 100)  # loads the font

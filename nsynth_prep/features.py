@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import kernels
-from .errors import ConfigError
+from nsynth_prep.errors import ConfigError
+from nsynth_prep.kernels import audio as kernels
 
 
 @dataclass(frozen=True)

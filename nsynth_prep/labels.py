@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, LabelError
+from nsynth_prep.errors import ConfigError, LabelError
 
 SAMPLE_RATE = 16_000  # Hz, every NSynth note
 NOTE_SAMPLES = 64_000  # samples in a 4-second note

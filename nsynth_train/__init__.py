@@ -1,0 +1,75 @@
+"""nsynth train: PyTorch models trained, scored and used on nsynth caches.
+
+The names below are the Python API; import them from here (``from nsynth_train import
+train_run``): the modules inside may move, these names stay.
+
+Runs
+    :func:`train_run` (``nsynth train``), :func:`eval_run` (``nsynth eval``), :class:`TrainConfig`
+    (every setting of a run; stored in its ``config.json`` and checkpoints), :func:`train` (the
+    loop itself, into a run folder), :func:`evaluate_run`.
+Prediction
+    :func:`predict_files` / :func:`format_results` (``nsynth predict``), :func:`predict_audio`
+    (an array of samples at any rate), :class:`Predictor` (a checkpoint loaded once).
+Data
+    :class:`Split` (one cache split as batches, resident or streamed), :class:`ChunkStream`
+    (exactly-once shuffled epochs over a cache's checked chunks), :func:`loader`, :func:`batches`.
+Models and tasks
+    :func:`build_model`, :data:`PRESETS`, :func:`get_task`, :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> module that defines it; imported on first use (torch loads only when a name is used).
+_WHERE = {
+    "train_run": "api", "eval_run": "api",
+    "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate",
+    "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
+    "Split": "data", "ChunkStream": "data", "loader": "data", "batches": "data",
+    "build_model": "models", "PRESETS": "models", "get_task": "tasks", "TASKS": "tasks",
+}
+
+__all__ = [
+    "PRESETS",
+    "TASKS",
+    "ChunkStream",
+    "Predictor",
+    "Split",
+    "TrainConfig",
+    "batches",
+    "build_model",
+    "eval_run",
+    "evaluate_run",
+    "format_results",
+    "get_task",
+    "loader",
+    "predict_audio",
+    "predict_files",
+    "train",
+    "train_run",
+]
+assert set(_WHERE) == set(__all__)  # one list of names, two uses
+
+if TYPE_CHECKING:
+    from nsynth_train.api import eval_run, train_run
+    from nsynth_train.config import TrainConfig
+    from nsynth_train.data import ChunkStream, Split, batches, loader
+    from nsynth_train.evaluate import evaluate_run
+    from nsynth_train.loop import train
+    from nsynth_train.models import PRESETS, build_model
+    from nsynth_train.predict import Predictor, format_results, predict_audio, predict_files
+    from nsynth_train.tasks import TASKS, get_task
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nsynth_train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nsynth_train.{_WHERE[name]}"), name)
+    globals()[name] = value  # next time without this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from nsynth_prep.errors import ConfigError
-from nsynth_prep.store import Where
-
-from .distributed import is_main_process
-from .evaluate import evaluate_run
-from .loop import TrainConfig, train
+from nsynth_prep.storage.store import Where
+from nsynth_train.distributed import is_main_process
+from nsynth_train.evaluate import evaluate_run
+from nsynth_train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +96,8 @@ def demo(data_dir: Path, notes_per_split: str | None = None, epochs: int = 15, p
     ConfigError
         ``notes_per_split`` differs from the corpus already made in ``data_dir``.
     """
-    from nsynth_prep.build import BuildConfig, build_cache
-    from nsynth_prep.synth import parse_notes_per_split, write_corpus
+    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
 
     corpus, caches = data_dir / "nsynth", data_dir / "cache"
     marker = corpus / ".complete"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from nsynth_prep.errors import CheckpointError
-from nsynth_prep.lock import storage_errors
+from nsynth_prep.storage.lock import storage_errors
 
 FORMAT = "nsynth-checkpoint"
 VERSION = 1

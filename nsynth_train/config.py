@@ -13,11 +13,10 @@ from typing import Any
 import torch
 
 from nsynth_prep.errors import ConfigError
-from nsynth_prep.store import is_url
-
-from .models import PRESETS, get_preset
-from .options import BALANCE, OPTIMIZERS, SCHEDULES
-from .tasks import TASKS, get_task
+from nsynth_prep.storage.store import is_url
+from nsynth_train.models import PRESETS, get_preset
+from nsynth_train.options import BALANCE, OPTIMIZERS, SCHEDULES
+from nsynth_train.tasks import TASKS, get_task
 
 # TrainConfig field -> its `nsynth train` option (drop_last and buffer_chunks are Python-only)
 CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "epochs": "--epochs",

@@ -26,7 +26,7 @@ audio kept int16 there, and indexed per batch.
 Both check what they read against the checksums recorded at build time (per chunk as the
 stream reads it, every chunk when a split is loaded, the task's labels on open): a damaged cache
 stops with one ``CacheError`` line naming the array and chunk instead of training on wrong
-numbers (see :mod:`nsynth_prep.checked`).
+numbers (see :mod:`nsynth_prep.cache.checked`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from nsynth_prep import cache as cache_format
-from nsynth_prep.checked import CheckedArray, cpu_threads
+from nsynth_prep.cache import format as cache_format
+from nsynth_prep.cache.checked import CheckedArray, cpu_threads
 from nsynth_prep.errors import NsynthError
-from nsynth_prep.store import Where
-
-from .config import TrainConfig
-from .tasks import Task
+from nsynth_prep.storage.store import Where
+from nsynth_train.config import TrainConfig
+from nsynth_train.tasks import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features (B, ...), classes (B,), rows (B,)
 

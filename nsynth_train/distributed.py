@@ -26,10 +26,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as tdist
 
-from nsynth_prep.checked import cpu_threads
+from nsynth_prep.cache.checked import cpu_threads
 from nsynth_prep.errors import ConfigError, NsynthError, RunError
-
-from .config import pick_device
+from nsynth_train.config import pick_device
 
 __all__ = ["TORCHRUN_VARS", "Dist", "setup", "torchrun_env"]
 

@@ -10,16 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from nsynth_prep import cache as cache_format
+from nsynth_prep.cache import format as cache_format
 from nsynth_prep.errors import CheckpointError, ConfigError
-from nsynth_prep.store import Where
-
-from . import checkpoint, run_dir
-from .config import TrainConfig, amp_dtype, pick_device
-from .data import Split
-from .metrics import confusion_matrix, summarize
-from .models import build_model, forward
-from .tasks import Task
+from nsynth_prep.storage.store import Where
+from nsynth_train import checkpoint, run_dir
+from nsynth_train.config import TrainConfig, amp_dtype, pick_device
+from nsynth_train.data import Split
+from nsynth_train.metrics import confusion_matrix, summarize
+from nsynth_train.models import build_model, forward
+from nsynth_train.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def score(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None
     log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", config.model, split,
              100 * result[split]["accuracy"], result[split]["macro_f1"], len(y))
     if figures:
-        from . import plots
+        from nsynth_train import plots
 
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
         history = _full_history(ckpt_path, state)

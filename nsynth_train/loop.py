@@ -21,20 +21,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nsynth_prep import cache as cache_format
-from nsynth_prep.checked import cpu_threads
+from nsynth_prep.cache import format as cache_format
+from nsynth_prep.cache.checked import cpu_threads
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
-from nsynth_prep.store import location
-
-from . import checkpoint, distributed, resume_state, run_dir
-from .config import TrainConfig, amp_dtype
-from .data import Split
-from .distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
-from .evaluate import score
-from .models import CNN, build_model, count_parameters, forward
-from .options import augment, class_weights, lr_factor, make_optimizer
-from .tasks import Task, get_task
+from nsynth_prep.storage.store import location
+from nsynth_train import checkpoint, distributed, resume_state, run_dir
+from nsynth_train.config import TrainConfig, amp_dtype
+from nsynth_train.data import Split
+from nsynth_train.distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
+from nsynth_train.evaluate import score
+from nsynth_train.models import CNN, build_model, count_parameters, forward
+from nsynth_train.options import augment, class_weights, lr_factor, make_optimizer
+from nsynth_train.tasks import Task, get_task
 
 __all__ = ["Diverged", "Interrupted", "Objective", "TrainConfig", "run_epoch", "train"]
 

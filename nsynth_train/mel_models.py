@@ -13,7 +13,7 @@ import itertools
 import torch
 from torch import nn
 
-from .frontend import N_MELS, LogMel
+from nsynth_train.frontend import N_MELS, LogMel
 
 CHANNELS = (16, 32, 64, 128)
 # The first 1.6 s (25,600 samples -> 51 frames of 32 ms) of the 3.2 s ``trimmed`` audio: attack,

@@ -128,7 +128,7 @@ def build_model(name: str, num_classes: int) -> nn.Module:
     ``both`` task: 10 family logits then 3 source logits)."""
     get_preset(name)
     if name == "mel-cnn":
-        from .mel_models import MelCNN
+        from nsynth_train.mel_models import MelCNN
 
         return MelCNN(num_classes)
     if name in ("cnn", "cnn-reg"):

@@ -20,12 +20,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from nsynth_prep import cache as cache_format
-from nsynth_prep.inspect_plots import ZOOM_WIDTH, audio_feature, label_axes, plot_waveform, time_axis, waveform_cells
-from nsynth_prep.palette import color_of
-
-from .run_dir import atomic
-from .tasks import Task
+from nsynth_prep.cache import format as cache_format
+from nsynth_prep.display.notes import ZOOM_WIDTH, audio_feature, label_axes, plot_waveform, time_axis, waveform_cells
+from nsynth_prep.display.palette import color_of
+from nsynth_train.run_dir import atomic
+from nsynth_train.tasks import Task
 
 EXAMPLES_PER_CLASS = 3
 CONFIDENT = 0.5  # "confident": the predicted class has at least this probability (more than all others together)
@@ -209,7 +208,7 @@ def plot_examples(waves: np.ndarray, t: np.ndarray, xlabel: str, grid: np.ndarra
 def plot_log_mel(mel: np.ndarray, ax: Axes, value_range: tuple[float, float], bottom: bool = True) -> Axes:
     """(bands, frames) log-mel as the model sees it (first 1.6 s), low frequencies at the bottom;
     y ticks at a few bands' centre frequencies."""
-    from .frontend import F_MAX, F_MIN, HOP, SAMPLE_RATE, hz_to_mel, mel_to_hz
+    from nsynth_train.frontend import F_MAX, F_MIN, HOP, SAMPLE_RATE, hz_to_mel, mel_to_hz
 
     bands, frames = mel.shape
     seconds = frames * HOP / SAMPLE_RATE
@@ -301,8 +300,8 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
         if ctx.model == "mel-cnn" and shown == "trimmed" and len(waves):  # the model's input, beside the audio
             import torch
 
-            from .frontend import LogMel
-            from .mel_models import CROP
+            from nsynth_train.frontend import LogMel
+            from nsynth_train.mel_models import CROP
 
             with torch.no_grad():
                 mels = LogMel()(torch.from_numpy(np.ascontiguousarray(waves[:, :CROP], np.float32))).numpy()

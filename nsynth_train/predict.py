@@ -19,14 +19,13 @@ import torch
 from nsynth_prep.errors import CheckpointError, ConfigError, NsynthError, SourceError, WavFormatError
 from nsynth_prep.features import feature_spec
 from nsynth_prep.labels import NOTE_SAMPLES, SAMPLE_RATE
-from nsynth_prep.wav_any import read_wav_any
-
-from . import checkpoint
-from .config import TrainConfig, pick_device
-from .evaluate import head_softmax, resolve_checkpoint
-from .models import build_model
-from .resample import resample
-from .tasks import Task
+from nsynth_prep.readers.wav_any import read_wav_any
+from nsynth_train import checkpoint
+from nsynth_train.config import TrainConfig, pick_device
+from nsynth_train.evaluate import head_softmax, resolve_checkpoint
+from nsynth_train.models import build_model
+from nsynth_train.resample import resample
+from nsynth_train.tasks import Task
 
 
 @dataclass

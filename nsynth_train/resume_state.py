@@ -10,10 +10,9 @@ from typing import Any
 import torch
 
 from nsynth_prep.errors import RunError
-
-from . import checkpoint, run_dir
-from .config import TrainConfig
-from .distributed import Dist
+from nsynth_train import checkpoint, run_dir
+from nsynth_train.config import TrainConfig
+from nsynth_train.distributed import Dist
 
 
 def read(path: Path, config: TrainConfig, world: int) -> dict[str, Any] | None:

@@ -27,9 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nsynth_prep.cache import Cache
+from nsynth_prep.cache.format import Cache
 from nsynth_prep.errors import LockedError, RunError
-from nsynth_prep.lock import exclusive, holder, storage_errors
+from nsynth_prep.storage.lock import exclusive, holder, storage_errors
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s",
                   "train_notes")  # train_notes: notes trained on in the epoch, over all ranks

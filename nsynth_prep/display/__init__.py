@@ -1,0 +1,1 @@
+"""Every figure primitive and the palette. The only package that imports matplotlib; it never selects a backend."""

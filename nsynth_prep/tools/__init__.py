@@ -1,0 +1,1 @@
+"""Read-only commands over caches: inspect, audit, export."""
