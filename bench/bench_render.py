@@ -10,7 +10,7 @@
 3. Unless ``--no-build``: ``nsynth prep build-cache OUT --feature pooled --feature framed`` on
    that corpus (all three splits), with the same workers.
 
-Defaults are the README's 20,000+ note corpus from Debian's two GM SoundFonts. Prints a markdown
+Defaults are docs/render.md's 20,000+ note corpus from Debian's two GM SoundFonts. Prints a markdown
 table for docs/benchmarks.md.
 """
 

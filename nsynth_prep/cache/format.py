@@ -1,24 +1,9 @@
 """The cache format, version 2: one zarr v3 group per split, ``<cache dir>/<split>.zarr``.
 
 This module alone knows array names, dtypes, chunking and the attrs: its metadata is the typed
-:class:`CacheMeta` (see :mod:`.cache_meta`, re-exported here), which every reader gets from
-:func:`open_cache`. Layout (N notes, rows in a seeded shuffled order):
-
-==============  ===============  ==========================================================
-array           dtype, shape     content
-==============  ===============  ==========================================================
-pooled          f4 (N, 2048)     mean of 25-sample windows over the first 51,200 samples
-framed          i2 (N, 100, 160) first 16,000 samples as 100 frames of 160 (scale 1/32768)
-trimmed         i2 (N, 51200)    first 51,200 samples (scale 1/32768)
-family          i1 (N,)          NSynth ``instrument_family`` 0..10
-source          i1 (N,)          NSynth ``instrument_source`` 0..2
-pitch           i2 (N,)          MIDI pitch
-velocity        i2 (N,)          MIDI velocity
-instrument      i2 (N,)          NSynth instrument id
-note            i4 (N,)          NSynth note id
-qualities       u1 (N, 10)       quality flags, in the order of ``CacheMeta.qualities``
-note_str        string (N,)      e.g. ``guitar_acoustic_010-066-100``
-==============  ===============  ==========================================================
+:class:`CacheMeta` (see :mod:`nsynth_prep.cache.meta`, re-exported here), which every reader gets
+from :func:`open_cache`. The format itself (every array, its dtype, shape, chunking and codec, the
+attrs, the checksums) is specified once, in docs/cache-format.md; change the two together.
 
 A feature's stored values times its ``scale`` are floats in [-1, 1]. A reader trusts only a
 cache whose state is complete, and only the features listed as built.

@@ -195,7 +195,7 @@ def _override(path: Path, program: Program, key: str, value: Any) -> Program:
 
 
 def markdown_table(table: tuple[Program, ...] = GM_PROGRAMS) -> str:
-    """The table for the README: one row per run of consecutive programs with the same mapping."""
+    """The table for docs/render.md: one row per run of consecutive programs with the same mapping."""
     lines = ["| programs | GM names | family | source | pitch |", "|---|---|---|---|---|"]
     def key(p: Program) -> tuple[object, ...]:
         return (p.family, p.source, p.low, p.high) if p.family else (None,)
