@@ -20,6 +20,10 @@ can still lose the last writes, a killed process cannot leave half a file.
 
 A killed writer leaves its temporary behind; :func:`remove_stale` removes those (and the
 temporary names of older nsynth versions) when the next writer takes the folder's lock.
+
+(One exception: the archives and TFRecord files that ``prep synth`` and ``prep render`` stream
+for minutes keep a fixed name in ``.partial/``, so that a rerun overwrites a killed run's part;
+see :mod:`nsynth_prep.corpus.layouts`. zarr's own ``<chunk>.<uuid>.partial`` files are zarr's.)
 """
 
 from __future__ import annotations
