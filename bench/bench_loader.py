@@ -126,8 +126,9 @@ def main() -> None:
     import torch
 
     from nsynth_prep.cache import format as cache_format
-    from nsynth_prep.cache.checked import CheckedArray, cpu_threads
+    from nsynth_prep.cache.checked import CheckedArray
     from nsynth_prep.cache.format import open_cache
+    from nsynth_prep.cpus import cpu_threads
     from nsynth_train.data import ChunkStream, batches, loader, to_float
     from nsynth_train.models import build_model
     from nsynth_train.tasks import get_task

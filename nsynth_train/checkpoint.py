@@ -8,16 +8,15 @@ missing keys, weights that are NaN or inf) is one :class:`CheckpointError` line.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nsynth_prep.errors import CheckpointError
-from nsynth_prep.storage.lock import storage_errors
+from nsynth_prep.storage.atomic import atomic_path
+from nsynth_prep.storage.store import storage_errors
 
 FORMAT = "nsynth-checkpoint"
 VERSION = 1
@@ -27,15 +26,10 @@ FIELDS: dict[str, type] = {"epoch": int, "config": str, "task": str, "extra": st
                            "optimizer": dict, "torch_rng": torch.Tensor}
 
 
-def tmp_path(path: Path) -> Path:
-    """Where ``path`` is written before its rename: ``.<name>.<pid>.tmp`` beside it (a run
-    folder's next writer removes any that a killed process left)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, epoch: int,
          config: dict[str, Any], task: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Write ``path`` via a temporary file and an atomic rename: never half a checkpoint."""
+    """Write ``path`` via a temporary file and an atomic rename: never half a checkpoint (a run
+    folder's next writer removes the temporary file of a killed process)."""
     state = {
         "format": FORMAT, "version": VERSION, "epoch": epoch,
         "config": json.dumps(config), "task": json.dumps(task), "extra": json.dumps(extra),
@@ -43,14 +37,8 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "torch_rng": torch.get_rng_state(),
     }
-    tmp = tmp_path(path)
-    try:
-        with storage_errors(path):
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with storage_errors(path), atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path, check_finite: bool = True) -> dict[str, Any]:

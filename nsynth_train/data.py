@@ -40,7 +40,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nsynth_prep.cache import format as cache_format
-from nsynth_prep.cache.checked import CheckedArray, cpu_threads
+from nsynth_prep.cache.checked import CheckedArray
+from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import NsynthError
 from nsynth_prep.storage.store import Where
 from nsynth_train.config import TrainConfig

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as tdist
 
-from nsynth_prep.cache.checked import cpu_threads
+from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import ConfigError, NsynthError, RunError
 from nsynth_train.config import pick_device
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nsynth_prep.cache import format as cache_format
-from nsynth_prep.cache.checked import cpu_threads
+from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_prep.progress import Progress
 from nsynth_prep.storage.store import location

@@ -3,8 +3,9 @@
 One process at a time writes a run folder (``<run>/.lock``, held for the whole of ``train``
 and of an ``eval`` that writes there). A folder that holds a run (any of :data:`RUN_FILES`) is
 never overwritten silently: ``--resume`` continues it, ``--overwrite`` replaces it. Every file
-is written as ``.<name>.<pid>.tmp`` and renamed, so a killed writer leaves at most such
-temporary files; the next writer of the folder removes them.
+is written under a temporary name (``.<name>.<pid>.<token>.tmp``, see :mod:`nsynth_prep.storage.atomic`)
+and renamed, so a killed writer leaves at most such temporary files; the next writer of the folder
+removes them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import platform
 import shlex
 import shutil
@@ -29,7 +29,9 @@ from typing import Any
 
 from nsynth_prep.cache.format import Cache
 from nsynth_prep.errors import LockedError, RunError
-from nsynth_prep.storage.lock import exclusive, holder, storage_errors
+from nsynth_prep.storage.atomic import atomic_path, remove_stale
+from nsynth_prep.storage.lock import exclusive, holder
+from nsynth_prep.storage.store import storage_errors
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds", "notes_per_s",
                   "train_notes")  # train_notes: notes trained on in the epoch, over all ranks
@@ -44,15 +46,10 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary name beside ``path``; rename it to ``path`` when the block succeeds."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with storage_errors(path):
-            yield tmp
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    """Yield a temporary name beside ``path``; rename it to ``path`` when the block succeeds (a
+    refused write is one :class:`StorageError` line naming ``path``)."""
+    with storage_errors(path), atomic_path(path) as tmp:
+        yield tmp
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -85,13 +82,10 @@ def locked(out: Path) -> Iterator[None]:
 
 
 def remove_stale_tmp(out: Path) -> list[Path]:
-    """Delete ``.<name>.<pid>.tmp`` files in ``out`` and its figure folders. Call with the
-    folder's lock held: then no live writer owns them."""
-    found = [*out.glob(".*.tmp"), *out.glob("figures*/.*.tmp")]
-    for path in found:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return found
+    """Delete the temporary files killed writers left in ``out`` and its figure folders. Call
+    with the folder's lock held: then no live writer owns them."""
+    return [stale for folder in (out, *sorted(f for f in out.glob("figures*") if f.is_dir()))
+            for stale in remove_stale(folder)]
 
 
 def claim(out: Path, resume: bool, overwrite: bool) -> None:

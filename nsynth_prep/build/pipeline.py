@@ -36,8 +36,8 @@ from nsynth_prep.readers import fingerprint
 from nsynth_prep.readers.catalog import Catalog, FeatureReader
 from nsynth_prep.readers.sources import Source, discover
 from nsynth_prep.storage import store
-from nsynth_prep.storage.lock import exclusive, storage_errors
-from nsynth_prep.storage.store import Location
+from nsynth_prep.storage.lock import exclusive
+from nsynth_prep.storage.store import Location, storage_errors
 
 log = logging.getLogger(__name__)
 

@@ -12,22 +12,14 @@ by :meth:`.cache.Cache.label`.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from nsynth_prep.cache.chunks import ChunkFiles
 from nsynth_prep.cache.format import READ_ERRORS, Cache, checksum, damaged, why
+from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.storage.store import relative
-
-
-def cpu_threads() -> int:
-    """The cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class CheckedArray:

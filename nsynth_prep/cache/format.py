@@ -40,8 +40,7 @@ from nsynth_prep.features import FeatureSpec
 from nsynth_prep.kernels.crc32c import crc32c, payload_crc
 from nsynth_prep.labels import LABEL_DTYPES, QUALITIES, LabelTable
 from nsynth_prep.storage import store
-from nsynth_prep.storage.lock import storage_errors
-from nsynth_prep.storage.store import Location
+from nsynth_prep.storage.store import Location, storage_errors
 
 __all__ = ["CHECKSUM", "FORMAT", "FORMAT_VERSION", "LABEL_DTYPES", "BuildMeta", "Cache", "CacheMeta", "Counts",
            "FeatureMeta", "RowOptions", "Skipped", "SourceFingerprint", "SourceMeta"]

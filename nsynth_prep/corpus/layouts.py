@@ -24,10 +24,14 @@ import numpy as np
 from nsynth_prep.labels import format_examples_json
 from nsynth_prep.readers.tfrecord import encode_example, frame_record
 from nsynth_prep.readers.wav import encode_pcm16
+from nsynth_prep.storage.store import write_atomic
 
 SPLITS = ("train", "valid", "test")
 FORMATS = ("jsonwav", "targz", "tfrecord")
-PARTIAL = ".partial"  # where archives and TFRecords are written before they are complete
+# Where archives and TFRecords are written before they are complete. Not atomic_path's
+# temporary names: a streamed file keeps this fixed name, so that a rerun after a kill overwrites
+# what the killed run left (``prep synth`` holds no lock under which a cleaner could remove it).
+PARTIAL = ".partial"
 TAR_MTIME = 1_500_000_000  # a fixed mtime, so archives of the same notes are byte-identical
 
 
@@ -42,13 +46,6 @@ def tf_features(entry: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
     feats["qualities_str"] = tuple(entry["qualities_str"])
     feats["audio"] = audio.astype(np.float32) / 32768.0
     return feats
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class SplitWriter:

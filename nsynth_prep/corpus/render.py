@@ -35,13 +35,15 @@ import numpy as np
 from nsynth_prep.corpus import note_audio
 from nsynth_prep.corpus.fluid import FluidRenderer, fluidsynth_version
 from nsynth_prep.corpus.gm_programs import parse_programs, program_table
-from nsynth_prep.corpus.layouts import FORMATS, SPLITS, SplitWriter, write_atomic
+from nsynth_prep.corpus.layouts import FORMATS, SPLITS, SplitWriter
 from nsynth_prep.corpus.render_plan import Instrument, parse_velocities, plan
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.labels import FAMILIES, QUALITIES, SAMPLE_RATE, SOURCES
 from nsynth_prep.progress import Progress
 from nsynth_prep.readers.wav import encode_pcm16, read_pcm16
-from nsynth_prep.storage.lock import exclusive, storage_errors
+from nsynth_prep.storage.atomic import remove_stale
+from nsynth_prep.storage.lock import exclusive
+from nsynth_prep.storage.store import storage_errors, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +166,8 @@ def _claim(out: Path, work: Path, fingerprint: dict[str, Any]) -> dict[str, Any]
             raise ConfigError(f"{out} already holds files ({others[0]}...) and no render; choose a new or empty folder")
         work.mkdir(parents=True, exist_ok=True)
         write_atomic(plan_file, json.dumps(fingerprint).encode())
-    for tmp in list(work.rglob("*.tmp-*")) + list(out.glob("nsynth-*/audio/*.tmp-*")):
-        tmp.unlink()  # a file an interrupted writer never renamed
+    for folder in [work, *out.glob("nsynth-*/audio")]:
+        remove_stale(folder, recursive=folder == work)  # files an interrupted writer never renamed
     return None
 
 

@@ -32,7 +32,8 @@ from nsynth_prep.readers.catalog import (
     unlisted_audio,
 )
 from nsynth_prep.readers.wav import MAX_WAV_BYTES, WavFormatError, read_pcm16
-from nsynth_prep.storage.lock import storage_errors
+from nsynth_prep.storage.atomic import atomic_path, remove_stale
+from nsynth_prep.storage.store import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     manifest_path = spool / "manifest.json"
     with storage_errors(spool):
         spool.mkdir(parents=True, exist_ok=True)
+        remove_stale(spool)  # a killed stream's unfinished block (the build holds the cache's lock)
         if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
             for old in spool.iterdir():
                 old.unlink()
@@ -201,12 +203,10 @@ def _write_block(spool: Path, index: int, buffers: dict[str, np.ndarray], rows: 
                  names: list[str], skipped: list[dict[str, str]]) -> None:
     """Write one block's arrays, then its names file: the names file marks the block whole."""
     for name, buf in buffers.items():
-        tmp = spool / f"block-{index:05d}.{name}.tmp.npy"
-        np.save(tmp, buf[:rows])
-        os.replace(tmp, spool / f"block-{index:05d}.{name}.npy")
-    tmp = spool / f"block-{index:05d}.json.tmp"
-    tmp.write_text(json.dumps({"names": names, "skipped": skipped}))
-    os.replace(tmp, spool / f"block-{index:05d}.json")
+        with atomic_path(spool / f"block-{index:05d}.{name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, buf[:rows])  # to the open file: given a name, np.save would add ".npy" to it
+    with atomic_path(spool / f"block-{index:05d}.json") as tmp:
+        tmp.write_text(json.dumps({"names": names, "skipped": skipped}))
 
 
 def _join(path: Path, spool: Path, spooled: dict[str, int], entries: dict[str, Any],

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nsynth_prep.errors import LockedError, StorageError
+from nsynth_prep.storage.atomic import tmp_name
 from nsynth_prep.storage.store import FILE_PROTOCOLS, Remote, write_atomic
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Lease:
         an existing name)."""
         if self.folder.protocol in FILE_PROTOCOLS:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = f"{self.key.key}.{os.getpid()}.{threading.get_ident()}.tmp"  # unique to this writer
+            tmp = self.key.with_name(tmp_name(self.key.name)).key  # unique to this write
             with open(tmp, "wb") as f:
                 f.write(self._payload())
             try:

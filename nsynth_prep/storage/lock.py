@@ -12,7 +12,6 @@ holds a lease object instead, with the same message for a second writer (see :mo
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -22,27 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nsynth_prep.errors import LockedError, StorageError
-from nsynth_prep.storage.store import FILE_PROTOCOLS, Location, Remote
-
-DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-               errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
-
-
-@contextlib.contextmanager
-def storage_errors(what: str | Location) -> Iterator[None]:
-    """Turn a refused write (disk full, read-only, permission) into one :class:`StorageError`
-    line naming ``what``; other ``OSError``s pass through."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in DISK_ERRNOS:
-            raise
-        where = exc.filename or what
-        then = ("free some space, then run the same command again: it resumes"
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to")
-        raise StorageError(f"{where}: cannot write ({DISK_ERRNOS[exc.errno]}); nothing written so far is "
-                           f"lost: {then}") from None
+from nsynth_prep.errors import LockedError
+from nsynth_prep.storage.store import FILE_PROTOCOLS, Location, Remote, storage_errors
 
 
 def holder(lock_path: Path) -> str:

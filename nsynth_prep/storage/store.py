@@ -7,7 +7,7 @@ small part of ``Path``'s interface the cache layer uses (``/``, ``name``, ``with
 ``exists``, ``is_file``, ``iterdir``, ``read_text``, ``relative_to``, ``mkdir``) on top of an
 fsspec filesystem, so most of the cache code runs unchanged on both; what differs (atomic
 writes, removing a folder, opening the zarr store, the writer lock) goes through the functions
-here.
+here. :func:`storage_errors` turns a refused write (disk full, read-only) into one line.
 
 Storage options are fsspec's defaults: s3fs (through botocore) reads ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION`` and ``AWS_ENDPOINT_URL``
@@ -18,21 +18,25 @@ without a server.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nsynth_prep.errors import StorageError
+from nsynth_prep.storage.atomic import atomic_path, tmp_name
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # Any other protocol is taken for an object store: a PUT is atomic, a "folder" is a key prefix.
 FILE_PROTOCOLS = ("file", "local")  # fsspec's local filesystem: folders, and rename is atomic
+DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
 
 
 def is_url(where: object) -> bool:
@@ -187,19 +191,34 @@ def relative(child: Location, parent: Location) -> str:
 def write_atomic(where: Location, data: bytes) -> None:
     """Write ``data`` so that a reader sees the old content or all of the new, never part.
 
-    Local folders (and file:// URLs) write a temporary file beside it and rename it over; an
-    object store's single PUT is atomic already.
+    Local folders (and file:// URLs) write a temporary file beside it (named by
+    :func:`.atomic.tmp_name`) and rename it over; an object store's single PUT is atomic already.
     """
     if isinstance(where, Path):
-        tmp = where.with_name(f"{where.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, where)
+        with atomic_path(where) as tmp:
+            tmp.write_bytes(data)
     elif where.atomic_put:
         where.fs.pipe_file(where.key, data)
     else:
-        tmp_key = f"{where.key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        where.fs.pipe_file(tmp_key, data)
+        tmp_key = where.with_name(tmp_name(where.name)).key
+        where.fs.pipe_file(tmp_key, data)  # fsspec, not atomic_path: it creates the missing parent folders
         os.replace(tmp_key, where.key)  # fsspec's local filesystem: the key is the path
+
+
+@contextlib.contextmanager
+def storage_errors(what: str | Location) -> Iterator[None]:
+    """Turn a refused write (disk full, read-only, permission) into one :class:`StorageError`
+    line naming ``what``; other ``OSError``s pass through."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = exc.filename or what
+        then = ("free some space, then run the same command again: it resumes"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to")
+        raise StorageError(f"{where}: cannot write ({DISK_ERRNOS[exc.errno]}); nothing written so far is "
+                           f"lost: {then}") from None
 
 
 def rmtree(where: Location, ignore_errors: bool = False) -> None:

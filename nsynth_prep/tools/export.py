@@ -12,9 +12,7 @@ copied on silently.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -23,8 +21,8 @@ import numpy as np
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.errors import ConfigError
-from nsynth_prep.storage.lock import storage_errors
-from nsynth_prep.storage.store import Where
+from nsynth_prep.storage.atomic import atomic_path
+from nsynth_prep.storage.store import Where, storage_errors
 
 
 def export_hdf5(cache_path: Where, out: Path, progress: bool = False, overwrite: bool = False) -> Path:
@@ -53,38 +51,31 @@ def export_hdf5(cache_path: Where, out: Path, progress: bool = False, overwrite:
     labels = list(cache_format.LABEL_DTYPES)
     # What the bar counts: every byte of the numeric arrays (note_str's size is only known as it is encoded).
     total = sum(int(c.array(n).nbytes) for n in [*features, *labels] if n != "note_str")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        with storage_errors(out), h5py.File(tmp, "w") as h5, \
-                Progress(total, f"export {c.split}", unit="B", enabled=progress) as bar:
-            h5.attrs["nsynth"] = json.dumps(c.meta.to_attrs())
-            h5.attrs["format_version"] = cache_format.FORMAT_VERSION
-            h5.attrs["split"] = c.split
-            h5.attrs["notes"] = len(c)
-            h5.attrs["features"] = ",".join(features)
-            for name in features:
-                feature = CheckedArray(c, name)
-                dset = _dataset(h5, name, feature.array.shape, feature.array.dtype, feature.chunk_rows, len(c))
-                dset.attrs["scale"] = feature.scale
-                buf = feature.buffer(1)
-                for chunk in range(feature.num_chunks):
-                    block = buf[: feature.read_into(chunk, buf)]  # (rows, *row_shape) as stored, checked
-                    dset[chunk * feature.chunk_rows : chunk * feature.chunk_rows + len(block)] = block
-                    bar.update(block.nbytes)
-            for name in labels:
-                values = c.label(name)  # whole (N or N x 10 small values), checked
-                arr = c.array(name)
-                dset = _dataset(h5, name, arr.shape, None if name == "note_str" else values.dtype, int(arr.chunks[0]),
-                                len(c))
-                if len(c):
-                    dset[...] = values.astype(object) if name == "note_str" else values
-                if name != "note_str":
-                    bar.update(values.nbytes)
-        with storage_errors(out):
-            os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with storage_errors(out), atomic_path(out) as tmp, h5py.File(tmp, "w") as h5, \
+            Progress(total, f"export {c.split}", unit="B", enabled=progress) as bar:
+        h5.attrs["nsynth"] = json.dumps(c.meta.to_attrs())
+        h5.attrs["format_version"] = cache_format.FORMAT_VERSION
+        h5.attrs["split"] = c.split
+        h5.attrs["notes"] = len(c)
+        h5.attrs["features"] = ",".join(features)
+        for name in features:
+            feature = CheckedArray(c, name)
+            dset = _dataset(h5, name, feature.array.shape, feature.array.dtype, feature.chunk_rows, len(c))
+            dset.attrs["scale"] = feature.scale
+            buf = feature.buffer(1)
+            for chunk in range(feature.num_chunks):
+                block = buf[: feature.read_into(chunk, buf)]  # (rows, *row_shape) as stored, checked
+                dset[chunk * feature.chunk_rows : chunk * feature.chunk_rows + len(block)] = block
+                bar.update(block.nbytes)
+        for name in labels:
+            values = c.label(name)  # whole (N or N x 10 small values), checked
+            arr = c.array(name)
+            dset = _dataset(h5, name, arr.shape, None if name == "note_str" else values.dtype, int(arr.chunks[0]),
+                            len(c))
+            if len(c):
+                dset[...] = values.astype(object) if name == "note_str" else values
+            if name != "note_str":
+                bar.update(values.nbytes)
     return out
 
 

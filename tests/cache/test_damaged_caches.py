@@ -126,7 +126,7 @@ def test_export_and_audit_check_what_they_read(sound: Path, tmp_path: Path) -> N
     _damage(path, "rewritten", "pooled", 0)
     with pytest.raises(CacheError, match=r"pooled: chunk 0 \(rows 0\.\.59, file pooled/c/0/0\) differs"):
         export_hdf5(path, tmp_path / "x.h5")
-    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*.tmp"))
     with pytest.raises(CacheError, match="pooled: chunk 0"):
         audit([path])
 

@@ -387,10 +387,10 @@ def test_empty_or_garbage_tfrecord_scans_to_zero_notes(tmp_path: Path, content: 
 def test_disk_full_while_spooling_blames_the_disk(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Item 12: ENOSPC writing the spool was reported as a "damaged archive"."""
     def full(file: Any, *args: Any, **kwargs: Any) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(file, "name", str(file)))
 
     monkeypatch.setattr(np, "save", full)
-    with pytest.raises(StorageError, match=r"spool/block-00000.pooled.tmp.npy: cannot write \(disk full\)") as info:
+    with pytest.raises(StorageError, match=r"spool/\.block-00000\.pooled\.npy\.\d+\.[0-9a-f]{8}\.tmp: cannot write \(disk full\)") as info:
         scan(corpus / "nsynth-test.jsonwav.tar.gz", "fail", tmp_path / "w")
     assert "damaged" not in str(info.value)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from nsynth_prep.errors import LockedError, StorageError
-from nsynth_prep.storage.lock import exclusive, storage_errors
+from nsynth_prep.storage.lock import exclusive
+from nsynth_prep.storage.store import storage_errors
 
 HOLD = """
 import sys, time

@@ -155,7 +155,7 @@ def test_export_round_trip(clean: Path, tmp_path: Path) -> None:
         assert h5["pooled"].attrs["scale"] == 1.0
         assert h5["pooled"].compression == "gzip" and h5["pooled"].chunks == (30, 2048)
         assert [s.decode() for s in h5["note_str"][...]] == group["note_str"][...].tolist()
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_missing_cache_errors(tmp_path: Path) -> None:
