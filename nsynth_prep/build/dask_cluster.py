@@ -4,7 +4,7 @@
 connects to a running scheduler; ``--dask local:N`` starts a ``LocalCluster`` of N one-thread
 processes on this machine. The scan of the source (labels, the row plan, a ``.tar.gz``'s spool)
 stays in the client, as in a local build; each task then owns whole blocks of chunks
-(:class:`.build.ChunkJob`, the same decomposition as the local pool), so the bytes are the
+(:class:`.blocks.ChunkJob`, the same decomposition as the local pool), so the bytes are the
 same as a local build's. Workers read the source and write the cache themselves: both must be
 on storage every worker reaches, which each task checks before it starts.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsynth_prep.build.pipeline import ChunkJob, _write_block
+from nsynth_prep.build.blocks import ChunkJob, write_block
 from nsynth_prep.errors import ConfigError, NsynthError, SourceError, StorageError
 from nsynth_prep.readers.sources import TFRecordReader, WavDirReader
 from nsynth_prep.readers.targz import SpoolReader
@@ -176,7 +176,7 @@ def _ignore_sigint_plugin() -> Any:
 
 
 class DaskRunner:
-    """Runs the blocks of a build as tasks on a connected client (see :class:`.build.ChunkRunner`)."""
+    """Runs the blocks of a build as tasks on a connected client (see :class:`.blocks.ChunkRunner`)."""
 
     def __init__(self, client: Any, name: str) -> None:
         self.client, self.name = client, name
@@ -239,7 +239,7 @@ def write_block_task(job: ChunkJob, block: int) -> int | NsynthError:
     try:
         _keep_freed_memory()
         check_reachable(job)
-        return _write_block(job, block)
+        return write_block(job, block)
     except NsynthError as exc:
         return exc
 
