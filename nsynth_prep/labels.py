@@ -28,6 +28,7 @@ QUALITIES: tuple[str, ...] = (
     "multiphonic", "nonlinear_env", "percussive", "reverb", "tempo-synced",
 )
 VELOCITIES: tuple[int, ...] = (25, 50, 75, 100, 127)
+SPLITS: tuple[str, ...] = ("train", "valid", "test")  # as NSynth names them: nsynth-<split>
 
 # Key order of a real examples.json entry (Python 2 dict order), kept so that the synthetic
 # corpus is byte-for-byte in the real formatting.

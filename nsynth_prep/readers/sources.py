@@ -33,6 +33,7 @@ from nsynth_prep.readers.catalog import (
     load_examples_json,
     unlisted_audio,
 )
+from nsynth_prep.readers.descriptor import scan_descriptor
 from nsynth_prep.readers.fingerprint import Fingerprint
 from nsynth_prep.readers.fingerprint import take as take_fingerprint
 from nsynth_prep.readers.targz import scan_targz  # streaming .tar.gz: features spooled to work_dir
@@ -75,8 +76,6 @@ class Source:
         if self.format == "tfrecord":
             return _scan_tfrecord(self.path, on_error, progress, workers)
         if self.format == "synth":  # a described synthetic corpus, rendered as the features are computed
-            from nsynth_prep.corpus.synth import scan_descriptor
-
             return scan_descriptor(self.path, self.split, on_error)
         return scan_targz(self.path, specs, on_error, work_dir, progress)
 
