@@ -32,8 +32,6 @@ from typing import Any
 
 from nsynth_prep.build.blocks import ChunkJob, write_block
 from nsynth_prep.errors import ConfigError, NsynthError, SourceError, StorageError
-from nsynth_prep.readers.sources import TFRecordReader, WavDirReader
-from nsynth_prep.readers.targz import SpoolReader
 from nsynth_prep.storage.store import Remote, probe
 
 log = logging.getLogger(__name__)
@@ -283,17 +281,12 @@ def _where() -> str:
 
 
 def _source_paths(job: ChunkJob) -> list[tuple[Path, str]]:
-    """What the job's reader opens, with what it is, for the reachability check."""
-    reader = job.reader
-    if isinstance(reader, WavDirReader):
-        return [(reader.audio_dir, "the source's audio folder")]
-    if isinstance(reader, TFRecordReader):
-        return [(reader.path, "the source TFRecord")]
-    if isinstance(reader, SpoolReader):
-        where = ("$NSYNTH_SPOOL_DIR (the spool of a cache at a URL), which must be a shared folder"
-                 if isinstance(job.path, Remote) else "the build's work folder, which must be on shared storage too")
-        return [(reader.spool_dir, f"the .tar.gz spooled by the client into {where}")]
-    return []  # a synth descriptor's notes are rendered from the plan in the job: nothing to read
+    """What the job's reader opens (see :meth:`.catalog.FeatureReader.opens`), with what it is, for
+    the reachability check. A spool is where the build put it: say where that is, and why shared."""
+    where = ("$NSYNTH_SPOOL_DIR (the spool of a cache at a URL), which must be a shared folder"
+             if isinstance(job.path, Remote) else "the build's work folder, which must be on shared storage too")
+    return [(opened.path, f"{opened.what} into {where}" if opened.spooled else opened.what)
+            for opened in job.reader.opens()]
 
 
 def check_reachable(job: ChunkJob) -> None:

@@ -181,10 +181,10 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
     with storage_errors(work):
         work.mkdir(parents=True, exist_ok=True)
         _write_json(work / resume.SOURCE_JSON, source_info.to_attrs())
-    if src.format in ("jsonwav", "synth"):
+    verb = src.kind.progress_verb
+    if verb is None:
         catalog = src.scan(todo, config.on_error, spool)
     else:  # archives and TFRecords are read whole to find the notes: show it
-        verb = "stream" if src.format == "targz" else "scan"
         with Progress(src.path.stat().st_size, f"{src.split} {verb}", unit="B", enabled=progress) as bar:
             catalog = src.scan(todo, config.on_error, spool, bar.update, config.workers)
     keep = _family_filter(catalog.labels, config)

@@ -17,7 +17,7 @@ import numpy as np
 from nsynth_prep.corpus.tones import NOTE_IDS, Instrument, parse_notes_per_split, plan_corpus, render_entry
 from nsynth_prep.errors import ConfigError, SourceError
 from nsynth_prep.labels import NOTE_SAMPLES, SPLITS, LabelTable
-from nsynth_prep.readers.catalog import AudioReader, Catalog, labels_from_entries
+from nsynth_prep.readers.catalog import AudioReader, Catalog, OpenedPath, labels_from_entries
 
 DESCRIPTOR_SUFFIX = ".synth.json"  # nsynth-<split>.synth.json: a split of the corpus, described, not written
 MAX_DESCRIPTOR_BYTES = 1 << 16
@@ -28,6 +28,9 @@ class SynthReader(AudioReader):
 
     def __init__(self, plan: list[tuple[dict[str, Any], Instrument]], seed: int) -> None:
         self.plan, self.seed = plan, seed
+
+    def opens(self) -> list[OpenedPath]:
+        return []  # the notes are rendered from the plan: nothing to read
 
     def read_audio(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((len(index), NOTE_SAMPLES), np.int16)
