@@ -40,7 +40,7 @@ _WHERE = {
     "BuildConfig": "build.pipeline", "BuildSummary": "build.pipeline", "build_cache": "build.pipeline",
     "Cache": "cache.format", "cache_path": "cache.format", "open_cache": "cache.format",
     "CheckedArray": "cache.checked", "verify_cache": "cache.verify",
-    "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "corpus.synth",
+    "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "corpus.tones",
     "RenderConfig": "corpus.render", "render_corpus": "corpus.render",
     "describe": "tools.inspect", "format_description": "tools.inspect",
     "AuditConfig": "tools.audit", "audit": "tools.audit", "export_hdf5": "tools.export",
@@ -96,7 +96,8 @@ if TYPE_CHECKING:
     from nsynth_prep.cache.format import Cache, cache_path, open_cache
     from nsynth_prep.cache.verify import verify_cache
     from nsynth_prep.corpus.render import RenderConfig, render_corpus
-    from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus, write_descriptors
+    from nsynth_prep.corpus.synth import write_corpus, write_descriptors
+    from nsynth_prep.corpus.tones import parse_notes_per_split
     from nsynth_prep.errors import (
         CacheError,
         CheckpointError,

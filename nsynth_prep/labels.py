@@ -28,6 +28,7 @@ QUALITIES: tuple[str, ...] = (
     "multiphonic", "nonlinear_env", "percussive", "reverb", "tempo-synced",
 )
 VELOCITIES: tuple[int, ...] = (25, 50, 75, 100, 127)
+SPLITS: tuple[str, ...] = ("train", "valid", "test")  # as NSynth names them: nsynth-<split>
 
 # Key order of a real examples.json entry (Python 2 dict order), kept so that the synthetic
 # corpus is byte-for-byte in the real formatting.
@@ -180,6 +181,16 @@ def explain_example(key: str, entry: Any, where: str) -> NoteLabels:
     missing = [k for k in (*LABEL_RANGES, "qualities") if k not in entry]
     if missing:
         raise LabelError(f"{at} lacks {', '.join(missing)}")
+    values = _integer_labels(entry, at)
+    qualities = _quality_flags(entry, at)
+    _check_rate_and_name(key, entry, at)
+    _check_names_agree(key, entry, match, values, at)
+    return NoteLabels(key, values["instrument_family"], values["instrument_source"], values["pitch"],
+                      values["velocity"], values["instrument"], values["note"], qualities)
+
+
+def _integer_labels(entry: dict[str, Any], at: str) -> dict[str, int]:
+    """Every label of :data:`LABEL_RANGES`, each a JSON integer in its range."""
     values = {}
     for name, (lo, hi) in LABEL_RANGES.items():
         v = entry[name]
@@ -189,17 +200,33 @@ def explain_example(key: str, entry: Any, where: str) -> NoteLabels:
             what = "unknown " if name in ("instrument_family", "instrument_source") else ""
             raise LabelError(f"{at} has {what}{name} {v} (expected {lo}..{hi})")
         values[name] = v
-    family, source = values["instrument_family"], values["instrument_source"]
+    return values
+
+
+def _quality_flags(entry: dict[str, Any], at: str) -> tuple[int, ...]:
+    """The entry's qualities: a list of 10 JSON integers, each 0 or 1."""
     qualities = entry["qualities"]
     if (type(qualities) is not list or len(qualities) != len(QUALITIES)
             or any(type(q) is not int or q not in (0, 1) for q in qualities)):
         raise LabelError(f"{at} has qualities {_show(qualities)}; expected a list of 10 flags of 0/1")
+    return tuple(qualities)
+
+
+def _check_rate_and_name(key: str, entry: dict[str, Any], at: str) -> None:
+    """An optional sample_rate must be NSynth's, an optional note_str the entry's key."""
     rate = entry.get("sample_rate", SAMPLE_RATE)
     if type(rate) is not int or rate != SAMPLE_RATE:
         raise LabelError(f"{at} has sample_rate {_show(rate)}; NSynth is {SAMPLE_RATE} Hz")
     name = entry.get("note_str", key)
     if name != key:
         raise LabelError(f"{at} has note_str {_show(name)}")
+
+
+def _check_names_agree(key: str, entry: dict[str, Any], match: re.Match[str], values: dict[str, int],
+                       at: str) -> None:
+    """What the note's name says (family, source, pitch, velocity) and its ``*_str`` labels must
+    be what its ids say."""
+    family, source = values["instrument_family"], values["instrument_source"]
     named = {"instrument_family": (match.group(1), FAMILIES[family]), "instrument_source": (match.group(2), SOURCES[source])}
     for label, (in_name, of_id) in named.items():
         if in_name != of_id:
@@ -212,8 +239,6 @@ def explain_example(key: str, entry: Any, where: str) -> NoteLabels:
                         ("instrument_str", key.rsplit("-", 2)[0])):
         if label in entry and entry[label] != want:
             raise LabelError(f"{at} has {label} {_show(entry[label])}; its ids and name say {want!r}")
-    return NoteLabels(key, family, source, values["pitch"], values["velocity"], values["instrument"],
-                      values["note"], tuple(qualities))
 
 
 def _show(value: Any, typed: bool = True) -> str:

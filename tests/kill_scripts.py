@@ -7,14 +7,15 @@ a cache folder or URL.
 KILLER = """
 import os, signal, sys
 from pathlib import Path
+from nsynth_prep.build import blocks
 from nsynth_prep.build import pipeline as build
-original, done = build._write_block, []
+original, done = blocks.write_block, []
 def write_then_die(job, block):
     if len(done) == 1:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the build
     done.append(original(job, block))
     return done[-1]
-build._write_block = write_then_die
+blocks.write_block = write_then_die
 build.build_cache(Path(sys.argv[1]), sys.argv[2], build.BuildConfig(features=("trimmed",), workers=1),
                   progress=False)  # argv[2]: a folder or a URL
 """

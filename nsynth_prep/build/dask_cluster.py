@@ -4,7 +4,7 @@
 connects to a running scheduler; ``--dask local:N`` starts a ``LocalCluster`` of N one-thread
 processes on this machine. The scan of the source (labels, the row plan, a ``.tar.gz``'s spool)
 stays in the client, as in a local build; each task then owns whole blocks of chunks
-(:class:`.build.ChunkJob`, the same decomposition as the local pool), so the bytes are the
+(:class:`.blocks.ChunkJob`, the same decomposition as the local pool), so the bytes are the
 same as a local build's. Workers read the source and write the cache themselves: both must be
 on storage every worker reaches, which each task checks before it starts.
 
@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsynth_prep.build.pipeline import ChunkJob, _write_block
+from nsynth_prep.build.blocks import ChunkJob, write_block
 from nsynth_prep.errors import ConfigError, NsynthError, SourceError, StorageError
-from nsynth_prep.readers.sources import TFRecordReader, WavDirReader
-from nsynth_prep.readers.targz import SpoolReader
 from nsynth_prep.storage.store import Remote, probe
 
 log = logging.getLogger(__name__)
@@ -176,7 +174,7 @@ def _ignore_sigint_plugin() -> Any:
 
 
 class DaskRunner:
-    """Runs the blocks of a build as tasks on a connected client (see :class:`.build.ChunkRunner`)."""
+    """Runs the blocks of a build as tasks on a connected client (see :class:`.blocks.ChunkRunner`)."""
 
     def __init__(self, client: Any, name: str) -> None:
         self.client, self.name = client, name
@@ -239,7 +237,7 @@ def write_block_task(job: ChunkJob, block: int) -> int | NsynthError:
     try:
         _keep_freed_memory()
         check_reachable(job)
-        return _write_block(job, block)
+        return write_block(job, block)
     except NsynthError as exc:
         return exc
 
@@ -283,17 +281,12 @@ def _where() -> str:
 
 
 def _source_paths(job: ChunkJob) -> list[tuple[Path, str]]:
-    """What the job's reader opens, with what it is, for the reachability check."""
-    reader = job.reader
-    if isinstance(reader, WavDirReader):
-        return [(reader.audio_dir, "the source's audio folder")]
-    if isinstance(reader, TFRecordReader):
-        return [(reader.path, "the source TFRecord")]
-    if isinstance(reader, SpoolReader):
-        where = ("$NSYNTH_SPOOL_DIR (the spool of a cache at a URL), which must be a shared folder"
-                 if isinstance(job.path, Remote) else "the build's work folder, which must be on shared storage too")
-        return [(reader.spool_dir, f"the .tar.gz spooled by the client into {where}")]
-    return []  # a synth descriptor's notes are rendered from the plan in the job: nothing to read
+    """What the job's reader opens (see :meth:`.catalog.FeatureReader.opens`), with what it is, for
+    the reachability check. A spool is where the build put it: say where that is, and why shared."""
+    where = ("$NSYNTH_SPOOL_DIR (the spool of a cache at a URL), which must be a shared folder"
+             if isinstance(job.path, Remote) else "the build's work folder, which must be on shared storage too")
+    return [(opened.path, f"{opened.what} into {where}" if opened.spooled else opened.what)
+            for opened in job.reader.opens()]
 
 
 def check_reachable(job: ChunkJob) -> None:

@@ -10,30 +10,29 @@ A rerun after an interruption skips the marked chunks and ends with the same byt
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import json
 import logging
 import math
-import multiprocessing
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import zarr
 
 from nsynth_prep.build import resume
+from nsynth_prep.build.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRunner, collect_checksums
 from nsynth_prep.cache import format as cache
 from nsynth_prep.errors import CacheError, ConfigError, SourceError, StorageError
 from nsynth_prep.features import FeatureSpec, feature_spec
 from nsynth_prep.labels import LabelTable, family_id
 from nsynth_prep.progress import Progress
 from nsynth_prep.readers import fingerprint
-from nsynth_prep.readers.catalog import Catalog, FeatureReader
+from nsynth_prep.readers.catalog import Catalog
 from nsynth_prep.readers.sources import Source, discover
 from nsynth_prep.storage import store
 from nsynth_prep.storage.lock import exclusive
@@ -55,7 +54,7 @@ class BuildConfig:
     allow_empty: bool = False  # write a cache with no notes instead of failing (recorded in the attrs)
     wait: bool = False  # wait for another writer of the same split instead of failing (not recorded)
     # Where the chunk-writing tasks run: None (local processes), "tcp://HOST:PORT" (a Dask scheduler) or
-    # "local:N" (a Dask LocalCluster of N processes); see .dask_build. Not recorded: where a cache was
+    # "local:N" (a Dask LocalCluster of N processes); see .dask_cluster. Not recorded: where a cache was
     # computed is not part of what it is (a Dask build and a local one write the same bytes).
     dask: str | None = None
 
@@ -117,8 +116,8 @@ def build_cache(source: Path, cache_dir: store.Where, config: BuildConfig, split
     (one client, or one LocalCluster, for all the splits); the scan stays in this process.
     """
     sources = discover(Path(source), split)
-    with _cluster(config):
-        return [build_split(s, store.location(cache_dir), config, progress) for s in sources]
+    with _cluster(config) as runner:
+        return [build_split(s, store.location(cache_dir), config, progress, runner) for s in sources]
 
 
 def order_rows(labels: LabelTable, seed: int) -> np.ndarray:
@@ -127,9 +126,10 @@ def order_rows(labels: LabelTable, seed: int) -> np.ndarray:
     return by_name[np.random.default_rng(seed).permutation(len(by_name))]
 
 
-def build_split(src: Source, cache_dir: store.Where, config: BuildConfig,
-                progress: bool = True) -> BuildSummary:
-    """Build one split's cache; see :func:`build_cache`.
+def build_split(src: Source, cache_dir: store.Where, config: BuildConfig, progress: bool = True,
+                runner: ChunkRunner | None = None) -> BuildSummary:
+    """Build one split's cache; see :func:`build_cache`. ``runner`` writes the chunks (a Dask
+    cluster's, opened by :func:`build_cache`); by default this machine's ``config.workers`` processes.
 
     The whole build holds the split's writer lock (``<cache>/<split>.zarr.lock``): a second
     writer of the same split (another build, resume or feature add) is refused with one line
@@ -138,10 +138,11 @@ def build_split(src: Source, cache_dir: store.Where, config: BuildConfig,
     path = cache.cache_path(cache_dir, src.split)
     store.probe(path)  # a missing bucket or refused credentials: one line naming the URL
     with exclusive(path.with_name(path.name + ".lock"), f"cache {path}", wait=config.wait):
-        return _build_locked(src, path, config, progress)
+        return _build_locked(src, path, config, progress, runner)
 
 
-def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bool) -> BuildSummary:
+def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bool,
+                  runner: ChunkRunner | None) -> BuildSummary:
     started = time.perf_counter()
     # The work folder sits beside the cache in the same store, so that a resume on another
     # machine sees its done marks; only a .tar.gz's spool of the source may be local (spool_dir).
@@ -180,10 +181,10 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
     with storage_errors(work):
         work.mkdir(parents=True, exist_ok=True)
         _write_json(work / resume.SOURCE_JSON, source_info.to_attrs())
-    if src.format in ("jsonwav", "synth"):
+    verb = src.kind.progress_verb
+    if verb is None:
         catalog = src.scan(todo, config.on_error, spool)
     else:  # archives and TFRecords are read whole to find the notes: show it
-        verb = "stream" if src.format == "targz" else "scan"
         with Progress(src.path.stat().st_size, f"{src.split} {verb}", unit="B", enabled=progress) as bar:
             catalog = src.scan(todo, config.on_error, spool, bar.update, config.workers)
     keep = _family_filter(catalog.labels, config)
@@ -206,11 +207,8 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
     for spec in todo:
         if spec.name not in cache.load_meta(group).building or spec.name not in group:
             cache.add_feature(group, spec)
-    _list_marks(work, todo)
-    try:
-        _write_features(path, work, catalog, order, todo, config.workers, progress, src.split)
-    finally:
-        _LISTED.pop(str(work), None)
+    marks = DoneMarks.of(work, todo)  # after the marks of a cache that is no more were cleared
+    _write_features(path, marks, catalog, order, todo, runner or LocalRunner(config.workers), progress, src.split)
     # What was read must be what the fingerprint describes: a file rewritten during the build
     # would leave rows of two versions of the source under one fingerprint.
     after = src.fingerprint(fp)
@@ -219,7 +217,7 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
         raise CacheError(f"{src.path}: changed while this build read it ({'; '.join(changed)}); {path} is left "
                          f"incomplete: remove it and {work}, and build again once the source is stable")
     for spec in todo:
-        cache.finish_feature(group, spec, _collect_checksums(work, spec, len(labels)))
+        cache.finish_feature(group, spec, collect_checksums(work, spec, len(labels)))
     cache.mark_complete(group, labels)
     _remove_work(work, spool)
     return _summary(src, path, group, config, [s.name for s in todo], started)
@@ -259,62 +257,31 @@ def _summary(src: Source, path: Location, group: zarr.Group, config: BuildConfig
                         counts.family, counts.source)
 
 
-# --- the chunk writers -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ChunkJob:
-    """What a chunk writer needs, in one picklable object: paths and arrays, no open files.
-
-    Sent once to each local pool process, or to each Dask worker (see :mod:`.dask_build`), and
-    passed to :func:`_write_block` with a block number. ``order`` is (n,) int64: the catalog
-    position of each cache row; ``reader`` reopens its files lazily in whatever process runs it.
-    """
-
-    path: Location  # the cache group, <split>.zarr
-    work: Location  # <split>.zarr.build: done markers (and a .tar.gz's spool)
-    reader: FeatureReader
-    order: np.ndarray
-    specs: tuple[FeatureSpec, ...]
-    block_rows: int  # rows per task: the largest feature chunk, so that every chunk has one writer
-
-
-class ChunkRunner(Protocol):
-    """Runs blocks of a job somewhere else (a Dask cluster); ``update(rows)`` as each one ends."""
-
-    def run(self, job: ChunkJob, blocks: Sequence[int], update: Callable[[int], None]) -> None: ...
-
-
-# The cluster of the build in progress, opened by build_cache when config.dask is set. A context
-# variable rather than a parameter, so that the per-split code between the two is unchanged.
-_RUNNER: contextvars.ContextVar[ChunkRunner | None] = contextvars.ContextVar("nsynth_chunk_runner", default=None)
+# --- the chunk writers (see .blocks) ----------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _cluster(config: BuildConfig) -> Iterator[None]:
-    """Connect to ``config.dask`` (or start its LocalCluster) for the ``with`` body; a no-op without it."""
-    if config.dask is None or _RUNNER.get() is not None:
-        yield
+def _cluster(config: BuildConfig) -> Iterator[ChunkRunner | None]:
+    """The Dask runner of ``config.dask`` (its client, or its LocalCluster, open for the ``with``
+    body: one for all the splits of a build); None without it."""
+    if config.dask is None:
+        yield None
         return
     from nsynth_prep.build.dask_cluster import connect  # only here: Dask is an optional extra
 
     with connect(config.dask) as runner:
-        token = _RUNNER.set(runner)
-        try:
-            yield
-        finally:
-            _RUNNER.reset(token)
+        yield runner
 
 
-def _write_features(path: Location, work: Location, catalog: Catalog, order: np.ndarray, specs: Sequence[FeatureSpec],
-                    workers: int, progress: bool, desc: str) -> None:
-    n = len(order)
+def _write_features(path: Location, marks: DoneMarks, catalog: Catalog, order: np.ndarray,
+                    specs: Sequence[FeatureSpec], runner: ChunkRunner, progress: bool, desc: str) -> None:
+    work, n = marks.work, len(order)
     if isinstance(path, Path):  # zarr writes a local chunk to <key>.<uuid>.partial, then renames it: a
         for s in specs:         # writer killed in between leaves that file, which nothing else removes
             for stray in (path / s.name).glob("c/**/*.partial"):
                 stray.unlink(missing_ok=True)  # (we hold the split's lock: no live writer's file)
     block_rows = max(s.chunk_rows for s in specs)
-    blocks = [b for b in range(math.ceil(n / block_rows)) if not _block_done(work, specs, b, block_rows, n)]
+    blocks = [b for b in range(math.ceil(n / block_rows)) if not marks.block_done(specs, b, block_rows, n)]
     with storage_errors(work):
         for s in specs:
             (work / "done" / s.name).mkdir(parents=True, exist_ok=True)
@@ -322,89 +289,5 @@ def _write_features(path: Location, work: Location, catalog: Catalog, order: np.
     if not blocks:  # all written before an interruption, or an empty split
         return
     job = ChunkJob(path, work, catalog.reader, order, tuple(specs), block_rows)
-    runner = _RUNNER.get()
     with Progress(remaining, f"{desc} {'+'.join(s.name for s in specs)}", enabled=progress) as bar:
-        if runner is not None:
-            runner.run(job, blocks, bar.update)
-        elif workers == 1 or len(blocks) == 1:
-            for b in blocks:
-                bar.update(_write_block(job, b))
-        else:
-            # Each process gets the job once (initargs; inherited at fork, not pickled per task).
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(workers, len(blocks)), initializer=_set_pool_job, initargs=(job,)) as pool:
-                for done in pool.imap_unordered(_pool_block, blocks):
-                    bar.update(done)
-
-
-_POOL_JOB: list[ChunkJob] = []  # in a pool process: the job it was started with
-
-
-def _set_pool_job(job: ChunkJob) -> None:
-    _POOL_JOB[:] = [job]
-
-
-def _pool_block(block: int) -> int:
-    return _write_block(_POOL_JOB[0], block)
-
-
-# The done marks of a remote cache's work folder, listed once before the blocks are dispatched
-# (one LIST request instead of a HEAD per block: NSynth train's trimmed has 9,000 chunks). Taken
-# after the marks of a cache that is no more were cleared, dropped when the dispatch returns; where
-# there is no listing (a local folder, another process), each mark is looked up.
-_LISTED: dict[str, set[str]] = {}
-
-
-def _list_marks(work: Location, specs: Sequence[FeatureSpec]) -> None:
-    if isinstance(work, store.Remote):
-        _LISTED[str(work)] = {str(store.Remote(f"{work.protocol}://{key}")) for s in specs
-                              for key in work.fs.find((work / "done" / s.name).key)}
-
-
-def _block_done(work: Location, specs: Sequence[FeatureSpec], block: int, block_rows: int, n: int) -> bool:
-    listed = _LISTED.get(str(work))
-    for s in specs:
-        first = block * block_rows // s.chunk_rows
-        last = (min(n, (block + 1) * block_rows) - 1) // s.chunk_rows
-        marks = [work / "done" / s.name / f"{c}.json" for c in range(first, last + 1)]
-        if not all(str(m) in listed if listed is not None else m.exists() for m in marks):
-            return False
-    return True
-
-
-def _write_block(job: ChunkJob, block: int) -> int:
-    """Compute and write every chunk of rows ``[block * B, (block + 1) * B)``; returns notes done."""
-    path, work, specs, reader, order = job.path, job.work, job.specs, job.reader, job.order
-    group = zarr.open_group(store.zarr_store(path), mode="r+")
-    arrays: dict[str, Any]
-    arrays = {s.name: group[s.name] for s in specs}  # zarr arrays, written whole chunks at a time
-    start, stop = block * job.block_rows, min(len(order), (block + 1) * job.block_rows)
-    step = min(s.chunk_rows for s in specs)  # every chunk size is a multiple of this
-    pending: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
-    for sub in range(start, stop, step):
-        end = min(stop, sub + step)
-        feats = reader.read_features(order[sub:end], specs)
-        for s in specs:
-            pending[s.name].append(feats[s.name])
-            if end % s.chunk_rows == 0 or end == stop:  # a whole chunk (or the array's last)
-                data = np.concatenate(pending[s.name])
-                pending[s.name] = []
-                with storage_errors(path / s.name):
-                    arrays[s.name][end - len(data) : end] = data
-                _mark_done(work, s, (end - len(data)) // s.chunk_rows, cache.checksum(data))
-    return stop - start
-
-
-def _collect_checksums(work: Location, spec: FeatureSpec, n: int) -> list[str]:
-    chunks = range(math.ceil(n / spec.chunk_rows))
-    if isinstance(work, store.Remote):  # fetched concurrently (fsspec's batch cat), not one GET at a time
-        keys = [(work / "done" / spec.name / f"{c}.json").key for c in chunks]
-        got = work.fs.cat(keys) if keys else {}
-        return [json.loads(got[k])["crc"] for k in keys]
-    return [json.loads((work / "done" / spec.name / f"{c}.json").read_text())["crc"] for c in chunks]
-
-
-def _mark_done(work: Location, spec: FeatureSpec, chunk: int, crc: str) -> None:
-    with storage_errors(work):
-        _write_json(work / "done" / spec.name / f"{chunk}.json", {"crc": crc})
-
+        runner.run(job, blocks, bar.update)

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -18,15 +19,30 @@ from nsynth_prep.errors import LabelError, SourceError
 from nsynth_prep.features import FeatureSpec
 from nsynth_prep.labels import LabelTable, NoteLabels, parse_example
 
-__all__ = ["AUDIO_BATCH", "MAX_EXAMPLES_JSON_BYTES", "AudioReader", "Catalog", "FeatureReader", "SourceError",
-           "first_of_each", "labels_from_entries", "load_examples_json", "refuse_or_skip", "unlisted_audio"]
+__all__ = ["AUDIO_BATCH", "MAX_EXAMPLES_JSON_BYTES", "AudioReader", "Catalog", "FeatureReader", "OpenedPath",
+           "SourceError", "first_of_each", "labels_from_entries", "load_examples_json", "refuse_or_skip",
+           "unlisted_audio"]
 
 AUDIO_BATCH = 32  # notes decoded at once: bounds memory to ~8 MB of audio per worker
+
+
+@dataclass(frozen=True)
+class OpenedPath:
+    """A file or folder that a feature reader opens, said so that another host can be checked
+    for it (a Dask worker, see :func:`.dask_cluster.check_reachable`)."""
+
+    path: Path
+    what: str  # for messages: "the source TFRecord"
+    spooled: bool = False  # written by the build's scan (a .tar.gz's spool), not the source itself
 
 
 class FeatureReader(Protocol):
     def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
         """Features of notes ``index`` (positions in the catalog), one (k, ...) array per spec."""
+        ...
+
+    def opens(self) -> list[OpenedPath]:
+        """What :meth:`read_features` opens (nothing, for notes rendered from a plan)."""
         ...
 
 
@@ -43,6 +59,9 @@ class AudioReader:
     """Base for random-access sources: decode audio in small batches, compute features."""
 
     def read_audio(self, index: np.ndarray) -> np.ndarray:  # (k, 64000) int16
+        raise NotImplementedError
+
+    def opens(self) -> list[OpenedPath]:
         raise NotImplementedError
 
     def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:

@@ -1,10 +1,12 @@
 """NSynth as shipped: find the splits in a path and read their labels and audio.
 
-Three formats, one interface. :func:`discover` turns a path (a split folder, a parent folder,
-a ``.jsonwav.tar.gz`` or a ``.tfrecord``) into :class:`Source` objects; ``source.scan()``
+Four kinds of source, one interface, registered in one table (:data:`KINDS`). :func:`discover`
+turns a path (a split folder, a parent folder, a ``.jsonwav.tar.gz``, a ``.tfrecord`` or a
+synthetic corpus's ``.synth.json`` descriptor) into :class:`Source` objects; ``source.scan()``
 returns a :class:`Catalog`: every good note's labels, the notes skipped and why, and a reader
 that yields features for any set of notes. Folders and TFRecord files are read at random;
-a ``.tar.gz`` is streamed once, its features spooled to disk (see :mod:`.spool`).
+a ``.tar.gz`` is streamed once, its features spooled to disk (see :mod:`.targz`); a
+descriptor's notes are rendered (see :mod:`.descriptor`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from nsynth_prep.labels import NOTE_SAMPLES, LabelTable, NoteLabels
 from nsynth_prep.readers.catalog import (
     AudioReader,
     Catalog,
+    OpenedPath,
     first_of_each,
     labels_from_entries,
     load_examples_json,
     unlisted_audio,
 )
+from nsynth_prep.readers.descriptor import DESCRIPTOR_SUFFIX, scan_descriptor
 from nsynth_prep.readers.fingerprint import Fingerprint
 from nsynth_prep.readers.fingerprint import take as take_fingerprint
-from nsynth_prep.readers.targz import scan_targz  # streaming .tar.gz: features spooled to work_dir
+from nsynth_prep.readers.targz import scan_targz
 from nsynth_prep.readers.tfrecord import TFRecordError, decode_example, read_payload, record_spans
 from nsynth_prep.readers.wav import WavFormatError, pcm16_span, read_wav_file
 
@@ -50,13 +54,67 @@ def split_of(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
+OnBytes = Callable[[int], None]  # told the bytes read, for a progress bar
+Scan = Callable[["Source", Sequence[FeatureSpec], str, Path, OnBytes | None, int], Catalog]
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One format of NSynth source: how :func:`discover` recognises it, and how it is scanned.
+
+    ``scan(source, specs, on_error, work_dir, progress, workers)`` returns the :class:`Catalog`
+    (see :meth:`Source.scan`). ``progress_verb`` names the progress bar of a source read whole
+    to find its notes ("stream", "scan"), whose scan reports the bytes read; None for one that
+    needs no bar (a folder's examples.json, a descriptor's plan).
+    """
+
+    format: str  # as the cache records it (.cache.meta.SOURCE_FORMATS); fingerprinted by .fingerprint
+    is_at: Callable[[Path], bool]
+    scan: Scan
+    progress_verb: str | None = None
+
+
+def _folder_catalog(src: Source, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+                    progress: OnBytes | None, workers: int) -> Catalog:
+    return _scan_dir(src.path, on_error)
+
+
+def _archive_catalog(src: Source, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+                     progress: OnBytes | None, workers: int) -> Catalog:
+    return scan_targz(src.path, specs, on_error, work_dir, progress)  # streamed: features spooled to work_dir
+
+
+def _tfrecord_catalog(src: Source, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+                      progress: OnBytes | None, workers: int) -> Catalog:
+    return _scan_tfrecord(src.path, on_error, progress, workers)
+
+
+def _descriptor_catalog(src: Source, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
+                        progress: OnBytes | None, workers: int) -> Catalog:
+    return scan_descriptor(src.path, src.split, on_error)  # rendered as the features are computed
+
+
+# Every kind of source, in the order a path is tried (``x.tfrecord.tar.gz`` is an archive).
+KINDS: tuple[SourceKind, ...] = (
+    SourceKind("jsonwav", lambda p: p.is_dir() and (p / "examples.json").is_file(), _folder_catalog),
+    SourceKind("targz", lambda p: p.is_file() and p.name.endswith((".tar.gz", ".tgz")), _archive_catalog, "stream"),
+    SourceKind("tfrecord", lambda p: p.is_file() and ".tfrecord" in p.name, _tfrecord_catalog, "scan"),
+    SourceKind("synth", lambda p: p.is_file() and p.name.endswith(DESCRIPTOR_SUFFIX), _descriptor_catalog),
+)
+KIND_OF = {k.format: k for k in KINDS}
+
+
 @dataclass
 class Source:
     """One split of NSynth in one format."""
 
     path: Path
-    format: str  # "jsonwav" | "targz" | "tfrecord" | "synth" (see .synth.write_descriptors)
+    format: str  # a SourceKind's: "jsonwav" | "targz" | "tfrecord" | "synth" (see .synth.write_descriptors)
     split: str
+
+    @property
+    def kind(self) -> SourceKind:
+        return KIND_OF[self.format]
 
     def fingerprint(self, reference: Fingerprint | None = None) -> Fingerprint:
         """The files that define this source, with a digest of each one's content (see
@@ -64,21 +122,14 @@ class Source:
         instead of being read again."""
         return take_fingerprint(self.path, self.format, reference)
 
-    def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
-             progress: Callable[[int], None] | None = None, workers: int = 1) -> Catalog:
+    def scan(self, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path, progress: OnBytes | None = None,
+             workers: int = 1) -> Catalog:
         """Read every note's labels (and, for ``skip``, validate the audio) of this source.
 
-        ``progress`` is called with the number of bytes read, for archives and TFRecords.
+        ``progress`` is called with the number of bytes read, for the kinds with a
+        ``progress_verb`` (archives and TFRecords).
         """
-        if self.format == "jsonwav":
-            return _scan_dir(self.path, on_error)
-        if self.format == "tfrecord":
-            return _scan_tfrecord(self.path, on_error, progress, workers)
-        if self.format == "synth":  # a described synthetic corpus, rendered as the features are computed
-            from nsynth_prep.corpus.synth import scan_descriptor
-
-            return scan_descriptor(self.path, self.split, on_error)
-        return scan_targz(self.path, specs, on_error, work_dir, progress)
+        return self.kind.scan(self, specs, on_error, work_dir, progress, workers)
 
 
 def discover(path: Path, split: str | None = None) -> list[Source]:
@@ -114,15 +165,8 @@ def discover(path: Path, split: str | None = None) -> list[Source]:
 
 
 def _kind(path: Path) -> str | None:
-    if path.is_dir() and (path / "examples.json").is_file():
-        return "jsonwav"
-    if path.is_file() and (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
-        return "targz"
-    if path.is_file() and ".tfrecord" in path.name:
-        return "tfrecord"
-    if path.is_file() and path.name.endswith(".synth.json"):
-        return "synth"
-    return None
+    """The format of the first of :data:`KINDS` that ``path`` is, or None."""
+    return next((k.format for k in KINDS if k.is_at(path)), None)
 
 
 # --- JSON + WAV folder ------------------------------------------------------------------------
@@ -131,6 +175,9 @@ def _kind(path: Path) -> str | None:
 class WavDirReader(AudioReader):
     def __init__(self, audio_dir: Path, names: np.ndarray) -> None:
         self.audio_dir, self.names = audio_dir, names
+
+    def opens(self) -> list[OpenedPath]:
+        return [OpenedPath(self.audio_dir, "the source's audio folder")]
 
     def read_audio(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((len(index), NOTE_SAMPLES), np.int16)
@@ -205,6 +252,9 @@ class TFRecordReader(AudioReader):
         # Pickled for another process or host (a Dask worker): the path, never this process's descriptor,
         # whose number could match an unrelated file there (same pid on another host).
         return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def opens(self) -> list[OpenedPath]:
+        return [OpenedPath(self.path, "the source TFRecord")]
 
     def __del__(self) -> None:  # a long-lived Dask worker unpickles one reader per build: close its descriptor
         if getattr(self, "_fd", None) is not None and self._pid == os.getpid():

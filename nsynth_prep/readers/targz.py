@@ -24,6 +24,7 @@ from nsynth_prep.features import FeatureSpec
 from nsynth_prep.labels import NOTE_SAMPLES, LabelTable
 from nsynth_prep.readers.catalog import (
     Catalog,
+    OpenedPath,
     SourceError,
     first_of_each,
     labels_from_entries,
@@ -45,6 +46,9 @@ class SpoolReader:
 
     def __init__(self, spool_dir: Path, positions: np.ndarray) -> None:
         self.spool_dir, self.positions = spool_dir, positions
+
+    def opens(self) -> list[OpenedPath]:
+        return [OpenedPath(self.spool_dir, "the .tar.gz spooled by the client", spooled=True)]
 
     def read_features(self, index: np.ndarray, specs: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
         pos = self.positions[index]
@@ -86,35 +90,22 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     if done_blocks:
         log.info("%s: resuming after %d spooled blocks", path, done_blocks)
 
-    skipped: list[dict[str, str]] = []
+    spooler = _Spooler(spool, specs, on_error, done_blocks)
+    entries = _stream(path, spooler, done_blocks, progress)
+    spooler.finish()
+    if entries is None:
+        raise SourceError(f"{path}: no examples.json in the archive")
+    skipped = spooler.skipped
+    spooled = _spooled_notes(path, spool, spooler.block_index, done_blocks, on_error, skipped)
+    return _join(path, spool, spooled, entries, skipped, on_error)
+
+
+def _stream(path: Path, spooler: _Spooler, done_blocks: int,
+            progress: Callable[[int], None] | None) -> dict[str, Any] | None:
+    """Read the archive once: its examples.json (returned; None when it has none) and every WAV
+    after the first ``done_blocks`` blocks' worth, handed to ``spooler``."""
     entries: dict[str, Any] | None = None
-    pending: list[tuple[str, np.ndarray]] = []
-    block_names: list[str] = []
-    block_skipped: list[dict[str, str]] = []
-    buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), s.dtype) for s in specs}
     wav_members = 0
-    block_index = done_blocks
-
-    def compute_pending() -> None:
-        if not pending:
-            return
-        start = len(block_names)
-        audio = np.stack([a for _, a in pending])
-        for s in specs:
-            s.compute(audio, buffers[s.name][start : start + len(pending)])
-        block_names.extend(n for n, _ in pending)
-        pending.clear()
-
-    def flush_block() -> None:
-        nonlocal block_index
-        compute_pending()
-        with storage_errors(spool):
-            _write_block(spool, block_index, buffers, len(block_names), block_names, block_skipped)
-        skipped.extend(block_skipped)
-        block_names.clear()
-        block_skipped.clear()
-        block_index += 1
-
     try:
         with _CountingReader(path, progress) as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:  # type: ignore[call-overload]
             for member in archive:
@@ -133,30 +124,77 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
                 wav_members += 1
                 if wav_members <= done_blocks * SPOOL_BLOCK:
                     continue  # spooled before the interruption; the stream skips its bytes
-                note = os.path.basename(member.name)[: -len(".wav")]
-                try:
-                    if member.size > MAX_WAV_BYTES:  # refused from the header; the stream skips the bytes
-                        raise WavFormatError(f"{where}: {member.size:,} bytes; an NSynth WAV is 128,044 and no "
-                                             f"WAV over {MAX_WAV_BYTES:,} bytes is read")
-                    handle = archive.extractfile(member)
-                    assert handle is not None
-                    pending.append((note, read_pcm16(handle.read(member.size), where, NOTE_SAMPLES)))
-                except WavFormatError as exc:
-                    refuse_or_skip(on_error, block_skipped, note, str(exc))
-                if len(pending) == 32:
-                    compute_pending()
-                if len(block_names) + len(pending) + len(block_skipped) >= SPOOL_BLOCK:
-                    flush_block()
+                spooler.add(archive, member, where)
     except (tarfile.TarError, EOFError, zlib.error) as exc:  # reading: OSErrors are _CountingReader's
         raise SourceError(f"{path}: damaged archive after {wav_members} WAV files: {exc}") from None
-    if pending or block_names or block_skipped:
-        flush_block()
-    if entries is None:
-        raise SourceError(f"{path}: no examples.json in the archive")
-    # Spool position of each note: block * SPOOL_BLOCK + row in the block.
+    return entries
+
+
+class _Spooler:
+    """The block being spooled: WAVs decoded as they stream by, their features computed 32 notes
+    at a time, and the block written (:func:`_write_block`) once :data:`SPOOL_BLOCK` notes, good
+    or skipped, are in it."""
+
+    def __init__(self, spool: Path, specs: Sequence[FeatureSpec], on_error: str, first_block: int) -> None:
+        self.spool, self.specs, self.on_error = spool, specs, on_error
+        self.block_index = first_block  # the block being filled
+        self.skipped: list[dict[str, str]] = []  # the notes skipped in the blocks written so far
+        self.pending: list[tuple[str, np.ndarray]] = []  # decoded, features not computed yet
+        self.block_names: list[str] = []  # notes whose features are in the buffers
+        self.block_skipped: list[dict[str, str]] = []
+        self.buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), s.dtype) for s in specs}
+
+    def add(self, archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> None:
+        """Decode the WAV ``member`` (or refuse or skip it) into the block; write the block when full."""
+        note = os.path.basename(member.name)[: -len(".wav")]
+        try:
+            if member.size > MAX_WAV_BYTES:  # refused from the header; the stream skips the bytes
+                raise WavFormatError(f"{where}: {member.size:,} bytes; an NSynth WAV is 128,044 and no "
+                                     f"WAV over {MAX_WAV_BYTES:,} bytes is read")
+            handle = archive.extractfile(member)
+            assert handle is not None
+            self.pending.append((note, read_pcm16(handle.read(member.size), where, NOTE_SAMPLES)))
+        except WavFormatError as exc:
+            refuse_or_skip(self.on_error, self.block_skipped, note, str(exc))
+        if len(self.pending) == 32:
+            self._compute_pending()
+        if len(self.block_names) + len(self.pending) + len(self.block_skipped) >= SPOOL_BLOCK:
+            self._flush_block()
+
+    def finish(self) -> None:
+        """Write the last block, if it holds any note."""
+        if self.pending or self.block_names or self.block_skipped:
+            self._flush_block()
+
+    def _compute_pending(self) -> None:
+        if not self.pending:
+            return
+        start = len(self.block_names)
+        audio = np.stack([a for _, a in self.pending])
+        for s in self.specs:
+            s.compute(audio, self.buffers[s.name][start : start + len(self.pending)])
+        self.block_names.extend(n for n, _ in self.pending)
+        self.pending.clear()
+
+    def _flush_block(self) -> None:
+        self._compute_pending()
+        with storage_errors(self.spool):
+            _write_block(self.spool, self.block_index, self.buffers, len(self.block_names), self.block_names,
+                         self.block_skipped)
+        self.skipped.extend(self.block_skipped)
+        self.block_names.clear()
+        self.block_skipped.clear()
+        self.block_index += 1
+
+
+def _spooled_notes(path: Path, spool: Path, blocks: int, done_blocks: int, on_error: str,
+                   skipped: list[dict[str, str]]) -> dict[str, int]:
+    """Spool position of each note (block * SPOOL_BLOCK + row in the block) in the first ``blocks``
+    blocks; the notes the first ``done_blocks`` (of an interrupted stream) skipped go to
+    ``skipped``, and so does a WAV that is in the archive twice (the first is kept)."""
     names: list[str] = []
     positions: list[int] = []
-    for b in range(block_index):
+    for b in range(blocks):
         meta = json.loads((spool / f"block-{b:05d}.json").read_text())
         if b < done_blocks:
             skipped.extend(meta["skipped"])
@@ -164,8 +202,7 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
         positions += range(b * SPOOL_BLOCK, b * SPOOL_BLOCK + len(meta["names"]))
     keep = first_of_each(names, str(path), lambda i: f"WAV {names[i]}.wav (spool row {positions[i]})", on_error,
                          skipped)
-    spooled = {names[i]: positions[i] for i in keep}
-    return _join(path, spool, spooled, entries, skipped, on_error)
+    return {names[i]: positions[i] for i in keep}
 
 
 class _CountingReader:

@@ -1,4 +1,4 @@
-"""WAV files: walk the RIFF chunks and return 16-bit PCM samples, with precise errors.
+"""WAV files: walk the RIFF chunks (:mod:`.riff`) and return 16-bit PCM samples, with precise errors.
 
 NSynth WAVs are 16-bit PCM, mono, 16 kHz, 64,000 frames. Real files may carry ``LIST``,
 ``fact`` or other chunks before ``data``, so the reader walks every chunk instead of assuming
@@ -16,6 +16,7 @@ import numpy as np
 
 from nsynth_prep.errors import WavFormatError
 from nsynth_prep.labels import NOTE_SAMPLES, SAMPLE_RATE
+from nsynth_prep.readers import riff
 
 # An NSynth WAV is 128,044 bytes (44-byte header, 64,000 16-bit samples). Other chunks (LIST,
 # fact, ...) are allowed, within reason: no file or archive member bigger than this is read, so
@@ -50,43 +51,44 @@ def pcm16_span(data: bytes | bytearray | memoryview, name: str, frames: int = NO
         Byte offset of the first sample and the number of int16 samples (== ``frames``).
     """
     size = len(data) if file_size is None else file_size
-    if size < 12 or bytes(data[0:4]) != b"RIFF" or bytes(data[8:12]) != b"WAVE":
+    if not riff.is_riff_wave(data, size):
         raise WavFormatError(f"{name}: not a RIFF/WAVE file")
-    pos, fmt_seen = 12, False
-    while pos + 8 <= size:
-        chunk_id = bytes(data[pos : pos + 4])
-        (chunk_size,) = struct.unpack_from("<I", data, pos + 4)
-        body = pos + 8
-        if chunk_id == b"fmt ":
-            if chunk_size < 16 or body + 16 > size:
-                raise WavFormatError(f"{name}: fmt chunk is {chunk_size} bytes, too short")
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
-            if tag == WAVE_FORMAT_EXTENSIBLE and chunk_size >= 40:
-                if bytes(data[body + 24 : body + 40]) == _KSDATAFORMAT_SUBTYPE_PCM:
-                    tag = WAVE_FORMAT_PCM
-            if tag != WAVE_FORMAT_PCM:
-                raise WavFormatError(f"{name}: audio format {tag:#x} is not PCM (1)")
-            if channels != 1:
-                raise WavFormatError(f"{name}: {channels} channels; NSynth notes are mono")
-            if rate != SAMPLE_RATE:
-                raise WavFormatError(f"{name}: sample rate {rate} Hz; NSynth is {SAMPLE_RATE} Hz")
-            if bits != 16:
-                raise WavFormatError(f"{name}: {bits}-bit samples; expected 16-bit PCM")
+    fmt_seen = False
+    for chunk in riff.chunks(data, size):
+        if chunk.id == b"fmt ":
+            _check_fmt(data, chunk, name)
             fmt_seen = True
-        elif chunk_id == b"data":
+        elif chunk.id == b"data":
             if not fmt_seen:
                 raise WavFormatError(f"{name}: data chunk before fmt chunk")
-            available = min(chunk_size, size - body)
-            count = available // 2
-            if chunk_size > size - body:
+            if chunk.truncated:
                 raise WavFormatError(
-                    f"{name}: truncated: data chunk claims {chunk_size} bytes, file holds {size - body}"
+                    f"{name}: truncated: data chunk claims {chunk.size} bytes, file holds {chunk.available}"
                 )
+            count = chunk.available // 2
             if count != frames:
                 raise WavFormatError(f"{name}: {count} frames; NSynth notes have {frames}")
-            return body, count
-        pos = body + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+            return chunk.body, count
     raise WavFormatError(f"{name}: no {'data' if fmt_seen else 'fmt'} chunk")
+
+
+def _check_fmt(data: riff.Buffer, chunk: riff.Chunk, name: str) -> None:
+    """Refuse a ``fmt`` chunk that is not NSynth's: PCM (plain or WAVE_FORMAT_EXTENSIBLE), mono,
+    16 kHz, 16-bit."""
+    if chunk.available < 16:  # claimed, or held by the file
+        raise WavFormatError(f"{name}: fmt chunk is {chunk.size} bytes, too short")
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, chunk.body)
+    if tag == WAVE_FORMAT_EXTENSIBLE and chunk.size >= 40:
+        if bytes(data[chunk.body + 24 : chunk.body + 40]) == _KSDATAFORMAT_SUBTYPE_PCM:
+            tag = WAVE_FORMAT_PCM
+    if tag != WAVE_FORMAT_PCM:
+        raise WavFormatError(f"{name}: audio format {tag:#x} is not PCM (1)")
+    if channels != 1:
+        raise WavFormatError(f"{name}: {channels} channels; NSynth notes are mono")
+    if rate != SAMPLE_RATE:
+        raise WavFormatError(f"{name}: sample rate {rate} Hz; NSynth is {SAMPLE_RATE} Hz")
+    if bits != 16:
+        raise WavFormatError(f"{name}: {bits}-bit samples; expected 16-bit PCM")
 
 
 def read_wav_file(path: Path, head: int | None = None) -> tuple[bytes, int]:

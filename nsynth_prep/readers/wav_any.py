@@ -1,7 +1,7 @@
 """Any common WAV file -> float32 samples, for ``nsynth predict`` on a user's own audio.
 
 :mod:`nsynth_prep.readers.wav` is the strict reader of NSynth's own files and stays strict. This one
-walks the RIFF chunks the same way but accepts what recorders and editors write: PCM of 8, 16,
+walks the RIFF chunks the same way (:mod:`.riff`) but accepts what recorders and editors write: PCM of 8, 16,
 24 or 32 bits, IEEE float of 32 or 64 bits (plain or WAVE_FORMAT_EXTENSIBLE), any sample rate
 and any number of channels. Every problem is one :class:`WavFormatError` naming the file.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nsynth_prep.errors import WavFormatError
+from nsynth_prep.readers import riff
 
 MAX_BYTES = 1 << 30  # 1 GiB: more than an hour of 16-bit stereo at 44.1 kHz; refuse what is larger
 PCM, FLOAT, EXTENSIBLE = 1, 3, 0xFFFE
@@ -39,31 +40,33 @@ def read_wav_any(path: Path) -> tuple[np.ndarray, int]:
         data = path.read_bytes()
     except OSError as exc:
         raise WavFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    if not riff.is_riff_wave(data):
         raise WavFormatError(f"{path}: not a WAV file (no RIFF/WAVE header)")
     fmt: tuple[int, int, int, int] | None = None  # (tag, channels, rate, bits)
-    pos = 12
-    while pos + 8 <= len(data):
-        cid, n = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        body = data[pos + 8:pos + 8 + n]
-        if cid == b"fmt ":
-            if len(body) < 16:
-                raise WavFormatError(f"{path}: fmt chunk of {len(body)} bytes, need 16")
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", body)
-            if tag == EXTENSIBLE:
-                if len(body) < 40 or body[26:40] != _GUID_TAIL:
-                    raise WavFormatError(f"{path}: WAVE_FORMAT_EXTENSIBLE with an unknown sub-format")
-                tag = struct.unpack_from("<H", body, 24)[0]
-            fmt = (tag, channels, rate, bits)
-        elif cid == b"data":
+    for chunk in riff.chunks(data):
+        body = chunk.bytes_of(data)  # a truncated data chunk: the frames that are there
+        if chunk.id == b"fmt ":
+            fmt = _fmt(path, body)
+        elif chunk.id == b"data":
             if fmt is None:
                 raise WavFormatError(f"{path}: data chunk before the fmt chunk")
             return _decode(path, body, *fmt), fmt[2]
-        pos += 8 + n + (n & 1)  # chunks are padded to even sizes
     raise WavFormatError(f"{path}: no {'data' if fmt else 'fmt'} chunk (truncated or not a WAV file)")
 
 
-def _decode(path: Path, body: bytes, tag: int, channels: int, rate: int, bits: int) -> np.ndarray:
+def _fmt(path: Path, body: riff.Buffer) -> tuple[int, int, int, int]:
+    """``(tag, channels, rate, bits)`` of a ``fmt`` chunk; WAVE_FORMAT_EXTENSIBLE's sub-format as the tag."""
+    if len(body) < 16:
+        raise WavFormatError(f"{path}: fmt chunk of {len(body)} bytes, need 16")
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", body)
+    if tag == EXTENSIBLE:
+        if len(body) < 40 or bytes(body[26:40]) != _GUID_TAIL:
+            raise WavFormatError(f"{path}: WAVE_FORMAT_EXTENSIBLE with an unknown sub-format")
+        tag = struct.unpack_from("<H", body, 24)[0]
+    return tag, channels, rate, bits
+
+
+def _decode(path: Path, body: riff.Buffer, tag: int, channels: int, rate: int, bits: int) -> np.ndarray:
     kinds = {(PCM, 8): "u1", (PCM, 16): "<i2", (PCM, 24): "24", (PCM, 32): "<i4", (FLOAT, 32): "<f4",
              (FLOAT, 64): "<f8"}
     kind = kinds.get((tag, bits))

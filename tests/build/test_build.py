@@ -257,25 +257,25 @@ def test_archive_with_bad_member_and_without_examples(corpus: Path, tmp_path: Pa
 
 
 def test_resume_after_interrupt_ends_identical(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nsynth_prep.build import pipeline as build
+    from nsynth_prep.build import blocks
 
     ref = build_cache(corpus / "nsynth-train", tmp_path / "ref", BuildConfig(features=("trimmed",)), progress=False)
     calls = {"n": 0}
-    original = build._write_block
+    original = blocks.write_block
 
-    def interrupted(job: build.ChunkJob, block: int) -> int:
+    def interrupted(job: blocks.ChunkJob, block: int) -> int:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # Ctrl-C after one block
         return original(job, block)
 
-    monkeypatch.setattr(build, "_write_block", interrupted)
+    monkeypatch.setattr(blocks, "write_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_cache(corpus / "nsynth-train", tmp_path / "cache", BuildConfig(features=("trimmed",), workers=1),
                     progress=False)
     with pytest.raises(cache.CacheError, match="incomplete"):
         cache.open_cache(tmp_path / "cache" / "train.zarr")
-    monkeypatch.setattr(build, "_write_block", original)
+    monkeypatch.setattr(blocks, "write_block", original)
     done = build_cache(corpus / "nsynth-train", tmp_path / "cache", BuildConfig(features=("trimmed",)),
                        progress=False)[0]
     assert done.notes == 60

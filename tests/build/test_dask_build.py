@@ -27,7 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from nsynth_prep.build import dask_cluster as dask_build
-from nsynth_prep.build.pipeline import BuildConfig, ChunkJob, build_cache
+from nsynth_prep.build.blocks import ChunkJob
+from nsynth_prep.build.pipeline import BuildConfig, build_cache
 from nsynth_prep.corpus.synth import write_descriptors
 from nsynth_prep.errors import ConfigError, SourceError, WavFormatError
 from nsynth_prep.features import feature_spec
@@ -196,9 +197,9 @@ class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
         self.marker = marker
 
     def setup(self, worker: Any) -> None:
-        from nsynth_prep.build import pipeline as build
+        from nsynth_prep.build import blocks
 
-        self.original = original = build._mark_done
+        self.original = original = blocks.mark_done
         marker = self.marker
 
         def mark_then_die(*args: Any) -> None:
@@ -209,12 +210,12 @@ class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
                 return
             os._exit(1)
 
-        build._mark_done = mark_then_die
+        blocks.mark_done = mark_then_die
 
     def teardown(self, worker: Any) -> None:
-        from nsynth_prep.build import pipeline as build
+        from nsynth_prep.build import blocks
 
-        build._mark_done = self.original
+        blocks.mark_done = self.original
 
 
 def test_a_worker_dying_mid_block_is_retried(sources: Path, client: Any, cluster: Any, tmp_path: Path) -> None:

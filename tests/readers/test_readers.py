@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nsynth_prep.corpus.synth import tf_features
 from nsynth_prep.labels import format_examples_json
-from nsynth_prep.readers.sources import SourceError, discover, split_of
+from nsynth_prep.readers.sources import KINDS, SourceError, discover, split_of
 from nsynth_prep.readers.tfrecord import TFRecordError, decode_example, encode_example, frame_record, iter_records
 from nsynth_prep.readers.wav import WavFormatError, encode_pcm16, read_pcm16
 
@@ -111,6 +111,31 @@ def test_split_names_and_discovery(corpus: Path) -> None:
         discover(corpus / "missing")
     with pytest.raises(SourceError, match="no NSynth split here"):
         discover(corpus / "nsynth-train" / "audio")
+
+
+def test_every_kind_of_source_is_registered_once() -> None:
+    """The kinds discover tries are the formats a cache records, and each has a fingerprint."""
+    from nsynth_prep.cache.meta import SOURCE_FORMATS
+    from nsynth_prep.readers import fingerprint
+
+    assert [k.format for k in KINDS] == list(SOURCE_FORMATS)
+    assert set(fingerprint._DIGESTS) == set(SOURCE_FORMATS)
+    assert {k.format: k.progress_verb for k in KINDS} == {"jsonwav": None, "targz": "stream", "tfrecord": "scan",
+                                                          "synth": None}
+
+
+def test_each_reader_says_what_it_opens(corpus: Path, tmp_path: Path) -> None:
+    from nsynth_prep.corpus.synth import write_descriptors
+    from nsynth_prep.features import feature_spec
+
+    described = write_descriptors(tmp_path / "d", {"train": 10, "valid": 10, "test": 10})["test"]
+    want = {"nsynth-test": [(corpus / "nsynth-test" / "audio", "the source's audio folder", False)],
+            "nsynth-test.tfrecord": [(corpus / "nsynth-test.tfrecord", "the source TFRecord", False)],
+            "nsynth-test.jsonwav.tar.gz": [(tmp_path / "spool", "the .tar.gz spooled by the client", True)]}
+    for name, opened in want.items():
+        reader = discover(corpus / name)[0].scan([feature_spec("pooled")], "fail", tmp_path).reader
+        assert [(o.path, o.what, o.spooled) for o in reader.opens()] == opened, name
+    assert discover(described)[0].scan([], "fail", tmp_path).reader.opens() == []
 
 
 def test_unnamed_source_needs_split(corpus: Path, tmp_path: Path) -> None:
