@@ -64,6 +64,15 @@ class SpoolReader:
         return out
 
 
+def _read_manifest(path: Path) -> Any:
+    """The spool's manifest, or None when there is none or it cannot be read (then the spool is
+    started afresh: a manifest written by an older nsynth without the atomic write may be cut)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir: Path,
                progress: Callable[[int], None] | None = None) -> Catalog:
     """Stream an archive, spool the features of every WAV, join them with examples.json.
@@ -80,10 +89,11 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     with storage_errors(spool):
         spool.mkdir(parents=True, exist_ok=True)
         remove_stale(spool)  # a killed stream's unfinished block (the build holds the cache's lock)
-        if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
+        if _read_manifest(manifest_path) != manifest:
             for old in spool.iterdir():
                 old.unlink()
-            manifest_path.write_text(json.dumps(manifest))
+            with atomic_path(manifest_path) as tmp:  # a kill mid-write leaves the old manifest or none
+                tmp.write_text(json.dumps(manifest))
     done_blocks = 0
     while (spool / f"block-{done_blocks:05d}.json").exists():
         done_blocks += 1

@@ -325,6 +325,21 @@ def test_archive_stream_resumes_after_kill_9(corpus: Path, tmp_path: Path, monke
         np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
 
 
+
+def test_archive_stream_restarts_a_spool_whose_manifest_is_cut(corpus: Path, tmp_path: Path) -> None:
+    """A manifest cut by a kill (older nsynth wrote it in place) means "spool afresh", not a crash."""
+    source = corpus / "nsynth-train.jsonwav.tar.gz"
+    proc = subprocess.run([sys.executable, "-c", SPOOL_KILLER, str(source), str(tmp_path / "cache")],
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    manifest = tmp_path / "cache" / "train.zarr.build" / "spool" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:7])
+    done = build_cache(source, tmp_path / "cache", BuildConfig(), progress=False)[0]
+    assert verify_cache(done.path) == []
+    ref = build_cache(corpus / "nsynth-train", tmp_path / "ref", BuildConfig(), progress=False)[0]
+    for name, arr in _arrays(ref.path).items():
+        np.testing.assert_array_equal(_arrays(done.path)[name], arr, err_msg=name)
+
 def test_stop_between_last_feature_and_final_mark(corpus: Path, tmp_path: Path,
                                                   edit_attrs: Callable[..., None]) -> None:
     """Every feature recorded but the cache never marked complete: a rerun completes it."""
