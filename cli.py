@@ -182,7 +182,7 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
     a time writes a cache split (<cache>/<split>.zarr.lock); a cache is only ever continued
     from the same source content and options.
     """
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
                          seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None)

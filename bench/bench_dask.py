@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     import distributed
 
-    from nsynth_prep.build.dask_cluster import local_cluster_options
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.dask_cluster import local_cluster_options
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.corpus.synth import write_corpus
 
     features = tuple(args.feature or ["pooled"])

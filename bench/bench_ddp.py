@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 def prepare(work: Path, notes: int, feature: str) -> Path:
     """Caches of a synthetic corpus of ``notes`` train notes (valid and test a sixth each, at least
     30), made once per size in ``work``."""
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.corpus.synth import write_corpus
 
     held = max(30, notes // 6)

@@ -53,7 +53,7 @@ def clock(seconds: float) -> str:
 def build_caches(out: Path, notes: int, workers: int, seed: int) -> tuple[Path, list[str], dict[str, float]]:
     """The train and valid caches of the described corpus under ``out``; returns the cache folder,
     the notes about what was skipped, and the seconds each build step took."""
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.corpus.synth import write_descriptors
 
     valid = max(min(notes, 256), notes // 50)

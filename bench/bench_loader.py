@@ -53,7 +53,7 @@ def build(corpus: Path, out: Path, codec: str) -> Path:
     with byte shuffle, or ``none``), built once; the format's own choice is compared with the other."""
     from zarr.codecs import BloscCodec
 
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.cache import format as cache
 
     chain = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")] if codec == "lz4" else None

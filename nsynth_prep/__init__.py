@@ -91,7 +91,7 @@ __all__ = [
 assert set(_WHERE) == set(__all__)  # one list of names, two uses
 
 if TYPE_CHECKING:
-    from nsynth_prep.build.pipeline import BuildConfig, BuildSummary, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, BuildSummary, build_cache
     from nsynth_prep.cache.checked import CheckedArray
     from nsynth_prep.cache.format import Cache, cache_path, open_cache
     from nsynth_prep.cache.verify import verify_cache

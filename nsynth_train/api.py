@@ -96,7 +96,7 @@ def demo(data_dir: Path, notes_per_split: str | None = None, epochs: int = 15, p
     ConfigError
         ``notes_per_split`` differs from the corpus already made in ``data_dir``.
     """
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
 
     corpus, caches = data_dir / "nsynth", data_dir / "cache"

@@ -26,7 +26,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def caches_of(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``caches_of(*features)``: a cache folder of the session corpus's three splits with those
     features, built once per session for each set of features (read-only for the tests)."""
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 
     built: dict[tuple[str, ...], Path] = {}
 

@@ -7,8 +7,8 @@ a cache folder or URL.
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from nsynth_prep.build import blocks
-from nsynth_prep.build import pipeline as build
+from nsynth_prep.builder import blocks
+from nsynth_prep.builder import pipeline as build
 original, done = blocks.write_block, []
 def write_then_die(job, block):
     if len(done) == 1:
@@ -24,7 +24,7 @@ build.build_cache(Path(sys.argv[1]), sys.argv[2], build.BuildConfig(features=("t
 SPOOL_KILLER = """
 import os, signal, sys
 from pathlib import Path
-from nsynth_prep.build import pipeline as build
+from nsynth_prep.builder import pipeline as build
 from nsynth_prep.readers import targz as spool
 spool.SPOOL_BLOCK = 16  # 60 notes: 4 blocks
 original, written = spool._write_block, []

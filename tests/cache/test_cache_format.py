@@ -18,7 +18,7 @@ import pytest
 import zarr
 from zarr.codecs import ZstdCodec
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cache.chunks import ChunkFiles

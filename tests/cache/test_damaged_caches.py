@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import zarr
 
-from nsynth_prep.build import pipeline as build
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder import pipeline as build
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.verify import verify_cache
 from nsynth_prep.errors import CacheError, SourceError, StorageError

@@ -22,7 +22,7 @@ import zarr
 from click.testing import CliRunner
 
 from cli import main
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.corpus import note_audio
 from nsynth_prep.corpus.gm_programs import GM_PROGRAMS, markdown_table, parse_programs, program_table
 from nsynth_prep.corpus.soundfont import read_presets

@@ -77,7 +77,7 @@ def test_a_described_corpus_builds_the_written_corpus_cache(corpus: Path, tmp_pa
     import pytest
     import zarr
 
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
     from nsynth_prep.cache.verify import verify_cache
     from nsynth_prep.corpus.synth import write_descriptors
     from nsynth_prep.errors import SourceError

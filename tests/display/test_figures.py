@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.format import Cache, open_cache, read
 from nsynth_prep.display.notes import envelope, pitch_figure, waveform_figure, zoom_span
 from nsynth_train import plots

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import zarr
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.verify import verify_cache
 from nsynth_prep.corpus.synth import tf_features
 from nsynth_prep.errors import NsynthError, SourceError, StorageError
@@ -429,7 +429,7 @@ def test_repeated_wav_member_keeps_the_first(corpus: Path, tmp_path: Path) -> No
 LIMITED = """
 import json, resource, sys
 from pathlib import Path
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.errors import NsynthError
 from nsynth_prep.features import feature_spec
 from nsynth_prep.readers.sources import discover

@@ -16,8 +16,8 @@ import pytest
 import zarr
 from kill_scripts import KILLER, SPOOL_KILLER  # kill -9 after one block; while streaming an archive
 
-from nsynth_prep.build import pipeline as build
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder import pipeline as build
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.verify import verify_cache
 from nsynth_prep.corpus.synth import tf_features, write_corpus

@@ -31,7 +31,7 @@ from click.testing import CliRunner  # noqa: E402
 from kill_scripts import KILLER, SPOOL_KILLER  # noqa: E402  kill -9 after one block; while spooling
 
 import cli  # noqa: E402
-from nsynth_prep.build.pipeline import BuildConfig, build_cache  # noqa: E402
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache  # noqa: E402
 from nsynth_prep.cache import format as cache  # noqa: E402
 from nsynth_prep.cache.verify import verify_cache  # noqa: E402
 from nsynth_prep.errors import CacheError, LockedError, StorageError  # noqa: E402

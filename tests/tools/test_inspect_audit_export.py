@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cache.format import CacheError, open_cache
 from nsynth_prep.display.notes import plot_note, write_overview

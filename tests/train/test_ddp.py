@@ -35,7 +35,7 @@ def _free_port() -> int:
 def small_chunks(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Caches of the session corpus with 8-row pooled chunks (60 train notes: 8 chunks)."""
     from nsynth_prep import features
-    from nsynth_prep.build.pipeline import BuildConfig, build_cache
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 
     out = tmp_path_factory.mktemp("ddp-caches")
     mp = pytest.MonkeyPatch()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cache.format import open_cache
 from nsynth_prep.features import Framed

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.errors import WavFormatError
 from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_train.loop import TrainConfig, train

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.errors import CheckpointError, ConfigError, RunError
 from nsynth_train import checkpoint, run_dir
 from nsynth_train.api import default_out, demo, eval_run

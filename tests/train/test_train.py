@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.format import CacheError
 from nsynth_prep.errors import ConfigError, RunError
 from nsynth_train import checkpoint

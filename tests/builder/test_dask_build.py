@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nsynth_prep.build import dask_cluster as dask_build
-from nsynth_prep.build.blocks import ChunkJob
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder import dask_cluster as dask_build
+from nsynth_prep.builder.blocks import ChunkJob
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.corpus.synth import write_descriptors
 from nsynth_prep.errors import ConfigError, SourceError, WavFormatError
 from nsynth_prep.features import feature_spec
@@ -197,7 +197,7 @@ class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
         self.marker = marker
 
     def setup(self, worker: Any) -> None:
-        from nsynth_prep.build import blocks
+        from nsynth_prep.builder import blocks
 
         self.original = original = blocks.mark_done
         marker = self.marker
@@ -213,7 +213,7 @@ class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
         blocks.mark_done = mark_then_die
 
     def teardown(self, worker: Any) -> None:
-        from nsynth_prep.build import blocks
+        from nsynth_prep.builder import blocks
 
         blocks.mark_done = self.original
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nsynth_prep.build.blocks import ChunkJob, write_block
+from nsynth_prep.builder.blocks import ChunkJob, write_block
 from nsynth_prep.errors import ConfigError, NsynthError, SourceError, StorageError
 from nsynth_prep.storage.store import Remote, probe
 

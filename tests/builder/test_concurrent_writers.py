@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.verify import verify_cache
 
@@ -25,7 +25,7 @@ HELD_CLI = """
 import sys, time
 from pathlib import Path
 import cli
-from nsynth_prep.build import pipeline as build
+from nsynth_prep.builder import pipeline as build
 go, holding = Path(sys.argv[1]), Path(sys.argv[2])
 original = build._write_features
 def held(*args, **kwargs):
@@ -113,7 +113,7 @@ def test_two_feature_adds_at_once(corpus: Path, tmp_path: Path) -> None:
 KILL_AT_CREATE = """
 import os, signal, sys
 from pathlib import Path
-from nsynth_prep.build import pipeline as build
+from nsynth_prep.builder import pipeline as build
 from nsynth_prep.cache import format as cache
 if sys.argv[3] == "in-create":  # label arrays written, the metadata not yet
     def save_meta(group, meta):

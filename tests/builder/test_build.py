@@ -17,7 +17,7 @@ import pytest
 import zarr
 from kill_scripts import KILLER, SPOOL_KILLER
 
-from nsynth_prep.build.pipeline import BuildConfig, build_cache
+from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.verify import verify_cache
 from nsynth_prep.readers.sources import SourceError
@@ -257,7 +257,7 @@ def test_archive_with_bad_member_and_without_examples(corpus: Path, tmp_path: Pa
 
 
 def test_resume_after_interrupt_ends_identical(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nsynth_prep.build import blocks
+    from nsynth_prep.builder import blocks
 
     ref = build_cache(corpus / "nsynth-train", tmp_path / "ref", BuildConfig(features=("trimmed",)), progress=False)
     calls = {"n": 0}

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from nsynth_prep.build import resume
-from nsynth_prep.build.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRunner, collect_checksums
+from nsynth_prep.builder import resume
+from nsynth_prep.builder.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRunner, collect_checksums
 from nsynth_prep.cache import format as cache
 from nsynth_prep.errors import CacheError, ConfigError, SourceError, StorageError
 from nsynth_prep.features import FeatureSpec, feature_spec
@@ -68,7 +68,7 @@ class BuildConfig:
         if self.workers < 1:
             raise ConfigError("workers must be >= 1")
         if self.dask is not None:
-            from nsynth_prep.build.dask_cluster import parse_dask  # a string check: Dask itself is not imported here
+            from nsynth_prep.builder.dask_cluster import parse_dask  # a string check: Dask itself is not imported here
 
             parse_dask(self.dask)
 
@@ -267,7 +267,7 @@ def _cluster(config: BuildConfig) -> Iterator[ChunkRunner | None]:
     if config.dask is None:
         yield None
         return
-    from nsynth_prep.build.dask_cluster import connect  # only here: Dask is an optional extra
+    from nsynth_prep.builder.dask_cluster import connect  # only here: Dask is an optional extra
 
     with connect(config.dask) as runner:
         yield runner

@@ -1,1 +1,0 @@
-"""Building caches: plan the rows, write chunk blocks (locally or on Dask), resume after a kill."""
