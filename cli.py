@@ -333,10 +333,12 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     its caches, train the CNN on the family task (on CPU, or a GPU when there is one) into a
     new folder data/runs/demo-family-cnn-N (earlier demos are kept), and say where the
     results are."""
-    from nsynth_train.api import demo
+    # The one place that knows both stages: prep makes the data, training never imports the corpus makers.
+    from nsynth_prep.corpus.demo import demo_caches
+    from nsynth_train.api import demo_run
 
-    report = demo(DATA_DIR, notes_per_split, epochs, obj["progress"])
-    click.echo(report)
+    caches, built = demo_caches(DATA_DIR, notes_per_split, obj["progress"])
+    click.echo(f"{built}\n\n{demo_run(DATA_DIR, caches, epochs, obj['progress'])}")
 
 
 @prep.command("export")

@@ -6,7 +6,8 @@ train_run``): the modules inside may move, these names stay.
 Runs
     :func:`train_run` (``nsynth train``), :func:`eval_run` (``nsynth eval``), :class:`TrainConfig`
     (every setting of a run; stored in its ``config.json`` and checkpoints), :func:`train` (the
-    loop itself, into a run folder), :func:`evaluate_run`.
+    loop itself, into a run folder), :func:`evaluate_run`, :func:`demo_run` (``nsynth demo``'s
+    training half, on the caches :func:`nsynth_prep.demo_caches` makes).
 Prediction
     :func:`predict_files` / :func:`format_results` (``nsynth predict``), :func:`predict_audio`
     (an array of samples at any rate), :class:`Predictor` (a checkpoint loaded once).
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 # name -> module that defines it; imported on first use (torch loads only when a name is used).
 _WHERE = {
-    "train_run": "api", "eval_run": "api",
+    "train_run": "api", "eval_run": "api", "demo_run": "api",
     "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate",
     "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
     "Split": "data", "ChunkStream": "data", "loader": "data", "batches": "data",
@@ -40,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "batches",
     "build_model",
+    "demo_run",
     "eval_run",
     "evaluate_run",
     "format_results",
@@ -53,7 +55,7 @@ __all__ = [
 assert set(_WHERE) == set(__all__)  # one list of names, two uses
 
 if TYPE_CHECKING:
-    from nsynth_train.api import eval_run, train_run
+    from nsynth_train.api import demo_run, eval_run, train_run
     from nsynth_train.config import TrainConfig
     from nsynth_train.data import ChunkStream, Split, batches, loader
     from nsynth_train.evaluate import evaluate_run
