@@ -29,7 +29,7 @@ _WHERE = {
     "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate",
     "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
     "Split": "data", "ChunkStream": "data", "loader": "data", "batches": "data",
-    "build_model": "models", "PRESETS": "models", "get_task": "tasks", "TASKS": "tasks",
+    "build_model": "models", "PRESETS": "vocabulary", "get_task": "tasks", "TASKS": "tasks",
 }
 
 __all__ = [
@@ -60,9 +60,10 @@ if TYPE_CHECKING:
     from nsynth_train.data import ChunkStream, Split, batches, loader
     from nsynth_train.evaluate import evaluate_run
     from nsynth_train.loop import train
-    from nsynth_train.models import PRESETS, build_model
+    from nsynth_train.models import build_model
     from nsynth_train.predict import Predictor, format_results, predict_audio, predict_files
     from nsynth_train.tasks import TASKS, get_task
+    from nsynth_train.vocabulary import PRESETS
 
 
 def __getattr__(name: str) -> Any:

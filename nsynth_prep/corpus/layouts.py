@@ -24,9 +24,9 @@ import numpy as np
 from nsynth_prep.labels import format_examples_json
 from nsynth_prep.readers.tfrecord import encode_example, frame_record
 from nsynth_prep.readers.wav import encode_pcm16
+from nsynth_prep.vocabulary import FORMATS as FORMATS  # the layouts' names, written once there
 
 SPLITS = ("train", "valid", "test")
-FORMATS = ("jsonwav", "targz", "tfrecord")
 PARTIAL = ".partial"  # where archives and TFRecords are written before they are complete
 TAR_MTIME = 1_500_000_000  # a fixed mtime, so archives of the same notes are byte-identical
 
