@@ -14,12 +14,16 @@ from pathlib import Path
 import click
 
 from nsynth_prep.storage.store import Location, location
+from nsynth_prep.vocabulary import FEATURE_NAMES, FORMATS
+from nsynth_train import vocabulary as vocab  # no torch: names and preset values only
 
 # The embedded default: ./data (or $NSYNTH_DATA), where the demo corpus, caches and runs go.
 # Resolved from the working directory, never from where the package is installed.
 DATA_DIR = Path(os.environ.get("NSYNTH_DATA") or "data")
 DEFAULT_CACHE = DATA_DIR / "cache"
-FEATURE_NAMES = ("pooled", "framed", "trimmed")
+# What an option left out means for the training options: the preset's value, off in every preset
+PRESET_DEFAULT = {name: f"Default: the preset's ({value if isinstance(value, str) else vocab.number(value)})."
+                  for name, value in vocab.REFERENCE_OPTIONS.items()}
 
 log = logging.getLogger("nsynth")
 
@@ -97,7 +101,7 @@ def prep() -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--notes-per-split", default="2400,400,400", show_default=True,
               help="TRAIN,VALID,TEST note counts, or one number for all three.")
-@click.option("--format", "formats", type=click.Choice(["jsonwav", "targz", "tfrecord"]), multiple=True,
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True,
               default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same corpus.")
 @click.pass_obj
@@ -127,7 +131,7 @@ def prep_synth(obj: dict, out: Path, notes_per_split: str, formats: tuple[str, .
                    '"47": null}.')
 @click.option("--pitch-step", default=1, show_default=True, help="Render every K-th pitch of each range.")
 @click.option("--velocities", default="25,50,75,100,127", show_default=True, help="MIDI velocities.")
-@click.option("--format", "formats", type=click.Choice(["jsonwav", "targz", "tfrecord"]), multiple=True,
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True,
               default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes (one instrument each at a time).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the automatic instrument split.")
@@ -212,25 +216,29 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(["family", "source", "both"]), default="family", show_default=True,
+@click.option("--task", type=click.Choice(vocab.TASK_NAMES), default="family", show_default=True,
               help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic; both: one "
                    "network with a head for each, loss the sum.")
-@click.option("--model", type=click.Choice(["cnn", "cnn-reg", "lstm", "blstm", "mel-cnn"]), default="cnn",
+@click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
                                       "a log-mel spectrogram made on the device from trimmed.")
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder (or s3://, file:// URL) holding train.zarr, valid.zarr and "
               "test.zarr.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Default: the model preset's (cnn 20, lstm 30).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the preset's (cnn 1024, lstm 768).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help=f"Default: the model preset's ({vocab.preset_values('epochs')}).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help=f"Default: the preset's ({vocab.preset_values('batch_size')}).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="Adam learning rate. Default: the preset's (cnn 1e-3, lstm 3e-3).")
-@click.option("--l1", type=click.FloatRange(min=0), help="L1 penalty on conv kernels (cnn-reg; default 1e-3).")
-@click.option("--l2", type=click.FloatRange(min=0), help="L2 penalty on conv kernels (cnn-reg; default 1e-3).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+              help=f"Adam learning rate. Default: the preset's ({vocab.preset_values('lr')}).")
+@click.option("--l1", type=click.FloatRange(min=0),
+              help=f"L1 penalty on conv kernels (cnn-reg; default {vocab.number(vocab.PRESETS['cnn-reg'].l1)}).")
+@click.option("--l2", type=click.FloatRange(min=0),
+              help=f"L2 penalty on conv kernels (cnn-reg; default {vocab.number(vocab.PRESETS['cnn-reg'].l2)}).")
+@click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True)
+@click.option("--amp", type=click.Choice(vocab.AMP), default="auto", show_default=True,
               help="Autocast on CUDA (auto = bf16); ignored on CPU.")
-@click.option("--resident", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+@click.option("--resident", type=click.Choice(vocab.RESIDENT), default="auto", show_default=True,
               help="Hold whole splits in device memory (auto: when they fit) or stream zarr chunks.")
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader workers when streaming.")
@@ -238,20 +246,18 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
               help="Early stopping patience in epochs (0: off).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model (slower start; see docs/benchmarks.md for when it pays).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="Default: the preset's (adam).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the preset's (0).")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]),
-              help="Learning-rate schedule over all steps. Default: the preset's (constant).")
+@click.option("--optimizer", type=click.Choice(vocab.OPTIMIZERS), help=PRESET_DEFAULT["optimizer"])
+@click.option("--weight-decay", type=click.FloatRange(min=0), help=PRESET_DEFAULT["weight_decay"])
+@click.option("--schedule", type=click.Choice(vocab.SCHEDULES),
+              help=f"Learning-rate schedule over all steps. {PRESET_DEFAULT['schedule']}")
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
-              help="Default: the preset's (0).")
-@click.option("--balance", type=click.Choice(["off", "loss"]),
-              help="loss: weight the cross-entropy by inverse train class frequency. Default: the preset's "
-                   "(off).")
-@click.option("--gain-db", type=click.FloatRange(min=0, max=40),
-              help="Augmentation: random gain in +-N dB per note. Default: the preset's (0).")
-@click.option("--shift", type=click.FloatRange(min=0, max=0.5),
-              help="Augmentation: random time shift up to this fraction of the input. Default: the preset's "
-                   "(0).")
+              help=PRESET_DEFAULT["label_smoothing"])
+@click.option("--balance", type=click.Choice(vocab.BALANCE),
+              help=f"loss: weight the cross-entropy by inverse train class frequency. {PRESET_DEFAULT['balance']}")
+@click.option("--gain-db", type=click.FloatRange(min=0, max=vocab.GAIN_DB_MAX),
+              help=f"Augmentation: random gain in +-N dB per note. {PRESET_DEFAULT['gain_db']}")
+@click.option("--shift", type=click.FloatRange(min=0, max=vocab.SHIFT_MAX),
+              help=f"Augmentation: random time shift up to this fraction of the input. {PRESET_DEFAULT['shift']}")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
@@ -290,7 +296,7 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
 @click.option("--cache", "cache_dir", type=CACHE,
               help="Cache folder or URL (default: the one the run was trained on).")
 @click.option("--split", default="test", show_default=True, help="Split to score: <cache>/<split>.zarr.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True,
               help="Where to run the model (auto: a GPU when there is one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write (default: the run).")
 @click.pass_obj
@@ -309,7 +315,7 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, devic
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per head.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True)
 def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, device: str) -> None:
     """Classify WAV files with RUN (a run folder or a checkpoint). AUDIO: WAV files (any rate,
     channels, length and PCM/float format), folders of them, or NSynth split folders. Each file is
@@ -333,10 +339,12 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     its caches, train the CNN on the family task (on CPU, or a GPU when there is one) into a
     new folder data/runs/demo-family-cnn-N (earlier demos are kept), and say where the
     results are."""
-    from nsynth_train.api import demo
+    # The one place that knows both stages: prep makes the data, training never imports the corpus makers.
+    from nsynth_prep.corpus.demo import demo_caches
+    from nsynth_train.api import demo_run
 
-    report = demo(DATA_DIR, notes_per_split, epochs, obj["progress"])
-    click.echo(report)
+    caches, built = demo_caches(DATA_DIR, notes_per_split, obj["progress"])
+    click.echo(f"{built}\n\n{demo_run(DATA_DIR, caches, epochs, obj['progress'])}")
 
 
 @prep.command("export")

@@ -11,7 +11,8 @@ Build and read caches
 Make NSynth-format corpora
     :func:`write_corpus` (synthetic tones, any layout), :func:`write_descriptors` (a large
     synthetic corpus described, synthesized at build time), :func:`parse_notes_per_split`,
-    :func:`render_corpus` (:class:`RenderConfig`; SoundFonts through FluidSynth).
+    :func:`render_corpus` (:class:`RenderConfig`; SoundFonts through FluidSynth),
+    :func:`demo_caches` (the demo's corpus, made once, and its caches: ``nsynth demo``'s data half).
 Look at caches
     :func:`describe` / :func:`format_description` (``nsynth inspect``), :func:`audit`
     (:class:`AuditConfig`), :func:`export_hdf5`.
@@ -37,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 # name -> module that defines it; imported on first use, so ``import nsynth_prep.errors`` does not
 # pull in zarr, numba or matplotlib.
 _WHERE = {
-    "BuildConfig": "build.pipeline", "BuildSummary": "build.pipeline", "build_cache": "build.pipeline",
+    "BuildConfig": "builder.pipeline", "BuildSummary": "builder.pipeline", "build_cache": "builder.pipeline",
     "Cache": "cache.format", "cache_path": "cache.format", "open_cache": "cache.format",
     "CheckedArray": "cache.checked", "verify_cache": "cache.verify",
     "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "corpus.tones",
-    "RenderConfig": "corpus.render", "render_corpus": "corpus.render",
+    "RenderConfig": "corpus.render", "render_corpus": "corpus.render", "demo_caches": "corpus.demo",
     "describe": "tools.inspect", "format_description": "tools.inspect",
     "AuditConfig": "tools.audit", "audit": "tools.audit", "export_hdf5": "tools.export",
     "FAMILIES": "labels", "SOURCES": "labels", "QUALITIES": "labels",
@@ -77,6 +78,7 @@ __all__ = [
     "audit",
     "build_cache",
     "cache_path",
+    "demo_caches",
     "describe",
     "export_hdf5",
     "feature_spec",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
     from nsynth_prep.cache.checked import CheckedArray
     from nsynth_prep.cache.format import Cache, cache_path, open_cache
     from nsynth_prep.cache.verify import verify_cache
+    from nsynth_prep.corpus.demo import demo_caches
     from nsynth_prep.corpus.render import RenderConfig, render_corpus
     from nsynth_prep.corpus.synth import write_corpus, write_descriptors
     from nsynth_prep.corpus.tones import parse_notes_per_split

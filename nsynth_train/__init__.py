@@ -6,7 +6,8 @@ train_run``): the modules inside may move, these names stay.
 Runs
     :func:`train_run` (``nsynth train``), :func:`eval_run` (``nsynth eval``), :class:`TrainConfig`
     (every setting of a run; stored in its ``config.json`` and checkpoints), :func:`train` (the
-    loop itself, into a run folder), :func:`evaluate_run`.
+    loop itself, into a run folder), :func:`evaluate_run`, :func:`demo_run` (``nsynth demo``'s
+    training half, on the caches :func:`nsynth_prep.demo_caches` makes).
 Prediction
     :func:`predict_files` / :func:`format_results` (``nsynth predict``), :func:`predict_audio`
     (an array of samples at any rate), :class:`Predictor` (a checkpoint loaded once).
@@ -24,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 # name -> module that defines it; imported on first use (torch loads only when a name is used).
 _WHERE = {
-    "train_run": "api", "eval_run": "api",
+    "train_run": "api", "eval_run": "api", "demo_run": "api",
     "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate",
     "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
     "Split": "data", "ChunkStream": "data", "loader": "data", "batches": "data",
-    "build_model": "models", "PRESETS": "models", "get_task": "tasks", "TASKS": "tasks",
+    "build_model": "models", "PRESETS": "vocabulary", "get_task": "tasks", "TASKS": "tasks",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "batches",
     "build_model",
+    "demo_run",
     "eval_run",
     "evaluate_run",
     "format_results",
@@ -53,14 +55,15 @@ __all__ = [
 assert set(_WHERE) == set(__all__)  # one list of names, two uses
 
 if TYPE_CHECKING:
-    from nsynth_train.api import eval_run, train_run
+    from nsynth_train.api import demo_run, eval_run, train_run
     from nsynth_train.config import TrainConfig
     from nsynth_train.data import ChunkStream, Split, batches, loader
     from nsynth_train.evaluate import evaluate_run
     from nsynth_train.loop import train
-    from nsynth_train.models import PRESETS, build_model
+    from nsynth_train.models import build_model
     from nsynth_train.predict import Predictor, format_results, predict_audio, predict_files
     from nsynth_train.tasks import TASKS, get_task
+    from nsynth_train.vocabulary import PRESETS
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The functions behind ``nsynth train``, ``nsynth eval`` and ``nsynth demo``, callable from Python."""
+"""The functions behind ``nsynth train``, ``nsynth eval`` and ``nsynth demo``'s training half, callable from Python."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where
 from nsynth_train.distributed import is_main_process
 from nsynth_train.evaluate import evaluate_run
@@ -83,41 +82,15 @@ def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out
     return result
 
 
-DEMO_NOTES = "2400,400,400"
-
-
-def demo(data_dir: Path, notes_per_split: str | None = None, epochs: int = 15, progress: bool = True) -> str:
-    """Synthesize the corpus into ``data_dir`` once (``notes_per_split``, default
-    :data:`DEMO_NOTES`), build its caches, train the CNN on the family task into a new run
-    folder, and return where everything is.
-
-    Raises
-    ------
-    ConfigError
-        ``notes_per_split`` differs from the corpus already made in ``data_dir``.
-    """
-    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
-    from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
-
-    corpus, caches = data_dir / "nsynth", data_dir / "cache"
-    marker = corpus / ".complete"
-    if marker.exists():
-        made = marker.read_text().strip()
-        if notes_per_split and parse_notes_per_split(notes_per_split) != parse_notes_per_split(made):
-            raise ConfigError(f"{corpus} holds the demo corpus made with --notes-per-split {made}; remove "
-                              f"{corpus} and {caches} to make one of {notes_per_split}, or leave the option out")
-    else:
-        notes_per_split = notes_per_split or DEMO_NOTES
-        log.info("synthesizing the demo corpus into %s", corpus)
-        write_corpus(corpus, parse_notes_per_split(notes_per_split), ("jsonwav",), seed=0, progress=progress)
-        marker.write_text(notes_per_split + "\n")
-    summaries = build_cache(corpus, caches, BuildConfig(features=("pooled", "framed"), workers=2), progress=progress)
-    built = "\n".join(s.report() for s in summaries)
+def demo_run(data_dir: Path, caches: Where, epochs: int = 15, progress: bool = True) -> str:
+    """The training half of ``nsynth demo``: the CNN on the family task, trained on ``caches``
+    (:func:`nsynth_prep.demo_caches` makes them) into a new folder
+    ``data_dir/runs/demo-family-cnn-N``; returns its report and what to try next."""
     out = _new_folder(data_dir / "runs" / "demo-family-cnn")  # never the folder of an earlier demo
     # The reference batch of 1024 would give 2 steps an epoch on the small corpus; 32 gives the
     # ~70 steps an epoch that the small-corpus warning asks for.
     result = train_run("family", "cnn", caches, out, resume=False, progress=progress, epochs=epochs, batch_size=32)
-    return f"{built}\n\n{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
+    return f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
            f"nsynth eval {out} --split valid"
 
 

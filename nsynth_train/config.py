@@ -14,25 +14,28 @@ import torch
 
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import is_url
-from nsynth_train.models import PRESETS, get_preset
-from nsynth_train.options import BALANCE, OPTIMIZERS, SCHEDULES
-from nsynth_train.tasks import TASKS, get_task
+from nsynth_train.models import get_preset
+from nsynth_train.tasks import get_task
+from nsynth_train.vocabulary import (
+    AMP,
+    BALANCE,
+    CLI_OPTIONS,
+    DEVICES,
+    GAIN_DB_MAX,
+    OPTIMIZERS,
+    PRESET_OPTIONS,
+    PRESETS,
+    REFERENCE_OPTIONS,
+    RESIDENT,
+    SCHEDULES,
+    SHIFT_MAX,
+    TASK_NAMES,
+    number,
+)
 
-# TrainConfig field -> its `nsynth train` option (drop_last and buffer_chunks are Python-only)
-CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "epochs": "--epochs",
-               "batch_size": "--batch-size", "lr": "--lr", "l1": "--l1", "l2": "--l2", "device": "--device",
-               "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
-               "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
-               "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
-               "gain_db": "--gain-db", "shift": "--shift"}
-CHOICES = {"task": tuple(TASKS), "model": tuple(PRESETS), "device": ("auto", "cpu", "cuda"),
-           "amp": ("auto", "bf16", "fp16", "off"), "resident": ("auto", "yes", "no")}
+CHOICES = {"task": TASK_NAMES, "model": tuple(PRESETS), "device": DEVICES, "amp": AMP, "resident": RESIDENT}
 # Options whose None means "the preset's" (validated only when set)
 OPTIONAL_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "balance": BALANCE}
-PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift")
-# Their values in the reference recipe (every option off): what runs made before they existed used
-REFERENCE_OPTIONS: dict[str, Any] = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
-                                     "label_smoothing": 0.0, "balance": "off", "gain_db": 0.0, "shift": 0.0}
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,10 @@ class TrainConfig:
             _check_float(self, name, positive=False)
         if self.label_smoothing is not None and self.label_smoothing >= 1:
             raise ConfigError(f"label_smoothing must be below 1, not {self.label_smoothing!r}")
-        if self.shift is not None and self.shift > 0.5:
-            raise ConfigError(f"shift must be at most 0.5 (half the input), not {self.shift!r}")
-        if self.gain_db is not None and self.gain_db > 40:
-            raise ConfigError(f"gain_db must be at most 40, not {self.gain_db!r}")
+        if self.shift is not None and self.shift > SHIFT_MAX:
+            raise ConfigError(f"shift must be at most {number(SHIFT_MAX)} (half the input), not {self.shift!r}")
+        if self.gain_db is not None and self.gain_db > GAIN_DB_MAX:
+            raise ConfigError(f"gain_db must be at most {number(GAIN_DB_MAX)}, not {self.gain_db!r}")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile must be true or false, not {self.compile!r}")
 

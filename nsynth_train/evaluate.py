@@ -1,9 +1,10 @@
-"""Score a checkpoint on any split: metrics.json and every figure, from the run or anew."""
+"""Score a checkpoint on any split (:func:`score`: predictions and metrics), then write what a
+run folder holds of it (:func:`write_scores`: metrics.json and every figure)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +53,46 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def evaluate_run(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None = None,
                  device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
-    """:func:`score` under the lock of the folder it writes to (``out``, default the run's)."""
+    """:func:`score` and :func:`write_scores`, under the lock of the folder written to (``out``,
+    default the run's)."""
     ckpt_path = resolve_checkpoint(ckpt_path)
     with run_dir.locked(Path(out) if out else ckpt_path.parent):
-        return score(ckpt_path, cache_dir, split, out, device, progress, figures)
+        return write_scores(score(ckpt_path, cache_dir, split, device), out, figures)
 
 
-def score(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None = None,
-          device: str = "auto", progress: bool = True, figures: bool = True) -> dict[str, Any]:
-    """Metrics (and figures) of a checkpoint on ``split``; the caller holds ``out``'s lock.
+@dataclass(frozen=True)
+class HeadScores:
+    """One head's share of a scored split: its probabilities (N, classes), true classes (N,)
+    and confusion matrix."""
 
-    Writes ``metrics.json`` for the test split, ``metrics-<split>.json`` otherwise, and
-    figures to ``figures/`` (``figures-<split>/`` for other splits), in ``out`` (default:
-    the checkpoint's folder). The result also says where the run came from (``run``).
-    """
+    head: Task
+    probs: np.ndarray
+    y: np.ndarray
+    cm: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A checkpoint scored on one split, nothing written yet: ``result`` (what ``metrics.json``
+    holds), the checkpoint (``state``) it came from, and what the figures are drawn from:
+    ``probs`` (N, outputs), ``y`` (N,) the first head's true classes, ``rows`` (N,) cache rows,
+    and each head's scores."""
+
+    result: dict[str, Any]
+    ckpt_path: Path
+    state: dict[str, Any]
+    model: str
+    task: Task
+    cache: cache_format.Cache
+    probs: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray
+    heads: list[HeadScores]
+
+
+def score(ckpt_path: Path, cache_dir: Where | None, split: str, device: str = "auto") -> Scores:
+    """Predictions and metrics of a checkpoint on ``split`` (``cache_dir``: default the one it
+    was trained on); writes nothing (:func:`write_scores` does)."""
     ckpt_path = resolve_checkpoint(ckpt_path)
     state = checkpoint.load(ckpt_path)  # refuses damaged files and NaN/inf weights
     try:
@@ -87,49 +114,63 @@ def score(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path | None
     path = cache_format.cache_path(config.cache_dir, split)  # a folder or a URL
     data = Split(path, config, task, dev, shuffle=False)
     probs, y, rows = predict(model, data, amp_dtype(config, dev), task)
-    heads = task.heads()
     cache = cache_format.open_cache(path, (config.feature,))
     # Each head: its probabilities, true classes (the second head's looked up by cache row), matrix.
-    per_head = []
-    for i, (head, part) in enumerate(heads):
+    heads = []
+    for i, (head, part) in enumerate(task.heads()):
         y_head = y if i == 0 else head.classes_of(cache.label(head.column))[rows]
         p_head = probs[:, part]
-        per_head.append((head, p_head, y_head, confusion_matrix(y_head, p_head.argmax(1), head.num_classes)))
-    cm = per_head[0][3]
+        heads.append(HeadScores(head, p_head, y_head, confusion_matrix(y_head, p_head.argmax(1), head.num_classes)))
     result = {"task": task.name, "model": config.model, "classes": list(task.class_names),
               "split": split, "cache": str(path), "checkpoint": str(ckpt_path), "epoch": state["epoch"],
-              "seed": config.seed, split: summarize(cm, task.class_names)}
+              "seed": config.seed, split: summarize(heads[0].cm, task.class_names)}
     if task.second:
-        result["source_head"] = summarize(per_head[1][3], per_head[1][0].class_names)
-        result["consistency"] = consistency(per_head[0][1].argmax(1), per_head[1][1].argmax(1),
+        result["source_head"] = summarize(heads[1].cm, heads[1].head.class_names)
+        result["consistency"] = consistency(heads[0].probs.argmax(1), heads[1].probs.argmax(1),
                                             state["extra"].get("train_pairs", []), task)
-    out = Path(out) if out else ckpt_path.parent
+    return Scores(result, ckpt_path, state, config.model, task, cache, probs, y, rows, heads)
+
+
+def write_scores(scores: Scores, out: Path | None = None, figures: bool = True) -> dict[str, Any]:
+    """Write ``metrics.json`` for the test split, ``metrics-<split>.json`` otherwise, and the
+    figures to ``figures/`` (``figures-<split>/`` for other splits), in ``out`` (default: the
+    checkpoint's folder); the caller holds ``out``'s lock. Returns the metrics, with where the
+    run came from (``run``) and where the figures are (``figures``)."""
+    result, split = dict(scores.result), scores.result["split"]
+    out = Path(out) if out else scores.ckpt_path.parent
     out.mkdir(parents=True, exist_ok=True)
     run_dir.write_json(out / ("metrics.json" if split == "test" else f"metrics-{split}.json"), result)
-    result["run"] = run_dir.summary(ckpt_path.parent, state["config"])
-    log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", config.model, split,
-             100 * result[split]["accuracy"], result[split]["macro_f1"], len(y))
+    result["run"] = run_dir.summary(scores.ckpt_path.parent, scores.state["config"])
+    log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", scores.model, split,
+             100 * result[split]["accuracy"], result[split]["macro_f1"], len(scores.y))
     if figures:
-        from nsynth_train import plots
-
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
-        history = _full_history(ckpt_path, state)
-        if task.second:  # one set of curves for the network, one folder of figures per head
-            chance = float(np.mean([1 / h.num_classes for h, _ in heads]))
-            if history:
-                plots.write_learning_curves(
-                    fig_dir, history, f"{config.model}, both task", split, state["epoch"], chance,
-                    "loss: the sum of the family and source heads' cross-entropies; accuracy: the mean of "
-                    "the two heads' accuracies")
-            for (head, p_head, y_head, cm_head), key in zip(per_head, (split, "source_head"), strict=True):
-                plots.write_all(fig_dir / f"{head.name}_head", [], cm_head,
-                                replace(head, name=f"{head.name} head of the both"), split, result[key], p_head,
-                                y_head, rows, cache, model=config.model, best_epoch=state["epoch"])
-        else:
-            plots.write_all(fig_dir, history, cm, task, split, result[split], probs, y, rows, cache,
-                            model=config.model, best_epoch=state["epoch"])
+        write_figures(scores, fig_dir)
         result["figures"] = str(fig_dir)
     return result
+
+
+def write_figures(scores: Scores, fig_dir: Path) -> None:
+    """Every figure of ``scores`` into ``fig_dir``: learning curves, and per head the confusion
+    matrices, per-class accuracy and example notes."""
+    from nsynth_train import plots
+
+    split, epoch, model, result = scores.result["split"], scores.state["epoch"], scores.model, scores.result
+    history = _full_history(scores.ckpt_path, scores.state)
+    if not scores.task.second:
+        plots.write_all(fig_dir, history, scores.heads[0].cm, scores.task, split, result[split], scores.probs,
+                        scores.y, scores.rows, scores.cache, model=model, best_epoch=epoch)
+        return
+    # One set of curves for the network, one folder of figures per head.
+    chance = float(np.mean([1 / h.head.num_classes for h in scores.heads]))
+    if history:
+        plots.write_learning_curves(
+            fig_dir, history, f"{model}, both task", split, epoch, chance,
+            "loss: the sum of the family and source heads' cross-entropies; accuracy: the mean of "
+            "the two heads' accuracies")
+    for h, key in zip(scores.heads, (split, "source_head"), strict=True):
+        plots.write_all(fig_dir / f"{h.head.name}_head", [], h.cm, replace(h.head, name=f"{h.head.name} head of the both"),
+                        split, result[key], h.probs, h.y, scores.rows, scores.cache, model=model, best_epoch=epoch)
 
 
 def consistency(family: np.ndarray, source: np.ndarray, train_pairs: list[list[int]], task: Task) -> dict[str, Any]:

@@ -2,56 +2,23 @@
 
 ``cnn``/``cnn-reg``: the CNN project's networks 1 and 2 on ``pooled`` (2,048 values).
 ``lstm``/``blstm``: the RNN project's 2-layer (Bi)LSTM, hidden 128, on ``framed`` (100 x 160).
-These four reproduce the reference projects: every training option below is off for them.
+These four reproduce the reference projects: every training option is off for them.
 ``mel-cnn``: a 2-D CNN on a log-mel spectrogram made on the device from ``trimmed``
 (:mod:`nsynth_train.mel_models`); the training options are off for it too (measured better).
+The presets themselves (:data:`PRESETS`) are :mod:`nsynth_train.vocabulary`'s, which the CLI reads
+without torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nsynth_prep.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """A model and the reference project's defaults for training it."""
-
-    name: str
-    feature: str
-    lr: float
-    batch_size: int
-    epochs: int
-    drop_last: bool
-    l1: float = 0.0  # L1 penalty on conv kernels (cnn-reg)
-    l2: float = 0.0  # L2 penalty on conv kernels (cnn-reg)
-    # Training options (nsynth_train.options); the reference presets keep these defaults (off).
-    optimizer: str = "adam"  # adam | adamw
-    weight_decay: float = 0.0  # decoupled (AdamW) or L2 (Adam) weight decay
-    schedule: str = "constant"  # constant | cosine | onecycle (per optimizer step)
-    label_smoothing: float = 0.0
-    balance: str = "off"  # off | loss: cross-entropy weighted by inverse train class frequency
-    gain_db: float = 0.0  # augmentation: random gain, uniform in +-gain_db dB
-    shift: float = 0.0  # augmentation: random time shift, up to this fraction of the input
-
-
-PRESETS = {
-    "cnn": ModelPreset("cnn", "pooled", lr=1e-3, batch_size=1024, epochs=20, drop_last=False),
-    "cnn-reg": ModelPreset("cnn-reg", "pooled", lr=1e-3, batch_size=1024, epochs=20, drop_last=False,
-                           l1=1e-3, l2=1e-3),
-    "lstm": ModelPreset("lstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
-    "blstm": ModelPreset("blstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
-    # Every training option off: with AdamW, one-cycle, label smoothing, class-balanced loss and
-    # gain/shift augmentation together it scored lower on the rendered corpus (docs/benchmarks.md).
-    "mel-cnn": ModelPreset("mel-cnn", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
-}
-REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")
+from nsynth_train.vocabulary import PRESETS, ModelPreset
 
 
 def get_preset(name: str) -> ModelPreset:

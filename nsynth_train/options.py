@@ -12,9 +12,6 @@ import math
 import numpy as np
 import torch
 
-SCHEDULES = ("constant", "cosine", "onecycle")
-OPTIMIZERS = ("adam", "adamw")
-BALANCE = ("off", "loss")
 ONECYCLE_WARMUP = 0.3  # fraction of the steps spent rising to the peak lr (torch's OneCycleLR default)
 ONECYCLE_START = 1 / 25  # starting lr as a fraction of the peak (OneCycleLR's div_factor 25)
 ONECYCLE_END = 1e-4  # final lr as a fraction of the peak

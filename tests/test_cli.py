@@ -81,3 +81,40 @@ def test_inspect_audit_export_commands(tmp_path: Path) -> None:
     assert nsynth("audit", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr")).returncode == 0
     out = nsynth("-q", "prep", "export", str(cache / "test.zarr"), str(tmp_path / "test.h5")).stdout
     assert "wrote" in out and (tmp_path / "test.h5").stat().st_size > 100_000
+
+
+def test_the_cli_offers_exactly_the_library_s_names() -> None:
+    """Every click.Choice of the CLI equals the registry the library checks against, and every
+    TrainConfig field's option exists: the vocabulary is written once (nsynth_*/vocabulary.py)."""
+    import dataclasses
+
+    import click
+
+    import cli
+    from nsynth_prep.corpus.layouts import FORMATS
+    from nsynth_prep.features import FEATURES
+    from nsynth_train.config import CHOICES, OPTIONAL_CHOICES, TrainConfig
+    from nsynth_train.models import PRESETS
+    from nsynth_train.tasks import TASKS
+    from nsynth_train.vocabulary import CLI_OPTIONS
+
+    def choices(command: click.Command) -> dict[str, tuple[str, ...]]:
+        return {p.name: tuple(p.type.choices) for p in command.params
+                if p.name and isinstance(p.type, click.Choice)}
+
+    group = cli.main
+    assert isinstance(group, click.Group)
+    prep = group.commands["prep"]
+    assert isinstance(prep, click.Group)
+    train = group.commands["train"]
+    registries = {"task": tuple(TASKS), "model": tuple(PRESETS), **CHOICES, **OPTIONAL_CHOICES}
+    assert choices(train) == registries
+    assert choices(prep.commands["build-cache"])["features"] == tuple(FEATURES)
+    for command in ("synth", "render"):
+        assert choices(prep.commands[command])["formats"] == FORMATS
+    for command in ("eval", "predict"):
+        assert choices(group.commands[command])["device"] == CHOICES["device"]
+    # Each TrainConfig field's option (the resume command spells them so) sets that very field.
+    bound = {opt: p.name for p in train.params for opt in p.opts}
+    assert {field: bound.get(option) for field, option in CLI_OPTIONS.items()} == {f: f for f in CLI_OPTIONS}
+    assert set(CLI_OPTIONS) <= {f.name for f in dataclasses.fields(TrainConfig)}

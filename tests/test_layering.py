@@ -61,6 +61,16 @@ def test_training_never_imports_the_corpus_makers_and_prep_never_imports_trainin
             assert not {m for m in imports if m.startswith("nsynth_train")}, name
 
 
+def test_only_display_imports_matplotlib() -> None:
+    """Figures are drawn in one place (like librosa.display): the rest of nsynth, the CLI
+    included, stays importable and testable without matplotlib."""
+    graph = {**_graph(), "cli": _imports(ROOT / "cli.py", _modules())}
+    for name, imports in graph.items():
+        if not name.startswith("nsynth_prep.display"):
+            drawing = {m for m in imports if m == "matplotlib" or m.startswith("matplotlib.")}
+            assert not drawing, f"{name} imports {sorted(drawing)}: draw in nsynth_prep/display/"
+
+
 def test_modules_import_modules_not_the_package_tops() -> None:
     """The package tops hand names to users lazily; a module importing them could close a circle."""
     for name, imports in _graph().items():

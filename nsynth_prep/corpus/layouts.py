@@ -25,8 +25,8 @@ from nsynth_prep.labels import SPLITS, format_examples_json
 from nsynth_prep.readers.tfrecord import encode_example, frame_record
 from nsynth_prep.readers.wav import encode_pcm16
 from nsynth_prep.storage.store import write_atomic
+from nsynth_prep.vocabulary import FORMATS as FORMATS  # the layouts' names, written once there
 
-FORMATS = ("jsonwav", "targz", "tfrecord")
 # Where archives and TFRecords are written before they are complete. Not atomic_path's
 # temporary names: a streamed file keeps this fixed name, so that a rerun after a kill overwrites
 # what the killed run left (``prep synth`` holds no lock under which a cleaner could remove it).

@@ -1,127 +1,36 @@
 """Figures of a cache: class balance, example waveforms per family and per source, pitch
-histograms, one note. Each ``plot_*`` draws on given axes and returns them.
-
-A second of 16 kHz audio has 16,000 samples: drawn as one line at figure size it is a solid
-block. :func:`plot_waveform` therefore draws the envelope (min and max per bin) and, beside it,
-a zoom of a few periods of the note at its loudest, with the zoomed span shaded in the envelope.
-The training figures (``nsynth_train.plots``) draw their examples the same way.
+histograms, one note. Each ``plot_*`` draws on given axes and returns them; each ``*_figure``
+returns a new :class:`~matplotlib.figure.Figure` (no pyplot: nothing here selects a backend or
+keeps figures alive). Waveforms are drawn as envelope and zoom (:mod:`.waveform`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.gridspec import GridSpec
 from matplotlib.ticker import MaxNLocator
 
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.display.palette import color_of
-from nsynth_prep.features import FeatureSpec, Pooled, feature_spec
-from nsynth_prep.labels import SAMPLE_RATE, LabelTable
+from nsynth_prep.display.waveform import (
+    ZOOM_PERIODS,
+    ZOOM_WIDTH,
+    label_axes,
+    plot_waveform,
+    time_axis,
+    waveform_cells,
+)
+from nsynth_prep.labels import LabelTable
 
 PER_ROW = 4  # example waveforms per family or source
-ENVELOPE_BINS = 400  # min/max pairs across an envelope panel (40-sample bins for a second of audio)
-ZOOM_PERIODS = 4  # periods of the note's pitch in the zoom panel
-ZOOM_SECONDS = (0.004, 0.05)  # the zoom's shortest and longest span (for very high and very low notes)
-ZOOM_WIDTH = 0.45  # width of a zoom panel relative to its envelope panel
 
 
 def audio_feature(c: cache_format.Cache) -> str:
     """The feature that looks most like audio: trimmed, else framed, else pooled."""
     return next(f for f in ("trimmed", "framed", "pooled") if f in c.meta.features)
-
-
-def time_axis(feature: FeatureSpec | str, width: int) -> tuple[np.ndarray, str]:
-    """Seconds for each value of a flattened feature row, from the feature's own parameters (a
-    cache's ``FeatureMeta.spec``; a name means that feature's default spec)."""
-    spec = feature_spec(feature) if isinstance(feature, str) else feature
-    t = spec.seconds(SAMPLE_RATE)[:width]
-    if isinstance(spec, Pooled):
-        return t, f"time (s); pooled: {spec.kernel}-sample means"
-    return t, "time (s)"
-
-
-def period(pitch: int | None) -> float:
-    """Seconds per period of MIDI ``pitch`` (A4 = 69 = 440 Hz); 10 ms when the pitch is unknown."""
-    return 1 / (440.0 * 2 ** ((pitch - 69) / 12)) if pitch is not None else 0.01
-
-
-def envelope(wave: np.ndarray, bins: int = ENVELOPE_BINS, window: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The amplitude envelope of ``wave`` (N,): bin starts (B,) as indices, and the min and max
-    (B,) of ``wave`` within ``window`` samples around each bin (at least the bin itself).
-
-    ``window`` should be at least one period of the note: a bin shorter than a period holds
-    only part of a cycle, and the envelope would show the cycle instead of the loudness.
-    """
-    starts = np.unique(np.linspace(0, len(wave), min(bins, len(wave)), endpoint=False).astype(np.int64))
-    lo, hi = np.minimum.reduceat(wave, starts), np.maximum.reduceat(wave, starts)
-    step = max(1, len(wave) // max(1, len(starts)))
-    k = min(len(starts), max(1, -(-window // step)))  # bins per window
-    if k > 1:
-        # Window i covers bins [i - k//2, i - k//2 + k), moved inwards at the ends of the wave.
-        first = np.clip(np.arange(len(lo)) - k // 2, 0, len(lo) - k)
-        lo = np.lib.stride_tricks.sliding_window_view(lo, k).min(1)[first]
-        hi = np.lib.stride_tricks.sliding_window_view(hi, k).max(1)[first]
-    return starts, lo, hi
-
-
-def zoom_span(t: np.ndarray, wave: np.ndarray, pitch: int | None) -> slice:
-    """A few periods of the note (MIDI ``pitch``) around its loudest point, as a slice of ``wave``."""
-    step = float(t[1] - t[0]) if len(t) > 1 else 1 / SAMPLE_RATE
-    length = max(8, int(np.clip(ZOOM_PERIODS * period(pitch), *ZOOM_SECONDS) / step))
-    starts, lo, hi = envelope(wave, window=int(period(pitch) / step))
-    centre = int(starts[int(np.argmax(hi - lo))]) if len(wave) else 0
-    begin = int(np.clip(centre - length // 2, 0, max(0, len(wave) - length)))
-    return slice(begin, begin + length)
-
-
-def plot_waveform(t: np.ndarray, wave: np.ndarray, color: str, ax: Axes, zoom_ax: Axes | None = None,
-                  pitch: int | None = None, ylim: float | None = None) -> tuple[Axes, Axes | None]:
-    """The envelope of ``wave`` (N,) over times ``t`` (N,) in seconds on ``ax``, and a zoom of a
-    few periods on ``zoom_ax`` (its place marked on ``ax``); both on ``[-ylim, ylim]`` (default:
-    the wave's own peak)."""
-    peak = ylim or 1.05 * float(np.abs(wave).max(initial=0.0)) or 1e-3
-    step = float(t[1] - t[0]) if len(t) > 1 else 1 / SAMPLE_RATE
-    starts, lo, hi = envelope(wave, window=int(period(pitch) / step))
-    ax.fill_between(t[starts], lo, hi, color=color, lw=0)
-    ax.set_xlim(float(t[0]), float(t[-1]))
-    ax.set_ylim(-peak, peak)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.25)
-    if zoom_ax is not None:
-        span = zoom_span(t, wave, pitch)
-        begin, end = float(t[span.start]), float(t[span.stop - 1])
-        ax.axvspan(begin, end, color="k", alpha=0.25, lw=0)
-        ax.plot([(begin + end) / 2], [0.9 * peak], marker="v", color="k", ms=5)
-        ms = (t[span] - t[span.start]) * 1000
-        zoom_ax.plot(ms, wave[span], color=color, lw=1.0)
-        zoom_ax.set_xlim(0, float(ms[-1]))
-        zoom_ax.set_ylim(-peak, peak)
-        zoom_ax.set_title(f"\u25bc zoom, {begin:.2f} s", fontsize=6.5, pad=2)
-        zoom_ax.tick_params(labelsize=6, labelleft=False)
-        zoom_ax.xaxis.set_major_locator(MaxNLocator(3))
-        zoom_ax.grid(alpha=0.25)
-    return ax, zoom_ax
-
-
-def waveform_cells(fig: Figure, gs: GridSpec, row: int, count: int) -> list[tuple[Axes, Axes]]:
-    """``count`` (envelope, zoom) axes pairs in grid row ``row`` (the grid has 2 columns per pair)."""
-    return [(fig.add_subplot(gs[row, 2 * k]), fig.add_subplot(gs[row, 2 * k + 1])) for k in range(count)]
-
-
-def label_axes(pairs: list[tuple[Axes, Axes]], xlabel: str, bottom: bool) -> None:
-    """Axis labels on the outer panels only: the grid shares its scales."""
-    if bottom:
-        for ax, zoom in pairs:
-            ax.set_xlabel(xlabel, fontsize=7)
-            zoom.set_xlabel("ms", fontsize=7)
 
 
 def plot_balance(names: list[str], counts: list[int], title: str, ax: Axes) -> Axes:
@@ -143,9 +52,7 @@ def _example_rows(codes: np.ndarray, values: int, per: int) -> list[np.ndarray]:
 
 def waveform_grid(c: cache_format.Cache, labels: LabelTable, by: str, path: Path) -> None:
     """Save :func:`waveform_figure` to ``path``."""
-    fig = waveform_figure(c, labels, by)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    waveform_figure(c, labels, by).savefig(path, dpi=100)
 
 
 def waveform_figure(c: cache_format.Cache, labels: LabelTable, by: str) -> Figure:
@@ -160,7 +67,7 @@ def waveform_figure(c: cache_format.Cache, labels: LabelTable, by: str) -> Figur
     waves = c.floats(feature, picked[order]).reshape(len(picked), -1)[np.argsort(order)]
     ylim = 1.05 * float(np.abs(waves).max(initial=0.0)) or 1e-3
     t, xlabel = time_axis(c.feature(feature).spec, waves.shape[1])
-    fig = plt.figure(figsize=(3.4 * PER_ROW, 1.45 * len(present) + 0.9), layout="constrained")
+    fig = Figure(figsize=(3.4 * PER_ROW, 1.45 * len(present) + 0.9), layout="constrained")
     gs = fig.add_gridspec(max(1, len(present)), 2 * PER_ROW, width_ratios=[1, ZOOM_WIDTH] * PER_ROW)
     k = 0
     for line, code in enumerate(present):
@@ -180,9 +87,7 @@ def waveform_figure(c: cache_format.Cache, labels: LabelTable, by: str) -> Figur
 
 def plot_pitch_histograms(labels: LabelTable, families: list[str], path: Path) -> None:
     """Save :func:`pitch_figure` to ``path``."""
-    fig = pitch_figure(labels, families)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    pitch_figure(labels, families).savefig(path, dpi=100)
 
 
 def pitch_figure(labels: LabelTable, families: list[str]) -> Figure:
@@ -193,7 +98,7 @@ def pitch_figure(labels: LabelTable, families: list[str]) -> Figure:
     nrows = max(1, -(-len(present) // cols))
     last = len(present) - cols * (nrows - 1)  # panels in the last row
     span = cols * last  # grid columns: each full row's panel spans `last`, each last-row panel `cols`
-    fig = plt.figure(figsize=(3.2 * cols, 2.0 * nrows + 0.7), layout="constrained")
+    fig = Figure(figsize=(3.2 * cols, 2.0 * nrows + 0.7), layout="constrained")
     gs = fig.add_gridspec(nrows, span)
     bins = list(range(0, 129, 3))  # 3 semitones a bin
     low, high = (int(labels.pitch.min()), int(labels.pitch.max())) if len(labels.pitch) else (0, 127)
@@ -219,7 +124,8 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
     labels = c.labels()
     m = c.meta
     written = []
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    fig = Figure(figsize=(13, 4.2))
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     fam = np.bincount(labels.family.astype(np.int64), minlength=len(m.families))
     src = np.bincount(labels.source.astype(np.int64), minlength=len(m.sources))
     plot_balance(list(m.families), fam.tolist(), f"Notes per family ({c.split})", axes[0])
@@ -227,7 +133,6 @@ def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:
     fig.tight_layout()
     written.append(out / "class_balance.png")
     fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
     for by in ("family", "source"):
         written.append(out / f"waveforms_by_{by}.png")
         waveform_grid(c, labels, by, written[-1])
@@ -241,7 +146,7 @@ def plot_note(c: cache_format.Cache, row: int, title: str, path: Path) -> Path:
     feats = list(c.meta.features)
     color = color_of(c.meta.families[int(cache_format.read(c.array("family"), row))])
     pitch = int(cache_format.read(c.array("pitch"), row))
-    fig = plt.figure(figsize=(11, 2.0 * len(feats) + 0.6), layout="constrained")
+    fig = Figure(figsize=(11, 2.0 * len(feats) + 0.6), layout="constrained")
     gs = fig.add_gridspec(len(feats), 2, width_ratios=[3, 1])
     for line, f in enumerate(feats):
         wave = c.floats(f, row).ravel()
@@ -253,5 +158,4 @@ def plot_note(c: cache_format.Cache, row: int, title: str, path: Path) -> Path:
         label_axes([(ax, zoom)], xlabel, bottom=True)
     fig.suptitle(title)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

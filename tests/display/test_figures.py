@@ -3,16 +3,20 @@ on one scale; "confident" means confident; no mostly blank figure; no empty pane
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
 from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.format import Cache, open_cache, read
-from nsynth_prep.display.notes import envelope, pitch_figure, waveform_figure, zoom_span
+from nsynth_prep.display.notes import pitch_figure, waveform_figure
+from nsynth_prep.display.waveform import envelope, zoom_span
 from nsynth_train import plots
 from nsynth_train.metrics import confusion_matrix, summarize
 from nsynth_train.tasks import get_task
@@ -25,12 +29,6 @@ def valid(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Cache:
     out = tmp_path_factory.mktemp("cache")
     build_cache(corpus / "nsynth-valid", out, BuildConfig(features=("pooled", "framed")), progress=False)
     return open_cache(out / "valid.zarr")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures() -> object:
-    yield
-    plt.close("all")  # the tests keep the figures that plots would have saved
 
 
 def _texts(fig: Figure) -> str:
@@ -160,3 +158,28 @@ def test_inspect_figures(valid: Cache) -> None:
     fig.canvas.draw()
     for ax in fig.axes:  # tick labels on every panel
         assert [t.get_text() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+
+
+def test_nothing_chooses_a_backend_or_imports_pyplot() -> None:
+    """A notebook keeps its own backend: importing every nsynth module and drawing a figure
+    leaves the backend as the user set it (here through MPLBACKEND) and never loads pyplot."""
+    code = """
+import importlib, io, json, pkgutil, sys
+import nsynth_prep, nsynth_train
+names = ["cli"] + [m.name for p in (nsynth_prep, nsynth_train)
+                   for m in pkgutil.walk_packages(p.__path__, p.__name__ + ".")]
+for name in names:
+    importlib.import_module(name)
+from nsynth_prep.display.training import learning_curves_figure
+history = [{"epoch": e, "train_loss": 1.0, "train_accuracy": 0.5, "valid_loss": 1.0, "valid_accuracy": 0.5}
+           for e in (1, 2)]
+learning_curves_figure(history, "cnn, family task", "test", 2, 0.1).savefig(io.BytesIO(), format="png")
+pyplot = "matplotlib.pyplot" in sys.modules  # before get_backend(), which may load pyplot to resolve one
+import matplotlib
+print(json.dumps({"modules": len(names), "pyplot": pyplot, "backend": matplotlib.get_backend()}))
+"""
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    result = json.loads(out)
+    assert result["modules"] > 50 and result["pyplot"] is False and result["backend"] == "svg", result

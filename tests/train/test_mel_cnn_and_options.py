@@ -14,9 +14,10 @@ import torch
 from nsynth_prep.errors import ConfigError
 from nsynth_train.frontend import HOP, N_FFT, SAMPLE_RATE, LogMel, log_mel_numpy, mel_filterbank, mel_to_hz
 from nsynth_train.loop import TrainConfig, small_corpus_warning, train
-from nsynth_train.models import PRESETS, REFERENCE_PRESETS, build_model, count_parameters
+from nsynth_train.models import build_model, count_parameters
 from nsynth_train.options import augment, class_weights, lr_factor
 from nsynth_train.tasks import get_task
+from nsynth_train.vocabulary import PRESETS, REFERENCE_PRESETS
 
 
 @pytest.fixture(scope="module")

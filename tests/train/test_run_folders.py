@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+from nsynth_prep.corpus.demo import demo_caches
 from nsynth_prep.errors import CheckpointError, ConfigError, RunError
 from nsynth_train import checkpoint, run_dir
-from nsynth_train.api import default_out, demo, eval_run
+from nsynth_train.api import default_out, demo_run, eval_run
 from nsynth_train.evaluate import evaluate_run
 from nsynth_train.loop import Diverged, TrainConfig, train
 
@@ -143,6 +144,12 @@ def test_cli_refuses_a_finished_run_and_prints_the_default_folder(caches: Path, 
     assert folder and (tmp_path / folder[1] / "best.pt").exists()
     proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 1 and f"error: {folder[1]} holds a run" in proc.stderr and "--overwrite" in proc.stderr
+
+
+def demo(data_dir: Path, notes_per_split: str, epochs: int, progress: bool) -> str:
+    """The two stages, as ``nsynth demo`` runs them."""
+    caches, _ = demo_caches(data_dir, notes_per_split, progress)
+    return demo_run(data_dir, caches, epochs, progress)
 
 
 def test_a_second_demo_keeps_the_first(tmp_path: Path) -> None:

@@ -1,0 +1,85 @@
+"""The training side's vocabulary, written once: tasks, models and their presets, optimizers,
+schedules, balance modes, devices, precisions, the limits of the options, and how each
+:class:`~nsynth_train.config.TrainConfig` field is spelt on the command line.
+
+Imports nothing but the standard library (no torch, no numpy): ``cli.py`` builds its
+``click.Choice`` lists and the preset values its ``--help`` shows from here at start-up, and
+the library (config, models, tasks) reads the same names. The prep side's names (features,
+layouts) are :mod:`nsynth_prep.vocabulary`'s: prep never imports training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+TASK_NAMES = ("family", "source", "both")  # keys of nsynth_train.tasks.TASKS
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+BALANCE = ("off", "loss")
+DEVICES = ("auto", "cpu", "cuda")
+AMP = ("auto", "bf16", "fp16", "off")  # auto: bf16 on CUDA
+RESIDENT = ("auto", "yes", "no")  # hold whole splits in device memory
+GAIN_DB_MAX = 40  # augmentation: the largest random gain, in dB
+SHIFT_MAX = 0.5  # augmentation: the largest random time shift, a fraction of the input (half of it)
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A model and the reference project's defaults for training it."""
+
+    name: str
+    feature: str
+    lr: float
+    batch_size: int
+    epochs: int
+    drop_last: bool
+    l1: float = 0.0  # L1 penalty on conv kernels (cnn-reg)
+    l2: float = 0.0  # L2 penalty on conv kernels (cnn-reg)
+    # Training options (nsynth_train.options); the reference presets keep these defaults (off).
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0  # decoupled (AdamW) or L2 (Adam) weight decay
+    schedule: str = "constant"  # constant | cosine | onecycle (per optimizer step)
+    label_smoothing: float = 0.0
+    balance: str = "off"  # off | loss: cross-entropy weighted by inverse train class frequency
+    gain_db: float = 0.0  # augmentation: random gain, uniform in +-gain_db dB
+    shift: float = 0.0  # augmentation: random time shift, up to this fraction of the input
+
+
+PRESETS = {
+    "cnn": ModelPreset("cnn", "pooled", lr=1e-3, batch_size=1024, epochs=20, drop_last=False),
+    "cnn-reg": ModelPreset("cnn-reg", "pooled", lr=1e-3, batch_size=1024, epochs=20, drop_last=False,
+                           l1=1e-3, l2=1e-3),
+    "lstm": ModelPreset("lstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
+    "blstm": ModelPreset("blstm", "framed", lr=3e-3, batch_size=768, epochs=30, drop_last=True),
+    # Every training option off: with AdamW, one-cycle, label smoothing, class-balanced loss and
+    # gain/shift augmentation together it scored lower on the rendered corpus (docs/benchmarks.md).
+    "mel-cnn": ModelPreset("mel-cnn", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
+}
+REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")
+
+# The training options a preset sets (None in a TrainConfig: the preset's)
+PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift")
+# Their values in the reference recipe (every option off): what runs made before they existed used
+REFERENCE_OPTIONS: dict[str, Any] = {f.name: f.default for f in fields(ModelPreset) if f.name in PRESET_OPTIONS}
+
+# TrainConfig field -> its `nsynth train` option (drop_last and buffer_chunks are Python-only)
+CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "epochs": "--epochs",
+               "batch_size": "--batch-size", "lr": "--lr", "l1": "--l1", "l2": "--l2", "device": "--device",
+               "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
+               "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
+               "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
+               "gain_db": "--gain-db", "shift": "--shift"}
+
+
+def number(value: float) -> str:
+    """A preset value as ``--help`` writes it: ``1e-3``, ``1024``, ``0``."""
+    if isinstance(value, float) and 0 < abs(value) < 0.01:
+        mantissa, exponent = f"{value:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:g}"
+
+
+def preset_values(field: str, models: tuple[str, ...] = ("cnn", "lstm")) -> str:
+    """``cnn 20, lstm 30``: the presets' values of ``field`` (a :class:`ModelPreset` field), for ``--help``."""
+    return ", ".join(f"{m} {number(getattr(PRESETS[m], field))}" for m in models)
