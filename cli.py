@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from nsynth_prep.storage.store import Location, location
-from nsynth_prep.vocabulary import FEATURE_NAMES, FORMATS
+from nsynth_prep.vocabulary import FEATURE_NAMES, FORMATS, ON_ERROR
 from nsynth_train import vocabulary as vocab  # no torch: names and preset values only
 
 # The embedded default: ./data (or $NSYNTH_DATA), where the demo corpus, caches and runs go.
@@ -165,7 +165,7 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--exclude-families", help="Drop these families (comma-separated), e.g. synth_lead.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffled row order.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+@click.option("--on-error", type=click.Choice(ON_ERROR), default="fail", show_default=True,
               help="Bad notes stop the build, or are skipped and recorded in the cache.")
 @click.option("--allow-empty", is_flag=True, help="Write a cache with no notes instead of failing (recorded).")
 @click.option("--wait", is_flag=True, help="If another process is writing the same cache split, wait for it "

@@ -9,3 +9,4 @@ from __future__ import annotations
 
 FEATURE_NAMES = ("pooled", "framed", "trimmed")  # the cached features (nsynth_prep.features)
 FORMATS = ("jsonwav", "targz", "tfrecord")  # NSynth's shipped layouts the corpus makers write
+ON_ERROR = ("fail", "skip")  # what a build does with a bad note (BuildConfig.on_error, --on-error)

@@ -47,7 +47,7 @@ def torchrun_env() -> dict[str, str] | None:
     if any(found.values()) and os.environ.get("WORLD_SIZE", "1") != "1":
         missing = ", ".join(k for k, v in found.items() if not v)
         raise ConfigError(f"some of torchrun's variables are set but not {missing}: start training with "
-                          "torchrun (see README, Training under torchrun) or unset them")
+                          "torchrun (see docs/scaling.md, Training under torchrun) or unset them")
     return None
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = [sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py")]
 
 
@@ -91,8 +93,11 @@ def test_the_cli_offers_exactly_the_library_s_names() -> None:
     import click
 
     import cli
+    from nsynth_prep.builder.pipeline import BuildConfig
     from nsynth_prep.corpus.layouts import FORMATS
+    from nsynth_prep.errors import ConfigError
     from nsynth_prep.features import FEATURES
+    from nsynth_prep.vocabulary import ON_ERROR
     from nsynth_train.config import CHOICES, OPTIONAL_CHOICES, TrainConfig
     from nsynth_train.models import PRESETS
     from nsynth_train.tasks import TASKS
@@ -110,6 +115,9 @@ def test_the_cli_offers_exactly_the_library_s_names() -> None:
     registries = {"task": tuple(TASKS), "model": tuple(PRESETS), **CHOICES, **OPTIONAL_CHOICES}
     assert choices(train) == registries
     assert choices(prep.commands["build-cache"])["features"] == tuple(FEATURES)
+    assert choices(prep.commands["build-cache"])["on_error"] == ON_ERROR
+    with pytest.raises(ConfigError, match="on_error"):
+        BuildConfig(on_error="ignore")
     for command in ("synth", "render"):
         assert choices(prep.commands[command])["formats"] == FORMATS
     for command in ("eval", "predict"):

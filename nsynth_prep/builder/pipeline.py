@@ -63,7 +63,7 @@ class BuildConfig:
             feature_spec(name)
         for name in (*self.families, *self.exclude_families):
             family_id(name)
-        if self.on_error not in ("fail", "skip"):
+        if self.on_error not in ON_ERROR:
             raise ConfigError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
         if self.workers < 1:
             raise ConfigError("workers must be >= 1")

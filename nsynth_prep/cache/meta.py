@@ -26,6 +26,7 @@ from nsynth_prep.features import FEATURES, FeatureSpec, spec_from_dict
 from nsynth_prep.labels import FAMILIES, QUALITIES, SOURCES, LabelTable
 from nsynth_prep.readers.fingerprint import SourceFingerprint
 from nsynth_prep.storage.store import Location
+from nsynth_prep.vocabulary import ON_ERROR
 
 FORMAT = "nsynth-cache"
 FORMAT_VERSION = 2
@@ -176,7 +177,7 @@ class BuildMeta:
         for name in (*families, *excluded):
             parse_str(name, f"{where}.families", FAMILIES)
         rows = RowOptions(families, excluded, parse_int(d.get("seed"), f"{where}.seed"),
-                          parse_str(d.get("on_error"), f"{where}.on_error", ("fail", "skip")))
+                          parse_str(d.get("on_error"), f"{where}.on_error", ON_ERROR))
         skipped = d.get("skipped")
         if not isinstance(skipped, list):
             raise MetaError(f"{where}.skipped is {_show(skipped)}, not a list")

@@ -16,7 +16,7 @@ the expiry every third of the lease time. The current lease is the highest gener
 - otherwise it is live, and a second writer gets the same one-line ``LockedError`` as with
   ``flock`` (or waits, with ``--wait``).
 
-Limits (documented in the README): expiry is judged on the writers' clocks, so hosts must agree
+Limits (documented in docs/scaling.md): expiry is judged on the writers' clocks, so hosts must agree
 to well within the lease time (``NSYNTH_LEASE_SECONDS``, default 60); a holder stalled for
 longer than that (suspended, partitioned) can find its lease taken over: its heartbeat sees the
 higher generation, or another writer's token in its own generation's object (numbers start
