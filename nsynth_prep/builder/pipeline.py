@@ -37,6 +37,7 @@ from nsynth_prep.readers.sources import Source, discover
 from nsynth_prep.storage import store
 from nsynth_prep.storage.lock import exclusive
 from nsynth_prep.storage.store import Location, storage_errors
+from nsynth_prep.vocabulary import ON_ERROR
 
 log = logging.getLogger(__name__)
 
