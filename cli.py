@@ -369,28 +369,9 @@ def prep_export(obj: dict, cache: Location, out: Path, overwrite: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as_json: bool) -> None:
     """Describe CACHE (<split>.zarr): features, how it was built, counts per family and source."""
-    import json
+    from nsynth_prep.tools.inspect import inspect_cache
 
-    from nsynth_prep.cache.format import open_cache
-    from nsynth_prep.tools import inspect as inspect_lib
-
-    if note_str:
-        c = open_cache(cache)
-        row, info = inspect_lib.find_note(c, note_str)
-        click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_note(info))
-        if plot_dir:
-            from nsynth_prep.display.notes import plot_note
-
-            plot_dir.mkdir(parents=True, exist_ok=True)
-            click.echo(f"figure: {plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
-        return
-    info = inspect_lib.describe(cache)
-    click.echo(json.dumps(info, indent=2) if as_json else inspect_lib.format_description(info))
-    if plot_dir:
-        from nsynth_prep.display.notes import write_overview
-
-        for path in write_overview(open_cache(cache), plot_dir):
-            click.echo(f"figure: {path}")
+    click.echo(inspect_cache(cache, note_str, plot_dir, as_json))
 
 
 @main.command("audit")

@@ -14,8 +14,9 @@ Make NSynth-format corpora
     :func:`render_corpus` (:class:`RenderConfig`; SoundFonts through FluidSynth),
     :func:`demo_caches` (the demo's corpus, made once, and its caches: ``nsynth demo``'s data half).
 Look at caches
-    :func:`describe` / :func:`format_description` (``nsynth inspect``), :func:`audit`
-    (:class:`AuditConfig`), :func:`export_hdf5`.
+    :func:`inspect_cache` (``nsynth inspect``: text, JSON, figures), :func:`describe` /
+    :func:`format_description` (its data and text), :func:`audit` (:class:`AuditConfig`),
+    :func:`export_hdf5`.
 Vocabularies and features
     :data:`FAMILIES`, :data:`SOURCES`, :data:`QUALITIES`, :data:`FEATURES`, :func:`feature_spec`.
 Errors
@@ -43,7 +44,7 @@ _WHERE = {
     "CheckedArray": "cache.checked", "verify_cache": "cache.verify",
     "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "corpus.tones",
     "RenderConfig": "corpus.render", "render_corpus": "corpus.render", "demo_caches": "corpus.demo",
-    "describe": "tools.inspect", "format_description": "tools.inspect",
+    "describe": "tools.inspect", "format_description": "tools.inspect", "inspect_cache": "tools.inspect",
     "AuditConfig": "tools.audit", "audit": "tools.audit", "export_hdf5": "tools.export",
     "FAMILIES": "labels", "SOURCES": "labels", "QUALITIES": "labels",
     "FEATURES": "features", "feature_spec": "features",
@@ -83,6 +84,7 @@ __all__ = [
     "export_hdf5",
     "feature_spec",
     "format_description",
+    "inspect_cache",
     "open_cache",
     "parse_notes_per_split",
     "render_corpus",
@@ -119,7 +121,7 @@ if TYPE_CHECKING:
     from nsynth_prep.labels import FAMILIES, QUALITIES, SOURCES
     from nsynth_prep.tools.audit import AuditConfig, audit
     from nsynth_prep.tools.export import export_hdf5
-    from nsynth_prep.tools.inspect import describe, format_description
+    from nsynth_prep.tools.inspect import describe, format_description, inspect_cache
 
 
 def __getattr__(name: str) -> Any:

@@ -6,6 +6,8 @@ Pure data and text; the figures are in :mod:`nsynth_prep.display.notes`.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,3 +141,30 @@ def find_note(c: cache_format.Cache, note_str: str) -> tuple[int, dict[str, Any]
 def format_note(info: dict[str, Any]) -> str:
     width = max(len(k) for k in info)
     return "\n".join(f"{k:<{width}}  {', '.join(v) if isinstance(v, list) else v}" for k, v in info.items())
+
+
+def inspect_cache(path: Where, note_str: str | None = None, plot_dir: Path | None = None,
+                  as_json: bool = False) -> str:
+    """What ``nsynth inspect`` prints: the cache's description (or one note's labels with
+    ``note_str``), as text or JSON, and with ``plot_dir`` the figures written there (one line each).
+
+    Raises
+    ------
+    CacheError
+        The cache cannot be opened, or has no note ``note_str``.
+    """
+    from nsynth_prep.display import notes  # matplotlib only when figures are asked for
+
+    if note_str:
+        c = cache_format.open_cache(path)
+        row, info = find_note(c, note_str)
+        lines = [json.dumps(info, indent=2) if as_json else format_note(info)]
+        if plot_dir:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            lines.append(f"figure: {notes.plot_note(c, row, note_str, plot_dir / f'{note_str}.png')}")
+        return "\n".join(lines)
+    info = describe(path)
+    lines = [json.dumps(info, indent=2) if as_json else format_description(info)]
+    if plot_dir:
+        lines += [f"figure: {figure}" for figure in notes.write_overview(cache_format.open_cache(path), plot_dir)]
+    return "\n".join(lines)
