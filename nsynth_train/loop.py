@@ -209,7 +209,7 @@ def _finite(total: torch.Tensor, desc: str) -> float:
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, figures: bool = True) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
 
     Under torchrun (see :mod:`.distributed`) every rank calls this; rank 0 alone takes the run
@@ -222,6 +222,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     overwrite
         Replace the run ``out`` holds. Without ``resume`` or ``overwrite``, a folder that
         holds a run is refused (:class:`RunError`).
+    figures
+        Draw the test split's figures into ``figures/`` (off: metrics only, seconds sooner).
 
     Raises
     ------
@@ -236,13 +238,13 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     task = get_task(config.task)
     dist = distributed.setup(config.device)
     try:
-        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main)
+        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main, figures)
     finally:
         dist.close()
 
 
 def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool, overwrite: bool,
-           progress: bool) -> dict[str, Any]:
+           progress: bool, figures: bool) -> dict[str, Any]:
     device = dist.device
     amp = amp_dtype(config, device)
     cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
@@ -349,7 +351,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
                 dist.agree(lambda: resume_state.save_epoch(out, improved, kwargs, history), where="main")  # noqa: B023 (called now)
                 saved = epoch
             test = dist.agree(lambda: score(out / "best.pt", cache_dir, "test", out, device=config.device,
-                                            progress=progress), where="main")
+                                            progress=progress, figures=figures), where="main")
             assert test is not None
             return test
         except Diverged as exc:
