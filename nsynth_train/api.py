@@ -55,17 +55,18 @@ def default_out(config: TrainConfig) -> Path:
 
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-              **options: Any) -> dict[str, Any]:
+              figures: bool = True, **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
 
     ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
-    ``resume`` (continue it) or ``overwrite`` (replace it).
+    ``resume`` (continue it) or ``overwrite`` (replace it). ``figures=False`` leaves the test
+    split's figures out (metrics only).
     """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
     if is_main_process():
         log.info("run folder: %s", out)
-    result = train(config, out, resume=resume, overwrite=overwrite, progress=progress)
+    result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures)
     # Under torchrun every rank returns the metrics; rank 0 alone reports them.
     result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
     return result

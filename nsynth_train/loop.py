@@ -117,7 +117,7 @@ def small_corpus_warning(notes: int, batch_size: int, drop_last: bool) -> str | 
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, figures: bool = True) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
 
     Under torchrun (see :mod:`.distributed`) every rank calls this; rank 0 alone takes the run
@@ -130,6 +130,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     overwrite
         Replace the run ``out`` holds. Without ``resume`` or ``overwrite``, a folder that
         holds a run is refused (:class:`RunError`).
+    figures
+        Draw the test split's figures into ``figures/`` (off: metrics only, seconds sooner).
 
     Raises
     ------
@@ -144,13 +146,13 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     task = get_task(config.task)
     dist = distributed.setup(config.device)
     try:
-        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main)
+        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main, figures)
     finally:
         dist.close()
 
 
 def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool, overwrite: bool,
-           progress: bool) -> dict[str, Any]:
+           progress: bool, figures: bool) -> dict[str, Any]:
     cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
                                                                 (config.feature,))
@@ -165,7 +167,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
         try:
             run = setup(config, task, dist, caches, out, resume, progress, saved)
             fit(run)
-            test = dist.agree(lambda: _test(out, cache_dir, config.device), where="main")
+            test = dist.agree(lambda: _test(out, cache_dir, config.device, figures), where="main")
             assert test is not None
             return test
         except Diverged as exc:
@@ -310,9 +312,9 @@ def _save(run: Run, epoch: int, improved: bool) -> None:
     run.dist.agree(lambda: resume_state.save_epoch(run.out, improved, kwargs, run.history), where="main")
 
 
-def _test(out: Path, cache_dir: Where, device: str) -> dict[str, Any]:
+def _test(out: Path, cache_dir: Where, device: str, figures: bool) -> dict[str, Any]:
     """Rank 0 after the epochs: the best checkpoint scored on test, metrics.json and figures."""
-    return write_scores(score(out / "best.pt", cache_dir, "test", device), out)
+    return write_scores(score(out / "best.pt", cache_dir, "test", device), out, figures)
 
 
 def _epochs_since_best(history: list[dict[str, float]]) -> int:

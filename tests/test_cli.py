@@ -1,13 +1,16 @@
-"""The real command line, end to end: synth -> build-cache -> verify -> train -> eval."""
+"""The command line: one real end to end (synth -> build-cache -> verify -> train -> eval, in
+subprocesses, every figure drawn), the rest in this process with click's CliRunner (``cli``)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 CLI = [sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py")]
 
@@ -18,13 +21,14 @@ def nsynth(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def test_end_to_end(tmp_path: Path) -> None:
+def test_end_to_end(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    """The real command, as a user runs it; the refusals along the way in this process."""
     corpus, cache, run = tmp_path / "corpus", tmp_path / "cache", tmp_path / "run"
     out = nsynth("prep", "synth", str(corpus), "--notes-per-split", "80,30,30", "--format", "jsonwav",
                  "--format", "tfrecord").stdout
     assert "train 80, valid 30, test 30" in out
     assert (corpus / "nsynth-train" / "examples.json").exists() and (corpus / "nsynth-test.tfrecord").exists()
-    nsynth("prep", "build-cache", str(corpus), "--cache", str(cache), ok=False)  # two formats of each split
+    assert cli("prep", "build-cache", str(corpus), "--cache", str(cache)).exit_code == 1  # two formats of each split
     for split in ("train", "valid"):
         nsynth("-q", "prep", "build-cache", str(corpus / f"nsynth-{split}"), "--cache", str(cache))
     out = nsynth("prep", "build-cache", str(corpus / "nsynth-test.tfrecord"), "--cache", str(cache),
@@ -42,46 +46,54 @@ def test_end_to_end(tmp_path: Path) -> None:
     out = nsynth("-q", "eval", str(run), "--split", "valid").stdout
     assert "valid split (30 notes" in out and (run / "metrics-valid.json").exists()
     assert out.startswith(f"run {run}: cnn on the family task, 2 epochs of batch 32") and "trained on 80 notes" in out
-    assert "holds a run" in nsynth("-q", "train", "--cache", str(cache), "--out", str(run), ok=False).stderr
+    assert "holds a run" in cli("-q", "train", "--cache", str(cache), "--out", str(run)).stderr
 
 
-def test_errors_are_one_clear_line(tmp_path: Path) -> None:
-    err = nsynth("train", "--cache", str(tmp_path), "--epochs", "1", ok=False).stderr
-    assert "error:" in err and "no cache here" in err and "Traceback" not in err
+def test_errors_are_one_clear_line(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    # (cli raises what would be a traceback: "error:" lines only)
+    result = cli("train", "--cache", str(tmp_path), "--epochs", "1")
+    assert result.exit_code == 1 and "error:" in result.stderr and "no cache here" in result.stderr
     (tmp_path / "bad.pt").write_bytes(b"junk")
-    err = nsynth("eval", str(tmp_path / "bad.pt"), ok=False).stderr
-    assert "not a checkpoint" in err and "Traceback" not in err
-    proc = nsynth("prep", "verify", str(tmp_path / "missing.zarr"), ok=False)
-    assert "no cache here" in proc.stdout
-    err = nsynth("prep", "synth", str(tmp_path / "c"), "--notes-per-split", "1,2", ok=False).stderr
-    assert "TRAIN,VALID,TEST" in err
+    result = cli("eval", str(tmp_path / "bad.pt"))
+    assert result.exit_code == 1 and "not a checkpoint" in result.stderr
+    result = cli("prep", "verify", str(tmp_path / "missing.zarr"))
+    assert result.exit_code == 1 and "no cache here" in result.stdout
+    result = cli("prep", "synth", str(tmp_path / "c"), "--notes-per-split", "1,2")
+    assert result.exit_code != 0 and "TRAIN,VALID,TEST" in result.stderr
 
 
-def test_help_is_fast_and_lists_commands() -> None:
-    out = nsynth("--help").stdout
+def test_help_is_fast_and_lists_commands(cli: Callable[..., Result]) -> None:
+    out = nsynth("--help").stdout  # the real command: imports nothing heavy, so this one stays a process
     for command in ("prep", "train", "eval", "demo"):
         assert command in out
-    assert "build-cache" in nsynth("prep", "--help").stdout
+    assert "build-cache" in cli("prep", "--help").stdout
 
 
-def test_inspect_audit_export_commands(tmp_path: Path) -> None:
+def test_inspect_audit_export_commands(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    def ok(*args: str) -> Result:
+        result = cli(*args)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return result
+
     corpus, cache = tmp_path / "corpus", tmp_path / "cache"
-    nsynth("-q", "prep", "synth", str(corpus), "--notes-per-split", "40,20,20")
-    nsynth("-q", "prep", "build-cache", str(corpus), "--cache", str(cache), "--feature", "framed")
-    out = nsynth("inspect", str(cache / "train.zarr"), "--plot", str(tmp_path / "fig")).stdout
+    ok("-q", "prep", "synth", str(corpus), "--notes-per-split", "40,20,20")
+    ok("-q", "prep", "build-cache", str(corpus), "--cache", str(cache), "--feature", "framed")
+    out = ok("inspect", str(cache / "train.zarr"), "--plot", str(tmp_path / "fig")).stdout
     assert "train split, 40 notes" in out and out.count("figure:") == 4
-    assert json.loads(nsynth("inspect", str(cache / "test.zarr"), "--json").stdout)["notes"] == 20
-    err = nsynth("inspect", str(cache / "test.zarr"), "--note", "bad", ok=False).stderr
+    assert json.loads(ok("inspect", str(cache / "test.zarr"), "--json").stdout)["notes"] == 20
+    result = cli("inspect", str(cache / "test.zarr"), "--note", "bad")
+    err = result.stderr
+    assert result.exit_code == 1
     assert err.startswith(f"error: {cache / 'test.zarr'}: no note 'bad'") and err.count("\n") == 1  # no stray quotes
     assert not err.rstrip().endswith(("'\"", "\"'")) and "KeyError" not in err
     caches = [str(cache / f"{s}.zarr") for s in ("train", "valid", "test")]
-    assert "total: 0 problem(s)" in nsynth("audit", "--strict", *caches).stdout
+    assert "total: 0 problem(s)" in ok("audit", "--strict", *caches).stdout
     # The same notes built again as another split: every instrument leaks.
-    nsynth("-q", "prep", "build-cache", str(corpus / "nsynth-test"), "--split", "valid", "--cache", str(tmp_path / "c2"))
-    proc = nsynth("audit", "--strict", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr"), ok=False)
-    assert "instruments in more than one split" in proc.stdout
-    assert nsynth("audit", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr")).returncode == 0
-    out = nsynth("-q", "prep", "export", str(cache / "test.zarr"), str(tmp_path / "test.h5")).stdout
+    ok("-q", "prep", "build-cache", str(corpus / "nsynth-test"), "--split", "valid", "--cache", str(tmp_path / "c2"))
+    result = cli("audit", "--strict", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr"))
+    assert result.exit_code == 1 and "instruments in more than one split" in result.stdout
+    assert cli("audit", str(cache / "test.zarr"), str(tmp_path / "c2" / "valid.zarr")).exit_code == 0
+    out = ok("-q", "prep", "export", str(cache / "test.zarr"), str(tmp_path / "test.h5")).stdout
     assert "wrote" in out and (tmp_path / "test.h5").stat().st_size > 100_000
 
 

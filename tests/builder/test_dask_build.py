@@ -218,6 +218,7 @@ class DieMidBlock(distributed.WorkerPlugin):  # type: ignore[misc]
         blocks.mark_done = self.original
 
 
+@pytest.mark.slow  # kills Dask processes
 def test_a_worker_dying_mid_block_is_retried(sources: Path, client: Any, cluster: Any, tmp_path: Path) -> None:
     marker = tmp_path / "died"
     client.register_plugin(DieMidBlock(str(marker)))
@@ -243,6 +244,7 @@ class AlwaysDie(distributed.WorkerPlugin):  # type: ignore[misc]
             os._exit(1)
 
 
+@pytest.mark.slow  # kills Dask processes
 def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Path) -> None:
     import dask
 
@@ -257,6 +259,7 @@ def test_a_block_that_kills_every_worker_is_one_line(sources: Path, tmp_path: Pa
             build_cache(sources / SOURCES["tfrecord"], tmp_path, config, progress=False)
 
 
+@pytest.mark.slow  # kills Dask processes
 def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, descriptor_local: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A scheduler process killed once the first block is written: the build stops in one line, and
@@ -316,6 +319,7 @@ def _wait_for_chunks(proc: subprocess.Popen[str], done: Path, at_least: int = 1)
 
 
 
+@pytest.mark.slow  # kills Dask processes
 def test_kill_9_then_ctrl_c_then_resume(descriptor: Path, descriptor_local: Path, tmp_path: Path) -> None:
     """A client killed with -9 mid-build takes its LocalCluster with it and leaves an incomplete
     cache; a new client goes on from there, and Ctrl-C (to the whole process group, as a terminal

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from click.testing import Result
 from zarr.codecs import ZstdCodec
 
 from nsynth_prep.builder.pipeline import BuildConfig, build_cache
@@ -29,7 +30,6 @@ from nsynth_prep.labels import FAMILIES
 from nsynth_prep.readers.tfrecord import decode_example, iter_records
 from nsynth_prep.readers.wav import read_pcm16
 
-ROOT = Path(__file__).resolve().parents[2]
 ALL = ("pooled", "framed", "trimmed")
 
 
@@ -140,7 +140,8 @@ def _as_version_1(path: Path) -> None:
     group.attrs["nsynth"] = raw
 
 
-def test_version_1_is_refused_with_the_command_that_rebuilds_it(corpus: Path, tmp_path: Path) -> None:
+def test_version_1_is_refused_with_the_command_that_rebuilds_it(corpus: Path, tmp_path: Path,
+                                                                cli: Callable[..., Result]) -> None:
     config = BuildConfig(features=("pooled", "framed"), exclude_families=("synth_lead",), seed=3)
     s = build_cache(corpus / "nsynth-test", tmp_path / "c", config, progress=False)[0]
     _as_version_1(s.path)
@@ -154,12 +155,14 @@ def test_version_1_is_refused_with_the_command_that_rebuilds_it(corpus: Path, tm
     assert verify_cache(s.path) == [str(info.value)]
     with pytest.raises(cache.OtherVersion, match="Rebuild it: rm -r"):  # a build never replaces it unasked
         build_cache(corpus / "nsynth-test", tmp_path / "c", config, progress=False)
-    proc = subprocess.run([sys.executable, "cli.py", "inspect", str(s.path)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Rebuild it: rm -r" in proc.stderr
-    # The command does what it says.
-    subprocess.run(command.replace("nsynth prep", f"{sys.executable} cli.py -q prep"), shell=True, check=True,
-                   cwd=ROOT, timeout=300)
+    result = cli("inspect", str(s.path))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "Rebuild it: rm -r" in result.stderr
+    # The command does what it says: the shell's rm -r, then nsynth (in this process).
+    remove, rebuild = command.split(" && ")
+    subprocess.run(remove, shell=True, check=True, timeout=60)
+    words = shlex.split(rebuild)
+    assert words[0] == "nsynth"
+    assert cli("-q", *words[1:]).exit_code == 0
     assert cache.open_cache(s.path).meta.build.rows == config.rows() and verify_cache(s.path) == []
 
 

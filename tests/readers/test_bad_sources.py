@@ -460,6 +460,7 @@ def scan_limited(source: Path, on_error: str, work: Path, action: str = "scan") 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # children under a memory limit
 def test_huge_examples_json_is_refused_under_a_memory_limit(corpus: Path, tmp_path: Path) -> None:
     """A 1 GiB examples.json (sparse: no disk used) took 2.2 GB; now it is refused from its size."""
     src = copy_split(corpus, tmp_path)
@@ -479,6 +480,7 @@ def test_wav_that_is_a_fifo_does_not_hang(corpus: Path, tmp_path: Path) -> None:
     assert [s["note"] for s in out["skipped"]] == [name] and "not a regular file" in out["skipped"][0]["reason"]
 
 
+@pytest.mark.slow  # children under a memory limit
 def test_wav_linked_to_dev_zero_under_a_memory_limit(corpus: Path, tmp_path: Path) -> None:
     """A WAV that is a symlink to /dev/zero (stat size 0) reached MemoryError at 6.9 GB."""
     src = copy_split(corpus, tmp_path)
@@ -492,6 +494,7 @@ def test_wav_linked_to_dev_zero_under_a_memory_limit(corpus: Path, tmp_path: Pat
     assert f"{name}.wav: not a regular file (a device, FIFO or socket)" in out["error"]
 
 
+@pytest.mark.slow  # children under a memory limit
 def test_archive_member_with_huge_trailing_zeros_under_a_memory_limit(corpus: Path, tmp_path: Path) -> None:
     """A 2 MB .tar.gz whose WAV member had 1 GiB of trailing zeros peaked at 2.2 GB. Here 320 MiB
     (more than the child's headroom, so reading the member whole fails) keep the test quick."""

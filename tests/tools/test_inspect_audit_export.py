@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -22,12 +23,10 @@ from nsynth_prep.tools.audit import audit
 from nsynth_prep.tools.export import export_hdf5
 
 
-@pytest.fixture(scope="module")
-def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clean")
-    for split in ("train", "test"):
-        build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=("pooled", "framed")), progress=False)
-    return out
+@pytest.fixture
+def clean(caches_of: Callable[..., Path]) -> Path:
+    """The session corpus's caches with pooled and framed (read-only; shared with tests/train)."""
+    return caches_of("pooled", "framed")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.bench
+@pytest.mark.slow
 def test_bench_gpu_tiny_on_cpu(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "bench/bench_gpu.py", "--notes", "64", "--device", "cpu", "--batch-size",
                            "16", "--workers", "2", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,

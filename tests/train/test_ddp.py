@@ -95,6 +95,7 @@ def _check_epoch(record: Path, epoch: int, rows: np.ndarray) -> None:
     assert steps[0]["notes"] == steps[1]["notes"] == len(rows)  # run_epoch's all-reduced count
 
 
+@pytest.mark.slow  # rank processes (torchrun, DDP), each importing torch
 def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path: Path) -> None:
     from nsynth_train import checkpoint
     from nsynth_train.evaluate import evaluate_run
@@ -142,6 +143,7 @@ def test_two_ranks_exactly_once_resume_and_metrics(small_chunks: Path, tmp_path:
         resume_state.read(run / "last.pt", cfg, 1)
 
 
+@pytest.mark.slow  # rank processes (torchrun, DDP), each importing torch
 def test_batchnorm_ranks_validate_the_weights_rank_0_saves(caches_of: Callable[..., Path], tmp_path: Path) -> None:
     """mel-cnn has BatchNorm: each rank's running statistics drift from rank 0's with its own last
     forward (padding steps included), so validation must run on rank 0's buffers, the ones saved."""
@@ -175,6 +177,7 @@ def test_batchnorm_ranks_validate_the_weights_rank_0_saves(caches_of: Callable[.
     assert epoch["valid_loss"] == pytest.approx(loss, rel=1e-4)
 
 
+@pytest.mark.slow  # rank processes (torchrun, DDP), each importing torch
 def test_torchrun_refusal_stops_every_rank(small_chunks: Path, tmp_path: Path) -> None:
     """Rank 0 refuses a folder that holds a run: both ranks stop at once with one line each."""
     run = tmp_path / "run"

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.errors import WavFormatError
 from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_train.loop import TrainConfig, train
@@ -99,12 +98,11 @@ def test_fit_audio_says_what_it_changed() -> None:
 
 
 @pytest.fixture(scope="module")
-def run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    caches = tmp_path_factory.mktemp("predict_caches")
-    for split in ("train", "valid", "test"):
-        build_cache(corpus / f"nsynth-{split}", caches, BuildConfig(features=("pooled",)), progress=False)
+def run(run_caches: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-epoch CNN of the both task (two heads) on the session's caches, without figures."""
     out = tmp_path_factory.mktemp("predict_run") / "run"
-    train(TrainConfig(task="both", model="cnn", cache_dir=str(caches), epochs=1, batch_size=32), out, progress=False)
+    train(TrainConfig(task="both", model="cnn", cache_dir=str(run_caches), epochs=1, batch_size=32), out,
+          progress=False, figures=False)
     return out
 
 

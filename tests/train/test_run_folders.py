@@ -12,45 +12,42 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import Result
 
-from nsynth_prep.builder.pipeline import BuildConfig, build_cache
-from nsynth_prep.corpus.demo import demo_caches
 from nsynth_prep.errors import CheckpointError, ConfigError, RunError
 from nsynth_train import checkpoint, run_dir
-from nsynth_train.api import default_out, demo_run, eval_run
+from nsynth_train.api import default_out, eval_run
 from nsynth_train.evaluate import evaluate_run
 from nsynth_train.loop import Diverged, TrainConfig, train
 
 CLI = [sys.executable, str(Path(__file__).resolve().parents[2] / "cli.py")]
 
 
-@pytest.fixture(scope="module")
-def caches(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("caches")
-    for split in ("train", "valid", "test"):
-        build_cache(corpus / f"nsynth-{split}", out, BuildConfig(features=("pooled",)), progress=False)
-    return out
+@pytest.fixture
+def caches(run_caches: Path) -> Path:
+    """The session's caches of the training tests (read-only; see conftest)."""
+    return run_caches
 
 
-@pytest.fixture(scope="module")
-def finished(caches: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 1-epoch run (seed 3), for tests that read it or copy it."""
-    run = tmp_path_factory.mktemp("finished") / "run"
-    train(_config(caches, seed=3), run, progress=False)
-    return run
+@pytest.fixture
+def finished(finished_run: Path) -> Path:
+    """The session's finished 1-epoch run (seed 3; see conftest), for tests that read it or copy it."""
+    return finished_run
 
 
 def _config(caches: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
     return TrainConfig(**{"cache_dir": str(caches), "epochs": 1, "batch_size": 16, "device": "cpu", **kw})
 
 
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+def _train(config: TrainConfig, out: Path, **kw) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """:func:`train` without the figures (tested in tests/display and tests/test_cli.py)."""
+    return train(config, out, progress=False, figures=False, **kw)
 
 
 def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 180) -> None:  # type: ignore[no-untyped-def, type-arg]
@@ -63,9 +60,9 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 180
         time.sleep(0.1)
 
 
-def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path) -> None:
-    """Two real processes: the second train (and an eval writing there) is refused while the
-    first holds the folder; Ctrl-C stops the first with status 130 and the exact command that
+def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path, cli: Callable[..., Result]) -> None:
+    """A real process holds the folder: a second train (and an eval writing there), from this
+    process, is refused; Ctrl-C stops the first with status 130 and the exact command that
     resumes it, which is then accepted."""
     run = tmp_path / "run"
     args = ["train", "--cache", str(caches), "--epochs", "100000", "--batch-size", "16", "--device", "cpu",
@@ -73,14 +70,14 @@ def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path) 
     with subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as first:
         try:
             _wait_for(lambda: (run / "history.csv").exists(), "the first epoch was saved", first)
-            second = _cli("-q", *args)
-            assert second.returncode == 1, second.stderr
+            second = cli("-q", *args)
+            assert second.exit_code == 1, second.stderr
             assert f"error: run folder {run} is in use by pid {first.pid}" in second.stderr
-            assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
-            second = _cli("-q", *args, "--overwrite")  # --overwrite does not break in either
-            assert second.returncode == 1 and "in use by" in second.stderr
-            evaluation = _cli("-q", "eval", str(run), "--split", "valid", "--device", "cpu")
-            assert evaluation.returncode == 1 and "in use by" in evaluation.stderr
+            assert len(second.stderr.strip().splitlines()) == 1  # (cli raises what would be a traceback)
+            second = cli("-q", *args, "--overwrite")  # --overwrite does not break in either
+            assert second.exit_code == 1 and "in use by" in second.stderr
+            evaluation = cli("-q", "eval", str(run), "--split", "valid", "--device", "cpu")
+            assert evaluation.exit_code == 1 and "in use by" in evaluation.stderr
             assert not (run / "metrics-valid.json").exists()
             first.send_signal(signal.SIGINT)
             _, err = first.communicate(timeout=120)
@@ -104,18 +101,18 @@ def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path) 
     assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1
 
 
-def test_a_run_is_never_overwritten_silently(caches: Path, tmp_path: Path) -> None:
+def test_a_run_is_never_overwritten_silently(caches: Path, finished: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(_config(caches), run, progress=False)
+    shutil.copytree(finished, run)
     (run / "notes.txt").write_text("mine")
     before = (run / "best.pt").read_bytes()
     with pytest.raises(RunError, match=r"holds a run \(finished, test accuracy .*--resume.*--overwrite"):
-        train(_config(caches, epochs=2), run, progress=False)
+        _train(_config(caches, epochs=2), run)
     assert (run / "best.pt").read_bytes() == before
     with pytest.raises(ConfigError, match="pass one of them"):
-        train(_config(caches), run, resume=True, overwrite=True, progress=False)
+        _train(_config(caches), run, resume=True, overwrite=True)
     evaluate_run(run, None, "valid", progress=False, figures=False)
-    train(_config(caches, epochs=2, seed=1), run, overwrite=True, progress=False)
+    _train(_config(caches, epochs=2, seed=1), run, overwrite=True)
     assert checkpoint.load(run / "last.pt")["epoch"] == 2
     assert not (run / "metrics-valid.json").exists()  # the old run's files went with it...
     assert (run / "notes.txt").read_text() == "mine"  # ...and nothing else
@@ -123,7 +120,7 @@ def test_a_run_is_never_overwritten_silently(caches: Path, tmp_path: Path) -> No
     # A folder with checkpoints but no last.pt cannot be resumed.
     (run / "last.pt").unlink()
     with pytest.raises(RunError, match=r"needs last\.pt"):
-        train(_config(caches, epochs=2, seed=1), run, resume=True, progress=False)
+        _train(_config(caches, epochs=2, seed=1), run, resume=True)
 
 
 def test_default_run_folder_depends_on_every_setting(caches: Path) -> None:
@@ -136,31 +133,34 @@ def test_default_run_folder_depends_on_every_setting(caches: Path) -> None:
     assert default_out(_config(caches, lr=1e-3)) == a
 
 
-def test_cli_refuses_a_finished_run_and_prints_the_default_folder(caches: Path, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("no_figures")
+def test_cli_refuses_a_finished_run_and_prints_the_default_folder(caches: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  cli: Callable[..., Result]) -> None:
+    monkeypatch.chdir(tmp_path)  # the default folder, runs/..., is relative to the working directory
     args = ["-q", "train", "--cache", str(caches), "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    folder = re.search(r"^run: (runs/family-cnn-[0-9a-f]{8})$", proc.stdout, re.M)
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    folder = re.search(r"^run: (runs/family-cnn-[0-9a-f]{8})$", result.stdout, re.M)
     assert folder and (tmp_path / folder[1] / "best.pt").exists()
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 1 and f"error: {folder[1]} holds a run" in proc.stderr and "--overwrite" in proc.stderr
+    result = cli(*args)
+    assert result.exit_code == 1 and f"error: {folder[1]} holds a run" in result.stderr and "--overwrite" in result.stderr
 
 
-def demo(data_dir: Path, notes_per_split: str, epochs: int, progress: bool) -> str:
-    """The two stages, as ``nsynth demo`` runs them."""
-    caches, _ = demo_caches(data_dir, notes_per_split, progress)
-    return demo_run(data_dir, caches, epochs, progress)
-
-
-def test_a_second_demo_keeps_the_first(tmp_path: Path) -> None:
-    first = demo(tmp_path, "40,20,20", epochs=1, progress=False)
-    second = demo(tmp_path, "40,20,20", epochs=1, progress=False)
-    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+@pytest.mark.usefixtures("no_figures")
+def test_a_second_demo_keeps_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       cli: Callable[..., Result]) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo's data/ is relative to the working directory
+    data = Path("data")
+    first = cli("-q", "demo", "--notes-per-split", "40,20,20", "--epochs", "1")
+    second = cli("-q", "demo", "--notes-per-split", "40,20,20", "--epochs", "1")
+    assert first.exit_code == 0 and second.exit_code == 0, first.stderr + second.stderr
+    runs = sorted(p.name for p in (data / "runs").iterdir())
     assert runs == ["demo-family-cnn-1", "demo-family-cnn-2"]
-    assert "demo-family-cnn-1" in first and "demo-family-cnn-2" in second
-    assert all((tmp_path / "runs" / r / "metrics.json").exists() for r in runs)
-    with pytest.raises(ConfigError, match=r"made with --notes-per-split 40,20,20; remove"):
-        demo(tmp_path, "80,20,20", epochs=1, progress=False)  # the corpus is made once: say so
+    assert "demo-family-cnn-1" in first.stdout and "demo-family-cnn-2" in second.stdout
+    assert all((data / "runs" / r / "metrics.json").exists() for r in runs)
+    third = cli("-q", "demo", "--notes-per-split", "80,20,20", "--epochs", "1")  # the corpus is made once: say so
+    assert third.exit_code == 1 and "made with --notes-per-split 40,20,20; remove" in third.stderr
 
 
 def test_stale_temporary_files_are_removed(caches: Path, tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_stale_temporary_files_are_removed(caches: Path, tmp_path: Path) -> None
              run / ".metrics.json.7.tmp", run / "figures" / ".learning_curves.png.8.tmp"]
     for path in stale:
         path.write_bytes(b"half a file")
-    train(_config(caches), run, progress=False)
+    _train(_config(caches), run)
     assert not [p for p in stale if p.exists()]
     assert not list(run.rglob("*.tmp"))
     (run / ".metrics-valid.json.5.tmp").write_bytes(b"")  # an eval that was killed
@@ -178,7 +178,8 @@ def test_stale_temporary_files_are_removed(caches: Path, tmp_path: Path) -> None
     assert not list(run.rglob("*.tmp"))
 
 
-def test_config_json_records_everything(caches: Path, finished: Path) -> None:
+@pytest.mark.usefixtures("no_figures")
+def test_config_json_records_everything(caches: Path, finished: Path, tmp_path: Path) -> None:
     run = finished
     info = json.loads((run / "config.json").read_text())
     resolved = _config(caches, seed=3).resolved()
@@ -190,7 +191,7 @@ def test_config_json_records_everything(caches: Path, finished: Path) -> None:
     assert info["data"]["train"]["notes"] == 60 and info["data"]["train"]["source"].endswith("nsynth-train")
     git = info["git"]
     assert git is None or (re.fullmatch(r"[0-9a-f]{40}", git["commit"]) and isinstance(git["dirty"], bool))
-    summary = eval_run(run, None, "valid", progress=False)["report"].splitlines()
+    summary = eval_run(run, None, "valid", out=tmp_path, progress=False)["report"].splitlines()  # run: read-only
     assert summary[0].startswith(f"run {run}: cnn on the family task, 1 epochs of batch 16, lr 0.001, seed 3")
     assert "trained on 60 notes from" in summary[1] and "torch" in summary[1]
 
@@ -216,18 +217,18 @@ def test_none_means_the_preset() -> None:
 
 @pytest.mark.parametrize(("option", "value"), [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "0"),
                                                ("--lr", "-0.1"), ("--seed", "-1")])
-def test_cli_refuses_non_positive_values(option: str, value: str, tmp_path: Path) -> None:
-    proc = _cli("train", "--cache", str(tmp_path), option, value)
-    assert proc.returncode == 2 and f"Invalid value for '{option}'" in proc.stderr
+def test_cli_refuses_non_positive_values(option: str, value: str, tmp_path: Path, cli: Callable[..., Result]) -> None:
+    result = cli("train", "--cache", str(tmp_path), option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.stderr
 
 
 def test_training_stops_when_the_loss_becomes_nan(caches: Path, tmp_path: Path) -> None:
     with pytest.raises(Diverged, match=r"training stopped in epoch 1: the loss became nan.*lower --lr"):
-        train(_config(caches, lr=1e30), tmp_path / "run", progress=False)
+        _train(_config(caches, lr=1e30), tmp_path / "run")
     assert not (tmp_path / "run" / "last.pt").exists()
     # Gradients that overflow Adam's moments while the loss still looks finite.
     with pytest.raises(Diverged, match="non-finite"):
-        train(_config(caches, lr=1e3, epochs=3), tmp_path / "run2", progress=False)
+        _train(_config(caches, lr=1e3, epochs=3), tmp_path / "run2")
     for name in ("best.pt", "last.pt"):
         if (tmp_path / "run2" / name).exists():
             checkpoint.load(tmp_path / "run2" / name)  # whatever was saved is finite
@@ -241,7 +242,7 @@ def _poison(path: Path, key: str = "model") -> None:
     torch.save(state, path)
 
 
-def test_nan_checkpoints_are_refused(caches: Path, finished: Path, tmp_path: Path) -> None:
+def test_nan_checkpoints_are_refused(caches: Path, finished: Path, tmp_path: Path, cli: Callable[..., Result]) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     _poison(run / "best.pt")
@@ -249,19 +250,19 @@ def test_nan_checkpoints_are_refused(caches: Path, finished: Path, tmp_path: Pat
     with pytest.raises(CheckpointError, match="non-finite weights"):
         evaluate_run(run, None, "test", progress=False)
     with pytest.raises(CheckpointError, match=r"non-finite weights.*cannot be scored or resumed"):
-        train(_config(caches, seed=3), run, resume=True, progress=False)
-    proc = _cli("eval", str(run), "--device", "cpu")
-    assert proc.returncode == 1 and "non-finite weights" in proc.stderr and "accuracy" not in proc.stdout
-    assert len(proc.stderr.strip().splitlines()) == 1
+        _train(_config(caches, seed=3), run, resume=True)
+    result = cli("eval", str(run), "--device", "cpu")
+    assert result.exit_code == 1 and "non-finite weights" in result.stderr and "accuracy" not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
     # NaN in the optimizer state only: eval may score the weights, resume refuses.
     run2 = tmp_path / "run2"
     shutil.copytree(finished, run2)
     _poison(run2 / "last.pt", "optimizer")
     with pytest.raises(CheckpointError, match="non-finite optimizer state"):
-        train(_config(caches, seed=3), run2, resume=True, progress=False)
+        _train(_config(caches, seed=3), run2, resume=True)
 
 
-def test_damaged_checkpoints_are_one_line(finished: Path, tmp_path: Path) -> None:
+def test_damaged_checkpoints_are_one_line(finished: Path, tmp_path: Path, cli: Callable[..., Result]) -> None:
     good = (finished / "best.pt").read_bytes()
     cases = {"empty": b"", "garbage": os.urandom(5000), "text": b"epoch,train_loss\n1,2.3\n",
              "zip-ish": b"PK\x03\x04" + b"\0" * 200}
@@ -280,7 +281,7 @@ def test_damaged_checkpoints_are_one_line(finished: Path, tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match="damaged checkpoint \\('model'"):
         checkpoint.load(tmp_path / "nomodel.pt")
     for target in (finished / "history.csv", tmp_path / "empty.pt", tmp_path / "cut100.pt"):
-        proc = _cli("eval", str(target))
-        assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
-        assert "IndexError" not in proc.stderr and "pop from empty list" not in proc.stderr
-    assert "not a checkpoint" in _cli("eval", str(finished / "history.csv")).stderr
+        result = cli("eval", str(target))  # (raises what would be a traceback)
+        assert result.exit_code == 1 and result.stderr.startswith("error: ")
+        assert "IndexError" not in result.stderr and "pop from empty list" not in result.stderr
+    assert "not a checkpoint" in cli("eval", str(finished / "history.csv")).stderr
