@@ -15,7 +15,6 @@ import pytest
 import zarr
 from click.testing import Result
 
-from nsynth_prep.builder import pipeline as build
 from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache.verify import verify_cache
@@ -244,14 +243,16 @@ def test_disk_full_while_writing_chunks_then_resume(corpus: Path, tmp_path: Path
 
 
 def test_disk_full_at_a_done_mark(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = build._write_json
+    from nsynth_prep.storage import store
 
-    def full(path: Path, data: object) -> None:
-        if "done" in path.parts:
+    original = store.write_atomic
+
+    def full(path: Path, data: bytes) -> None:
+        if "done" in Path(str(path)).parts:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         original(path, data)
 
-    monkeypatch.setattr(build, "_write_json", full)
+    monkeypatch.setattr(store, "write_atomic", full)  # the done marks' writer (builder.blocks.mark_done)
     with pytest.raises(StorageError, match=r"train\.zarr\.build/done/pooled/0\.json: cannot write \(disk full\)"):
         build_cache(corpus / "nsynth-train", tmp_path, BuildConfig(workers=1), progress=False)
 
