@@ -9,12 +9,13 @@ lint:
 types:
 	python3 -m mypy
 
+# -n auto: one pytest worker per core (pytest-xdist); a single test file runs faster serially: pytest FILE
 test:
-	python3 -m pytest -q
+	python3 -m pytest -q -n auto
 
 # The tests marked slow (DDP, Dask kills, memory limits, benchmarks) left out: for the edit loop.
 test-fast:
-	python3 -m pytest -q -m "not slow"
+	python3 -m pytest -q -n auto -m "not slow"
 
 bench:
 	python3 bench/bench_prep.py
