@@ -1,4 +1,4 @@
-"""TFRecord framing and Example encoding against independent writers (issue 8: the CRC oracle).
+"""TFRecord framing and Example encoding against independent writers: a CRC oracle.
 
 ``tests/data/tfrecord-fixture.tfrecord`` was written by TensorBoard's pure-Python
 ``RecordWriter`` and Google's protobuf runtime (see ``tests/data/make_tfrecord_fixture.py``),

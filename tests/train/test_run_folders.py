@@ -1,5 +1,5 @@
 """Run folders: one writer at a time, never overwritten silently, config.json, stale files,
-Ctrl-C, NaN, bad checkpoints and settings (issues 7 and 8, training side)."""
+Ctrl-C, NaN, bad checkpoints and settings."""
 
 from __future__ import annotations
 
