@@ -42,7 +42,7 @@ _WHERE = {
     "BuildConfig": "builder.pipeline", "BuildSummary": "builder.pipeline", "build_cache": "builder.pipeline",
     "Cache": "cache.format", "cache_path": "cache.format", "open_cache": "cache.format",
     "CheckedArray": "cache.checked", "verify_cache": "cache.verify",
-    "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "corpus.tones",
+    "write_corpus": "corpus.synth", "write_descriptors": "corpus.synth", "parse_notes_per_split": "readers.tones",
     "RenderConfig": "corpus.render", "render_corpus": "corpus.render", "demo_caches": "corpus.demo",
     "describe": "tools.inspect", "format_description": "tools.inspect", "inspect_cache": "tools.inspect",
     "AuditConfig": "tools.audit", "audit": "tools.audit", "export_hdf5": "tools.export",
@@ -102,7 +102,6 @@ if TYPE_CHECKING:
     from nsynth_prep.corpus.demo import demo_caches
     from nsynth_prep.corpus.render import RenderConfig, render_corpus
     from nsynth_prep.corpus.synth import write_corpus, write_descriptors
-    from nsynth_prep.corpus.tones import parse_notes_per_split
     from nsynth_prep.errors import (
         CacheError,
         CheckpointError,
@@ -119,6 +118,7 @@ if TYPE_CHECKING:
     )
     from nsynth_prep.features import FEATURES, feature_spec
     from nsynth_prep.labels import FAMILIES, QUALITIES, SOURCES
+    from nsynth_prep.readers.tones import parse_notes_per_split
     from nsynth_prep.tools.audit import AuditConfig, audit
     from nsynth_prep.tools.export import export_hdf5
     from nsynth_prep.tools.inspect import describe, format_description, inspect_cache

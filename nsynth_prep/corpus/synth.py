@@ -1,6 +1,6 @@
 """A synthetic NSynth-format corpus: a fair, small stand-in for training, in the real layouts.
 
-The notes (instruments, timbre, the plan of each split, the audio) come from :mod:`.tones`;
+The notes (instruments, timbre, the plan of each split, the audio) come from :mod:`nsynth_prep.readers.tones`;
 this module writes them: as WAVs, archives or TFRecords (:func:`write_corpus`), or described in a few
 lines for ``build-cache`` to render (:func:`write_descriptors`, read by
 :mod:`nsynth_prep.readers.descriptor`).
@@ -13,11 +13,11 @@ import logging
 from pathlib import Path
 
 from nsynth_prep.corpus.layouts import FORMATS, SplitWriter, tf_features
-from nsynth_prep.corpus.tones import parse_notes_per_split, plan_corpus, render_entry  # parse_...: public here too
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.labels import SPLITS
 from nsynth_prep.progress import Progress
 from nsynth_prep.readers.descriptor import DESCRIPTOR_SUFFIX
+from nsynth_prep.readers.tones import parse_notes_per_split, plan_corpus, render_entry  # parse_...: public here too
 
 log = logging.getLogger(__name__)
 __all__ = ["FORMATS", "SPLITS", "parse_notes_per_split", "tf_features", "write_corpus", "write_descriptors"]

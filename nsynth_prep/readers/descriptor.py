@@ -3,7 +3,7 @@ descriptor, their audio rendered as the features are computed.
 
 The descriptors are written by :func:`nsynth_prep.corpus.synth.write_descriptors`; the notes are
 those :func:`nsynth_prep.corpus.synth.write_corpus` writes for the same sizes and seed
-(:mod:`nsynth_prep.corpus.tones`), so a cache built from either is the same, bit for bit.
+(:mod:`nsynth_prep.readers.tones`), so a cache built from either is the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from nsynth_prep.corpus.tones import NOTE_IDS, Instrument, parse_notes_per_split, plan_corpus, render_entry
 from nsynth_prep.errors import ConfigError, SourceError
 from nsynth_prep.labels import NOTE_SAMPLES, SPLITS, LabelTable
 from nsynth_prep.readers.catalog import AudioReader, Catalog, OpenedPath, labels_from_entries
+from nsynth_prep.readers.tones import NOTE_IDS, Instrument, parse_notes_per_split, plan_corpus, render_entry
 
 DESCRIPTOR_SUFFIX = ".synth.json"  # nsynth-<split>.synth.json: a split of the corpus, described, not written
 MAX_DESCRIPTOR_BYTES = 1 << 16

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
-from nsynth_prep.corpus.tones import make_instruments
 from nsynth_prep.labels import FAMILIES, NOTE_STR_RE
+from nsynth_prep.readers.tones import make_instruments
 from nsynth_prep.readers.wav import read_pcm16
 
 

@@ -8,8 +8,10 @@ parameters around its family's, so families overlap as real ones do. Splits are
 instrument-disjoint and synth_lead is in train only, as in NSynth. Each note is rendered from
 its own seeded generator, so the corpus is the same for a seed whatever is written.
 
-Pure numbers (numpy and the label vocabularies): what the corpus writers (:mod:`.synth`) write
-and what the reader of a described corpus (:mod:`nsynth_prep.readers.descriptor`) renders.
+Pure numbers (numpy and the label vocabularies): the decoder of the described ("synth") source,
+so it sits with the readers: what the reader of a described corpus
+(:mod:`nsynth_prep.readers.descriptor`) renders, and what the corpus writers
+(:mod:`nsynth_prep.corpus.synth`) write out as NSynth files.
 """
 
 from __future__ import annotations
