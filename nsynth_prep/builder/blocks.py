@@ -9,11 +9,10 @@ blocks run in this process, in a local pool (:class:`LocalRunner`) or on a Dask 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ import numpy as np
 import zarr
 
 from nsynth_prep.cache import format as cache
+from nsynth_prep.cpus import process_map
 from nsynth_prep.features import FeatureSpec
 from nsynth_prep.readers.catalog import FeatureReader
 from nsynth_prep.storage import store
@@ -86,21 +86,10 @@ class LocalRunner:
                 update(write_block(job, b))
             return
         # Each process gets the job once (initargs; inherited at fork, not pickled per task).
-        # A ProcessPoolExecutor, not multiprocessing.Pool: when a block fails, Pool's exit calls
-        # terminate(), which can hang for ever when a worker dies holding the result queue (seen
-        # under a disk-full test); here the blocks not started are cancelled and the running ones
-        # end on their own (their done marks stay valid for a resume).
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(self.workers, len(blocks)), mp_context=ctx, initializer=_set_pool_job,
-                                 initargs=(job,)) as pool:
-            futures = [pool.submit(_pool_block, b) for b in blocks]
-            try:
-                for future in as_completed(futures):
-                    update(future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        with contextlib.closing(process_map(_pool_block, blocks, min(self.workers, len(blocks)), ordered=False,
+                                            initializer=_set_pool_job, initargs=(job,))) as written:
+            for done in written:
+                update(done)
 
 
 # In a pool process: the job it was started with. The one module-level holder left: a pool's

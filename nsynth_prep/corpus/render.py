@@ -19,9 +19,9 @@ interruptions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
@@ -37,6 +37,7 @@ from nsynth_prep.corpus.fluid import FluidRenderer, fluidsynth_version
 from nsynth_prep.corpus.gm_programs import parse_programs, program_table
 from nsynth_prep.corpus.layouts import FORMATS, SPLITS, SplitWriter
 from nsynth_prep.corpus.render_plan import Instrument, parse_velocities, plan
+from nsynth_prep.cpus import process_map
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.labels import FAMILIES, QUALITIES, SAMPLE_RATE, SOURCES
 from nsynth_prep.progress import Progress
@@ -197,8 +198,9 @@ def _render_all(todo: list[Instrument], audio_root: Path, work: Path, workers: i
             # Spawned, not forked: a child forked from a process that has loaded FluidSynth (or runs
             # other threads: zarr's I/O loop, tqdm's monitor) can inherit a held lock and hang in
             # sfload. Each worker makes its own synthesizer.
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                for n in pool.imap_unordered(_render_instrument, jobs):
+            with contextlib.closing(process_map(_render_instrument, jobs, min(workers, len(jobs)), start="spawn",
+                                                ordered=False)) as rendered:
+                for n in rendered:
                     bar.update(n)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import re
 import struct
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nsynth_prep.cpus import process_map
 from nsynth_prep.errors import SourceError
 from nsynth_prep.features import FeatureSpec
 from nsynth_prep.kernels import audio as kernels
@@ -295,8 +295,7 @@ def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | 
     results: Iterable[tuple[list[NoteLabels], list[int], list[int], list[dict[str, str]], int]]
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(min(workers, len(jobs))))
-            results = pool.imap(_scan_records, jobs)
+            results = stack.enter_context(contextlib.closing(process_map(_scan_records, jobs, min(workers, len(jobs)))))
         else:
             results = map(_scan_records, jobs)
         for part_notes, part_offsets, part_records, part_skipped, nbytes in results:  # in record order
