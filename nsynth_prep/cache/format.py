@@ -38,7 +38,7 @@ from nsynth_prep.cache.meta import (
 from nsynth_prep.errors import CacheError
 from nsynth_prep.features import FeatureSpec
 from nsynth_prep.kernels.crc32c import crc32c, payload_crc
-from nsynth_prep.labels import LABEL_DTYPES, QUALITIES, LabelTable
+from nsynth_prep.labels import LABEL_DTYPES, QUALITIES, SPLITS, LabelTable
 from nsynth_prep.storage import store
 from nsynth_prep.storage.store import Location, storage_errors
 
@@ -71,6 +71,24 @@ READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, KeyError, 
 def cache_path(cache_dir: store.Where, split: str) -> Location:
     """Where the cache of ``split`` lives: ``<cache_dir>/<split>.zarr`` (a folder or a URL)."""
     return store.location(cache_dir) / f"{split}.zarr"
+
+
+def named_split(path: Location) -> str | None:
+    """The split a cache's name says it holds: ``valid`` for ``.../valid.zarr``; None for a name
+    that is not ``<split>.zarr`` of one of NSynth's splits (a user's ``mycache.zarr``)."""
+    stem = path.name.removesuffix(".zarr")
+    return stem if path.name.endswith(".zarr") and stem in SPLITS else None
+
+
+def split_problem(path: Location, meta: CacheMeta, split: str | None = None) -> str | None:
+    """The one-line problem when the split ``meta`` records is not the one the cache is opened as
+    (``split``, else the one its name says, see :func:`named_split`), or None. A renamed cache
+    (``valid.zarr`` moved to ``test.zarr``) would otherwise be trained or scored as another split."""
+    want = split or named_split(path)
+    if want is None or want == meta.split:
+        return None
+    return (f"{path}: records split {meta.split!r}, but is opened as split {want!r} (a cache renamed or moved?); "
+            f"put it back at <cache>/{meta.split}.zarr, or build the {want} split")
 
 
 def checksum(data: np.ndarray) -> str:
@@ -358,15 +376,20 @@ class Cache:
         return LabelTable(**cols)
 
 
-def open_cache(path: store.Where, features: tuple[str, ...] = ()) -> Cache:
-    """Open a complete cache (a folder or a URL), checking its format version, its metadata and that
-    ``features`` were built."""
+def open_cache(path: store.Where, features: tuple[str, ...] = (), split: str | None = None) -> Cache:
+    """Open a complete cache (a folder or a URL), checking its format version, its metadata, that
+    ``features`` were built, and that it records the split it is opened as: ``split`` when given,
+    else the one its name says (``<cache>/test.zarr`` holds test; see :func:`split_problem`).
+    A cache under another name (``mycache.zarr``) opened without ``split`` is not checked."""
     path = store.location(path)
     group = open_group(path)
     meta = load_meta(group)
     if not meta.complete:
         raise CacheError(f"{path}: incomplete cache (its build was interrupted or failed); "
                          "run the same nsynth prep build-cache again to resume")
+    problem = split_problem(path, meta, split)
+    if problem:
+        raise CacheError(problem)
     cache = Cache(path, group, meta)
     for f in features:
         cache.array(f)

@@ -21,8 +21,11 @@ from nsynth_prep.readers.fingerprint import Fingerprint
 from nsynth_prep.storage.store import Where, location
 
 
-def verify_cache(path: Where) -> list[str]:
+def verify_cache(path: Where, split: str | None = None) -> list[str]:
     """Every problem found in the cache at ``path``, a folder or a URL (an empty list means it is sound).
+
+    A cache named ``<split>.zarr`` (or opened as ``split``) must record that split
+    (:func:`.format.split_problem`).
 
     Reads every chunk once, so it costs about one pass over the cache.
     """
@@ -36,7 +39,8 @@ def verify_cache(path: Where) -> list[str]:
         return ["incomplete cache (its build was interrupted or failed); run the same nsynth prep build-cache "
                 "again to resume"]
     c = cache.Cache(path, group, meta)
-    problems = []
+    split_problem = cache.split_problem(path, meta, split)
+    problems = [split_problem] if split_problem else []
     for name in cache.LABEL_DTYPES:
         problem = _check_label(c, name)
         if problem:
