@@ -98,6 +98,10 @@ def _check_labels(c: cache.Cache) -> list[str]:
     names = labels.note_str.astype(str)
     if len(set(names)) != n:
         problems.append(f"note_str: {n - len(set(names))} duplicate notes")
+    ids, first = np.unique(labels.note, return_index=True)
+    if len(ids) != n:  # NSynth's note ids are unique; the reader refuses a source that repeats one
+        again = np.setdiff1d(np.arange(n), first)[0]
+        problems.append(f"note: {n - len(ids)} duplicate note ids, e.g. row {again} = {labels.note[again]}")
     families, sources = c.meta.families, c.meta.sources
     for row, s in enumerate(names):
         match = NOTE_STR_RE.match(s)

@@ -20,7 +20,7 @@ from nsynth_prep.features import FeatureSpec
 from nsynth_prep.labels import LabelTable, NoteLabels, parse_example
 
 __all__ = ["AUDIO_BATCH", "MAX_EXAMPLES_JSON_BYTES", "AudioReader", "Catalog", "FeatureReader", "OpenedPath",
-           "SourceError", "first_of_each", "labels_from_entries", "load_examples_json", "refuse_or_skip",
+           "SourceError", "first_of_each", "first_of_each_id", "labels_from_entries", "load_examples_json", "refuse_or_skip",
            "unlisted_audio"]
 
 AUDIO_BATCH = 32  # notes decoded at once: bounds memory to ~8 MB of audio per worker
@@ -130,7 +130,8 @@ def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
     """Validated labels of every entry; bad ones raise, or are skipped and recorded.
 
     A note listed twice in examples.json is refused (skip: left out whole, since which of its
-    two entries is right cannot be told); so is an entry with a repeated key.
+    two entries is right cannot be told); so is an entry with a repeated key, and a second note
+    with the same ``note`` id (skip: the later one left out, see :func:`first_of_each_id`).
     """
     twice = set(entries.repeated) if isinstance(entries, _Repeated) else set()
     notes = []
@@ -143,7 +144,8 @@ def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
             notes.append(parse_example(key, entry, name))
         except LabelError as exc:
             refuse_or_skip(on_error, skipped, key, str(exc))
-    return notes
+    keep = first_of_each_id(notes, name, None, on_error, skipped)
+    return notes if len(keep) == len(notes) else [notes[i] for i in keep]
 
 
 def refuse_or_skip(on_error: str, skipped: list[dict[str, str]], note: str, reason: str) -> None:
@@ -181,4 +183,24 @@ def first_of_each(names: Sequence[str], source: str, where: Callable[[int], str]
         else:
             refuse_or_skip(on_error, skipped, name,
                            f"{source}: {where(i)}: note {name} appears again (first at {where(j)})")
+    return keep
+
+
+def first_of_each_id(notes: Sequence[NoteLabels], source: str, where: Callable[[int], str] | None, on_error: str,
+                     skipped: list[dict[str, str]]) -> list[int]:
+    """Positions of the notes whose ``note`` id no earlier note has; a later note with an id taken
+    raises, or is skipped and recorded, naming both notes. NSynth's ids are unique: two notes
+    with one id are a mislabelled source, and would be two rows under one id in the cache.
+    ``where(i)`` locates note ``i`` for messages (``record 12``), when names alone do not.
+    """
+    first: dict[int, int] = {}
+    keep = []
+    for i, n in enumerate(notes):
+        j = first.setdefault(n.note, i)
+        if j == i:
+            keep.append(i)
+            continue
+        at = f" ({where(i)}; first at {where(j)})" if where else ""
+        refuse_or_skip(on_error, skipped, n.note_str,
+                       f"{source}: notes {notes[j].note_str} and {n.note_str} have the same note id {n.note}{at}")
     return keep

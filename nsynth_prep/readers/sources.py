@@ -32,6 +32,7 @@ from nsynth_prep.readers.catalog import (
     Catalog,
     OpenedPath,
     first_of_each,
+    first_of_each_id,
     labels_from_entries,
     load_examples_json,
     unlisted_audio,
@@ -311,6 +312,10 @@ def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | 
         log.warning("%s", framing)
     # A note recorded twice (a duplicated record) would be two rows of one note: keep the first.
     keep = first_of_each([n.note_str for n in notes], str(path), lambda i: f"record {records[i]}", on_error, skipped)
+    if len(keep) < len(notes):
+        notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
+        records = [records[i] for i in keep]
+    keep = first_of_each_id(notes, str(path), lambda i: f"record {records[i]}", on_error, skipped)
     if len(keep) < len(notes):
         notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
     labels = LabelTable.from_notes(notes)

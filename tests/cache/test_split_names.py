@@ -1,4 +1,4 @@
-"""A cache holds the split it records: one renamed to another split's name (``valid.zarr`` moved to
+"""A cache holds the split it records, and rows of distinct notes: one renamed to another split's name (``valid.zarr`` moved to
 ``test.zarr``) is refused by every reader and reported by verify, instead of being scored as that
 split; a cache under a name of the user's own (``mycache.zarr``) opens as before."""
 
@@ -58,3 +58,20 @@ def test_eval_refuses_to_score_a_renamed_cache_as_test(renamed: Path, finished_r
     assert result.exit_code == 1, result.output
     assert "records split 'valid', but is opened as split 'test'" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_verify_reports_duplicate_note_ids(run_caches: Path, tmp_path: Path,
+                                           edit_attrs: Callable[..., None]) -> None:
+    """Rows with one ``note`` id (a hand-edited label array with a matching checksum) are listed."""
+    import zarr
+
+    path = tmp_path / "valid.zarr"
+    shutil.copytree(run_caches / "valid.zarr", path)
+    arr = zarr.open_group(path, mode="r+")["note"]
+    assert isinstance(arr, zarr.Array)
+    ids = cache.read(arr)
+    ids[5] = ids[2]
+    arr[...] = ids
+    sums = dict(cache.open_cache(path).meta.label_checksums, note=cache.checksum(ids))
+    edit_attrs(path, label_checksums=sums)
+    assert verify_cache(path) == [f"note: 1 duplicate note ids, e.g. row 5 = {ids[2]}"]
