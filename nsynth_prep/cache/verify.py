@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from nsynth_prep.cache import format as cache
+from nsynth_prep.cache import skipped
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.errors import CacheError
 from nsynth_prep.labels import COLUMN_RANGES, NOTE_STR_RE
@@ -50,7 +51,8 @@ def verify_cache(path: Where, split: str | None = None) -> list[str]:
     for name in meta.features:
         problems += _verify_feature(c, name)
     problems += _check_source_files(c)
-    return problems
+    skipped_problem = skipped.problem(c)
+    return problems + ([skipped_problem] if skipped_problem else [])
 
 
 def _open(c: cache.Cache, name: str) -> tuple[zarr.Array | None, str | None]:
