@@ -17,7 +17,7 @@ import numpy as np
 
 from nsynth_prep.errors import LabelError, SourceError
 from nsynth_prep.features import FeatureSpec
-from nsynth_prep.labels import LabelTable, NoteLabels, parse_example
+from nsynth_prep.labels import LabelTable, NoteLabels, long_integer, parse_example
 
 __all__ = ["AUDIO_BATCH", "MAX_EXAMPLES_JSON_BYTES", "AudioReader", "Catalog", "FeatureReader", "OpenedPath",
            "SourceError", "first_of_each", "first_of_each_id", "labels_from_entries", "load_examples_json", "refuse_or_skip",
@@ -115,7 +115,13 @@ def load_examples_json(f: BinaryIO, name: str, size: int) -> dict[str, Any]:
         raise SourceError(f"{name}: not UTF-8 text (byte {exc.start:,} is {data[exc.start]:#04x})") from None
     del data
     try:
-        entries = json.loads(text, object_pairs_hook=_json_object)
+        try:
+            entries = json.loads(text, object_pairs_hook=_json_object)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer past Python's digit limit: parsed again, keeping it as text, so
+            # that the note holding it is named (the hook is slower: only here, never for a good file)
+            entries = json.loads(text, object_pairs_hook=_json_object, parse_int=long_integer)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{name}: malformed JSON: {exc}") from None
     except RecursionError:

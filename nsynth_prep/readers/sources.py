@@ -200,8 +200,10 @@ def _scan_dir(folder: Path, on_error: str) -> Catalog:
         with open(json_path, "rb") as f:
             entries = load_examples_json(f, str(json_path), os.fstat(f.fileno()).st_size)
         audio = [name[: -len(".wav")] for name in os.listdir(folder / "audio") if name.endswith(".wav")]
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except FileNotFoundError as exc:
         raise SourceError(f"{exc.filename}: missing; a split folder holds examples.json and audio/") from None
+    except NotADirectoryError as exc:
+        raise SourceError(f"{exc.filename}: not a folder; a split folder holds examples.json and audio/") from None
     except OSError as exc:
         raise SourceError(f"{exc.filename}: cannot read ({exc.strerror})") from None
     # Every name is validated (NOTE_STR_RE) here, before any path is built from it.
