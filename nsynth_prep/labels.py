@@ -194,6 +194,8 @@ def _integer_labels(entry: dict[str, Any], at: str) -> dict[str, int]:
     values = {}
     for name, (lo, hi) in LABEL_RANGES.items():
         v = entry[name]
+        if isinstance(v, LongInteger):
+            raise LabelError(f"{at} has {name} {v!r} (expected {lo}..{hi})")
         if type(v) is not int:  # not isinstance: bool is an int, and floats/strings must not be rounded
             raise LabelError(f"{at} has {name} {_show(v)}; expected an integer")
         if not lo <= v <= hi:
@@ -241,8 +243,27 @@ def _check_names_agree(key: str, entry: dict[str, Any], match: re.Match[str], va
             raise LabelError(f"{at} has {label} {_show(entry[label])}; its ids and name say {want!r}")
 
 
+class LongInteger(str):
+    """A JSON integer of more digits than Python turns into an int (``sys.get_int_max_str_digits()``,
+    4,300 by default; ``json`` raises ValueError for the whole file), kept as its text so that the
+    note holding it is refused by name (see :func:`long_integer`)."""
+
+    def __repr__(self) -> str:
+        return f"<an integer of {len(self.lstrip('-')):,} digits>"
+
+
+def long_integer(text: str) -> int | LongInteger:
+    """``parse_int`` for ``json.loads``: an int, or a :class:`LongInteger` past Python's digit limit."""
+    try:
+        return int(text)
+    except ValueError:
+        return LongInteger(text)
+
+
 def _show(value: Any, typed: bool = True) -> str:
     """A value for a message: its repr, cut short, and for scalars that are no integer their JSON type."""
+    if isinstance(value, LongInteger):
+        return repr(value)
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     kind = {bool: "a boolean", float: "a float", str: "a string", type(None): "null"}.get(type(value))

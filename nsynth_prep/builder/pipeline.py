@@ -27,6 +27,7 @@ import zarr
 from nsynth_prep.builder import resume
 from nsynth_prep.builder.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRunner, collect_checksums
 from nsynth_prep.cache import format as cache
+from nsynth_prep.cache import skipped as skipped_table
 from nsynth_prep.errors import CacheError, ConfigError, SourceError, StorageError
 from nsynth_prep.features import FeatureSpec, feature_spec
 from nsynth_prep.labels import LabelTable, family_id
@@ -197,9 +198,10 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
     if existing is None:
-        build = cache.BuildMeta(src.split, source_info, config.rows(), config.workers, config.allow_empty,
-                                tuple(cache.Skipped(s["note"], s["reason"]) for s in catalog.skipped))
-        group = cache.create(path, labels, build, fp.columns())
+        head, count, crc, table = skipped_table.plan(catalog.skipped)  # a long list goes beside the attrs
+        build = cache.BuildMeta(src.split, source_info, config.rows(), config.workers, config.allow_empty, head,
+                                count, crc)
+        group = cache.create(path, labels, build, fp.columns(), table)
         log.info("%s: %d notes planned (%d skipped)", path, len(labels), len(catalog.skipped))
     else:
         group = cache.open_group(path, "r+")
@@ -254,7 +256,8 @@ def _summary(src: Source, path: Location, group: zarr.Group, config: BuildConfig
     m = cache.load_meta(group)
     counts = m.counts or cache.Counts.of(LabelTable.from_notes([]))
     return BuildSummary(src.split, path, m.notes, sorted(m.features), built_now,
-                        [dataclasses.asdict(s) for s in m.build.skipped], time.perf_counter() - started,
+                        [dataclasses.asdict(s) for s in skipped_table.skipped_notes(cache.Cache(path, group, m))],
+                        time.perf_counter() - started,
                         counts.family, counts.source)
 
 

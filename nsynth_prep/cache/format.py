@@ -38,7 +38,7 @@ from nsynth_prep.cache.meta import (
 from nsynth_prep.errors import CacheError
 from nsynth_prep.features import FeatureSpec
 from nsynth_prep.kernels.crc32c import crc32c, payload_crc
-from nsynth_prep.labels import LABEL_DTYPES, QUALITIES, LabelTable
+from nsynth_prep.labels import LABEL_DTYPES, QUALITIES, SPLITS, LabelTable
 from nsynth_prep.storage import store
 from nsynth_prep.storage.store import Location, storage_errors
 
@@ -48,6 +48,7 @@ __all__ = ["CHECKSUM", "FORMAT", "FORMAT_VERSION", "LABEL_DTYPES", "BuildMeta", 
 ATTR = "nsynth"  # the key of our metadata in the group's attributes
 LABEL_CHUNK_ROWS = 1 << 16
 SOURCE_FILES = "source_files"  # the per-file fingerprint of the source (see .fingerprint): plain arrays
+SKIPPED = "skipped"  # the notes a build skipped, when more than the attrs list (see .skipped): plain arrays
 
 # The codec of each feature's chunks (measurements in docs/benchmarks.md). Unencoded chunks are
 # memory-mapped and used in place by the loader, which on two cores sharing one memory bus reads
@@ -71,6 +72,23 @@ READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, KeyError, 
 def cache_path(cache_dir: store.Where, split: str) -> Location:
     """Where the cache of ``split`` lives: ``<cache_dir>/<split>.zarr`` (a folder or a URL)."""
     return store.location(cache_dir) / f"{split}.zarr"
+
+
+def named_split(path: Location) -> str | None:
+    """The split a cache's name says it holds: ``valid`` for ``.../valid.zarr``; None for a name
+    that is not ``<split>.zarr`` of one of NSynth's splits (a user's ``mycache.zarr``)."""
+    stem = path.name.removesuffix(".zarr")
+    return stem if path.name.endswith(".zarr") and stem in SPLITS else None
+
+
+def split_problem(path: Location, meta: CacheMeta, split: str | None = None) -> str | None:
+    """Why the split ``meta`` records is not the one the cache is opened as (``split``, else its name's:
+    :func:`named_split`), or None: a renamed ``valid.zarr`` must not be scored as ``test.zarr``."""
+    want = split or named_split(path)
+    if want is None or want == meta.split:
+        return None
+    return (f"{path}: records split {meta.split!r}, but is opened as split {want!r} (a cache renamed or moved?); "
+            f"put it back at <cache>/{meta.split}.zarr, or build the {want} split")
 
 
 def checksum(data: np.ndarray) -> str:
@@ -215,10 +233,11 @@ def missing_chunk_files(path: Location, name: str, arr: zarr.Array, chunks: rang
 # --- writing -------------------------------------------------------------------------------
 
 
-def create(path: Location, labels: LabelTable, build: BuildMeta, source_files: dict[str, np.ndarray]) -> zarr.Group:
-    """A new cache group in state ``building`` holding the label arrays of ``labels`` and the
-    per-file fingerprint of its source. The metadata is written last, in one piece: a group
-    without it (a build killed while creating it) is not a cache, and a rerun starts over."""
+def create(path: Location, labels: LabelTable, build: BuildMeta, source_files: dict[str, np.ndarray],
+           skipped: dict[str, np.ndarray] | None = None) -> zarr.Group:
+    """A new cache group in state ``building`` holding the label arrays of ``labels``, the per-file
+    fingerprint of its source and the ``skipped`` table (:mod:`.skipped`). The metadata is written last, in
+    one piece: a group without it (a build killed while creating it) is not a cache; a rerun starts over."""
     with storage_errors(path):
         if path.exists():
             store.rmtree(path)
@@ -230,15 +249,17 @@ def create(path: Location, labels: LabelTable, build: BuildMeta, source_files: d
             if len(labels):
                 arr[...] = values.astype(str) if name == "note_str" else values
             sums[name] = checksum(values)
-        write_source_files(group, source_files)
+        for name, table in ((SOURCE_FILES, source_files), (SKIPPED, skipped)):
+            if table is not None:
+                write_source_files(group, table, name)
     save_meta(group, CacheMeta("building", len(labels), build, sums))
     return group
 
 
-def write_source_files(group: zarr.Group, columns: dict[str, np.ndarray]) -> None:
-    """Store (or replace) the per-file fingerprint table: one array per column."""
+def write_source_files(group: zarr.Group, columns: dict[str, np.ndarray], name: str = SOURCE_FILES) -> None:
+    """Store (or replace) the per-file fingerprint table (or another table ``name``): one array per column."""
     with storage_errors(group_path(group)):
-        sub = group.require_group(SOURCE_FILES)
+        sub = group.require_group(name)
         for name, values in columns.items():
             arr = sub.create_array(name, shape=values.shape, dtype=str if values.dtype.kind in "OUT" else values.dtype,
                                    chunks=(max(1, min(len(values), 1 << 16)),), overwrite=True)
@@ -246,10 +267,10 @@ def write_source_files(group: zarr.Group, columns: dict[str, np.ndarray]) -> Non
                 arr[...] = values.astype(str) if values.dtype.kind in "OUT" else values
 
 
-def read_source_files(group: zarr.Group) -> dict[str, np.ndarray] | None:
-    """The per-file fingerprint table, or None when it is missing or unreadable (damaged)."""
+def read_source_files(group: zarr.Group, name: str = SOURCE_FILES) -> dict[str, np.ndarray] | None:
+    """The per-file fingerprint table (or table ``name``), or None when missing or unreadable (damaged)."""
     try:
-        sub = group[SOURCE_FILES]
+        sub = group[name]
         return {name: np.asarray(arr[...]) for name, arr in sub.arrays()}  # type: ignore[union-attr]
     except READ_ERRORS:
         return None
@@ -358,15 +379,20 @@ class Cache:
         return LabelTable(**cols)
 
 
-def open_cache(path: store.Where, features: tuple[str, ...] = ()) -> Cache:
-    """Open a complete cache (a folder or a URL), checking its format version, its metadata and that
-    ``features`` were built."""
+def open_cache(path: store.Where, features: tuple[str, ...] = (), split: str | None = None) -> Cache:
+    """Open a complete cache (a folder or a URL), checking its format version, its metadata, that
+    ``features`` were built, and that it records the split it is opened as: ``split`` when given,
+    else the one its name says (``<cache>/test.zarr`` holds test; see :func:`split_problem`).
+    A cache under another name (``mycache.zarr``) opened without ``split`` is not checked."""
     path = store.location(path)
     group = open_group(path)
     meta = load_meta(group)
     if not meta.complete:
         raise CacheError(f"{path}: incomplete cache (its build was interrupted or failed); "
                          "run the same nsynth prep build-cache again to resume")
+    problem = split_problem(path, meta, split)
+    if problem:
+        raise CacheError(problem)
     cache = Cache(path, group, meta)
     for f in features:
         cache.array(f)

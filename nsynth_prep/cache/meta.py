@@ -91,10 +91,6 @@ def _show(value: Any) -> str:
     return "missing" if value is None else text if len(text) <= 60 else text[:57] + "..."
 
 
-def _get(d: dict[str, Any], key: str, where: str) -> tuple[Any, str]:
-    return d.get(key), f"{where}.{key}" if where else key
-
-
 # --- the classes ---------------------------------------------------------------------------------
 
 
@@ -152,9 +148,16 @@ class Skipped:
     reason: str
 
 
+# Skipped notes listed in the attrs; a longer list is kept whole in the cache's skipped/ arrays
+# (.format.SKIPPED): 300,000 in zarr.json made it 62 MB, parsed on every open.
+SKIPPED_IN_ATTRS = 20
+
+
 @dataclass(frozen=True)
 class BuildMeta:
-    """How the cache's rows were made."""
+    """How the cache's rows were made. ``skipped``: the first :data:`SKIPPED_IN_ATTRS` notes skipped
+    (an older cache's: all), ``skipped_count`` of them in all, ``skipped_checksum`` that of the
+    ``skipped/`` arrays holding a longer list whole (else None)."""
 
     split: str
     source: SourceMeta
@@ -162,12 +165,16 @@ class BuildMeta:
     workers: int
     allow_empty: bool
     skipped: tuple[Skipped, ...] = ()
+    skipped_count: int = 0
+    skipped_checksum: str | None = None
 
     def to_attrs(self) -> dict[str, Any]:
+        crc = {} if self.skipped_checksum is None else {"skipped_checksum": self.skipped_checksum}
         return {"split": self.split, "source": self.source.to_attrs(), "families": list(self.rows.families),
                 "exclude_families": list(self.rows.exclude_families), "seed": self.rows.seed,
                 "on_error": self.rows.on_error, "workers": self.workers, "allow_empty": self.allow_empty,
-                "skipped": [{"note": s.note, "reason": s.reason} for s in self.skipped]}
+                "skipped": [{"note": s.note, "reason": s.reason} for s in self.skipped],
+                "skipped_count": self.skipped_count, **crc}
 
     @classmethod
     def from_attrs(cls, value: Any, where: str = "build") -> BuildMeta:
@@ -186,9 +193,20 @@ class BuildMeta:
             s = parse_dict(s, f"{where}.skipped[{i}]")
             notes.append(Skipped(parse_str(s.get("note"), f"{where}.skipped[{i}].note"),
                                  parse_str(s.get("reason"), f"{where}.skipped[{i}].reason")))
+        count, crc = _skipped_count(d, where, len(notes))
         return cls(parse_str(d.get("split"), f"{where}.split"), SourceMeta.from_attrs(d.get("source"), f"{where}.source"),
                    rows, parse_int(d.get("workers"), f"{where}.workers", 1),
-                   parse_bool(d.get("allow_empty"), f"{where}.allow_empty"), tuple(notes))
+                   parse_bool(d.get("allow_empty"), f"{where}.allow_empty"), tuple(notes), count, crc)
+
+
+def _skipped_count(d: dict[str, Any], where: str, listed: int) -> tuple[int, str | None]:
+    """``skipped_count`` and ``skipped_checksum``, checked against the ``listed`` notes (an older cache: all)."""
+    count = parse_int(d.get("skipped_count", listed), f"{where}.skipped_count")
+    if listed != min(count, SKIPPED_IN_ATTRS) and "skipped_count" in d:
+        raise MetaError(f"{where}.skipped lists {listed} notes of {count}, not the first {min(count, SKIPPED_IN_ATTRS)}")
+    if count <= SKIPPED_IN_ATTRS or "skipped_count" not in d:
+        return count, None
+    return count, parse_crc(d.get("skipped_checksum"), f"{where}.skipped_checksum")
 
 
 @dataclass(frozen=True)

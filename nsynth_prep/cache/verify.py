@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from nsynth_prep.cache import format as cache
+from nsynth_prep.cache import skipped
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.errors import CacheError
 from nsynth_prep.labels import COLUMN_RANGES, NOTE_STR_RE
@@ -21,8 +22,11 @@ from nsynth_prep.readers.fingerprint import Fingerprint
 from nsynth_prep.storage.store import Where, location
 
 
-def verify_cache(path: Where) -> list[str]:
+def verify_cache(path: Where, split: str | None = None) -> list[str]:
     """Every problem found in the cache at ``path``, a folder or a URL (an empty list means it is sound).
+
+    A cache named ``<split>.zarr`` (or opened as ``split``) must record that split
+    (:func:`.format.split_problem`).
 
     Reads every chunk once, so it costs about one pass over the cache.
     """
@@ -36,7 +40,8 @@ def verify_cache(path: Where) -> list[str]:
         return ["incomplete cache (its build was interrupted or failed); run the same nsynth prep build-cache "
                 "again to resume"]
     c = cache.Cache(path, group, meta)
-    problems = []
+    split_problem = cache.split_problem(path, meta, split)
+    problems = [split_problem] if split_problem else []
     for name in cache.LABEL_DTYPES:
         problem = _check_label(c, name)
         if problem:
@@ -46,7 +51,8 @@ def verify_cache(path: Where) -> list[str]:
     for name in meta.features:
         problems += _verify_feature(c, name)
     problems += _check_source_files(c)
-    return problems
+    skipped_problem = skipped.problem(c)
+    return problems + ([skipped_problem] if skipped_problem else [])
 
 
 def _open(c: cache.Cache, name: str) -> tuple[zarr.Array | None, str | None]:
@@ -94,6 +100,10 @@ def _check_labels(c: cache.Cache) -> list[str]:
     names = labels.note_str.astype(str)
     if len(set(names)) != n:
         problems.append(f"note_str: {n - len(set(names))} duplicate notes")
+    ids, first = np.unique(labels.note, return_index=True)
+    if len(ids) != n:  # NSynth's note ids are unique; the reader refuses a source that repeats one
+        again = np.setdiff1d(np.arange(n), first)[0]
+        problems.append(f"note: {n - len(ids)} duplicate note ids, e.g. row {again} = {labels.note[again]}")
     families, sources = c.meta.families, c.meta.sources
     for row, s in enumerate(names):
         match = NOTE_STR_RE.match(s)

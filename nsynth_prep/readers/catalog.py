@@ -17,10 +17,10 @@ import numpy as np
 
 from nsynth_prep.errors import LabelError, SourceError
 from nsynth_prep.features import FeatureSpec
-from nsynth_prep.labels import LabelTable, NoteLabels, parse_example
+from nsynth_prep.labels import LabelTable, NoteLabels, long_integer, parse_example
 
 __all__ = ["AUDIO_BATCH", "MAX_EXAMPLES_JSON_BYTES", "AudioReader", "Catalog", "FeatureReader", "OpenedPath",
-           "SourceError", "first_of_each", "labels_from_entries", "load_examples_json", "refuse_or_skip",
+           "SourceError", "first_of_each", "first_of_each_id", "labels_from_entries", "load_examples_json", "refuse_or_skip",
            "unlisted_audio"]
 
 AUDIO_BATCH = 32  # notes decoded at once: bounds memory to ~8 MB of audio per worker
@@ -115,7 +115,13 @@ def load_examples_json(f: BinaryIO, name: str, size: int) -> dict[str, Any]:
         raise SourceError(f"{name}: not UTF-8 text (byte {exc.start:,} is {data[exc.start]:#04x})") from None
     del data
     try:
-        entries = json.loads(text, object_pairs_hook=_json_object)
+        try:
+            entries = json.loads(text, object_pairs_hook=_json_object)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer past Python's digit limit: parsed again, keeping it as text, so
+            # that the note holding it is named (the hook is slower: only here, never for a good file)
+            entries = json.loads(text, object_pairs_hook=_json_object, parse_int=long_integer)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{name}: malformed JSON: {exc}") from None
     except RecursionError:
@@ -130,7 +136,8 @@ def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
     """Validated labels of every entry; bad ones raise, or are skipped and recorded.
 
     A note listed twice in examples.json is refused (skip: left out whole, since which of its
-    two entries is right cannot be told); so is an entry with a repeated key.
+    two entries is right cannot be told); so is an entry with a repeated key, and a second note
+    with the same ``note`` id (skip: the later one left out, see :func:`first_of_each_id`).
     """
     twice = set(entries.repeated) if isinstance(entries, _Repeated) else set()
     notes = []
@@ -143,7 +150,8 @@ def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
             notes.append(parse_example(key, entry, name))
         except LabelError as exc:
             refuse_or_skip(on_error, skipped, key, str(exc))
-    return notes
+    keep = first_of_each_id(notes, name, None, on_error, skipped)
+    return notes if len(keep) == len(notes) else [notes[i] for i in keep]
 
 
 def refuse_or_skip(on_error: str, skipped: list[dict[str, str]], note: str, reason: str) -> None:
@@ -181,4 +189,24 @@ def first_of_each(names: Sequence[str], source: str, where: Callable[[int], str]
         else:
             refuse_or_skip(on_error, skipped, name,
                            f"{source}: {where(i)}: note {name} appears again (first at {where(j)})")
+    return keep
+
+
+def first_of_each_id(notes: Sequence[NoteLabels], source: str, where: Callable[[int], str] | None, on_error: str,
+                     skipped: list[dict[str, str]]) -> list[int]:
+    """Positions of the notes whose ``note`` id no earlier note has; a later note with an id taken
+    raises, or is skipped and recorded, naming both notes. NSynth's ids are unique: two notes
+    with one id are a mislabelled source, and would be two rows under one id in the cache.
+    ``where(i)`` locates note ``i`` for messages (``record 12``), when names alone do not.
+    """
+    first: dict[int, int] = {}
+    keep = []
+    for i, n in enumerate(notes):
+        j = first.setdefault(n.note, i)
+        if j == i:
+            keep.append(i)
+            continue
+        at = f" ({where(i)}; first at {where(j)})" if where else ""
+        refuse_or_skip(on_error, skipped, n.note_str,
+                       f"{source}: notes {notes[j].note_str} and {n.note_str} have the same note id {n.note}{at}")
     return keep

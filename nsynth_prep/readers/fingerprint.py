@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from nsynth_prep.errors import SourceError
 from nsynth_prep.kernels.crc32c import (
     payload_crc,  # CRC-32C: google-crc32c's C build, or our numba kernel (same values)
 )
@@ -151,6 +152,10 @@ def _files(path: Path, kind: str) -> list[tuple[str, str]]:
             files += [(f"audio/{e.name}", e.path) for e in entries]
     except FileNotFoundError:
         pass  # the build says which WAVs are missing
+    except NotADirectoryError:
+        raise SourceError(f"{path / 'audio'}: not a folder; a split folder holds examples.json and audio/") from None
+    except OSError as exc:
+        raise SourceError(f"{path / 'audio'}: cannot read ({exc.strerror})") from None
     return sorted(files)
 
 

@@ -32,6 +32,7 @@ from nsynth_prep.readers.catalog import (
     Catalog,
     OpenedPath,
     first_of_each,
+    first_of_each_id,
     labels_from_entries,
     load_examples_json,
     unlisted_audio,
@@ -199,8 +200,10 @@ def _scan_dir(folder: Path, on_error: str) -> Catalog:
         with open(json_path, "rb") as f:
             entries = load_examples_json(f, str(json_path), os.fstat(f.fileno()).st_size)
         audio = [name[: -len(".wav")] for name in os.listdir(folder / "audio") if name.endswith(".wav")]
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except FileNotFoundError as exc:
         raise SourceError(f"{exc.filename}: missing; a split folder holds examples.json and audio/") from None
+    except NotADirectoryError as exc:
+        raise SourceError(f"{exc.filename}: not a folder; a split folder holds examples.json and audio/") from None
     except OSError as exc:
         raise SourceError(f"{exc.filename}: cannot read ({exc.strerror})") from None
     # Every name is validated (NOTE_STR_RE) here, before any path is built from it.
@@ -310,6 +313,10 @@ def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | 
         log.warning("%s", framing)
     # A note recorded twice (a duplicated record) would be two rows of one note: keep the first.
     keep = first_of_each([n.note_str for n in notes], str(path), lambda i: f"record {records[i]}", on_error, skipped)
+    if len(keep) < len(notes):
+        notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
+        records = [records[i] for i in keep]
+    keep = first_of_each_id(notes, str(path), lambda i: f"record {records[i]}", on_error, skipped)
     if len(keep) < len(notes):
         notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
     labels = LabelTable.from_notes(notes)

@@ -39,6 +39,29 @@ from nsynth_prep.storage.store import storage_errors
 log = logging.getLogger(__name__)
 
 SPOOL_BLOCK = 1024  # notes per spool block
+# The members that are notes: NSynth's archives hold nsynth-<split>/audio/<note_str>.wav and
+# nsynth-<split>/examples.json; the top folder's name may vary, the audio/ level may not.
+MEMBERS = "<top>/audio/<note>.wav"
+
+
+def audio_note(name: str) -> str | None:
+    """The note of an archive member named ``<top>/audio/<note>.wav`` (``./`` before it allowed),
+    or None for any other name: a WAV elsewhere in the archive is not a note's audio."""
+    parts = name.removeprefix("./").split("/")
+    if len(parts) != 3 or parts[0] in ("", ".", "..") or parts[1] != "audio" or not parts[2].endswith(".wav"):
+        return None
+    return parts[2][: -len(".wav")]
+
+
+def member_kind(member: tarfile.TarInfo) -> str:
+    """What a member that is not a regular file is, for messages."""
+    if member.issym():
+        return "a symlink"
+    if member.islnk():
+        return "a hard link"
+    if member.isdir():
+        return "a folder"
+    return "a device, FIFO or other special member"
 
 
 class SpoolReader:
@@ -83,8 +106,10 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
     spool; only errors while reading the archive are reported as a damaged archive.
     """
     spool = work_dir / "spool"
-    # The stored dtypes too: a spool of an older nsynth (float32 audio) is not reused.
-    manifest = {"features": [s.to_dict() for s in specs], "dtypes": [str(s.dtype) for s in specs], "block": SPOOL_BLOCK}
+    # The stored dtypes too: a spool of an older nsynth (float32 audio) is not reused; and the
+    # members that count as notes (MEMBERS): a spool that counted others is not resumed.
+    manifest = {"features": [s.to_dict() for s in specs], "dtypes": [str(s.dtype) for s in specs], "block": SPOOL_BLOCK,
+                "members": MEMBERS}
     manifest_path = spool / "manifest.json"
     with storage_errors(spool):
         spool.mkdir(parents=True, exist_ok=True)
@@ -116,27 +141,34 @@ def _stream(path: Path, spooler: _Spooler, done_blocks: int,
     after the first ``done_blocks`` blocks' worth, handed to ``spooler``."""
     entries: dict[str, Any] | None = None
     wav_members = 0
+    elsewhere: list[str] = []  # WAVs outside <top>/audio/: not notes
     try:
         with _CountingReader(path, progress) as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:  # type: ignore[call-overload]
             for member in archive:
-                if not member.isfile():
-                    continue
                 where = f"{path}:{member.name}"
-                if os.path.basename(member.name) == "examples.json":
-                    if entries is not None:
-                        raise SourceError(f"{where}: a second examples.json in the archive")
-                    handle = archive.extractfile(member)
-                    assert handle is not None
-                    entries = load_examples_json(handle, where, member.size)
-                    continue
-                if not member.name.endswith(".wav"):
+                note = audio_note(member.name)
+                if note is None:
+                    if member.isfile() and os.path.basename(member.name) == "examples.json":
+                        if entries is not None:
+                            raise SourceError(f"{where}: a second examples.json in the archive")
+                        handle = archive.extractfile(member)
+                        assert handle is not None
+                        entries = load_examples_json(handle, where, member.size)
+                    elif member.name.endswith(".wav"):
+                        elsewhere.append(member.name)
                     continue
                 wav_members += 1
                 if wav_members <= done_blocks * SPOOL_BLOCK:
                     continue  # spooled before the interruption; the stream skips its bytes
-                spooler.add(archive, member, where)
+                if member.isfile():
+                    spooler.add(archive, member, note, where)
+                else:  # a link or folder named like a WAV: its note is there, its audio is not
+                    spooler.refuse(note, f"{where}: not a regular file ({member_kind(member)})")
     except (tarfile.TarError, EOFError, zlib.error) as exc:  # reading: OSErrors are _CountingReader's
         raise SourceError(f"{path}: damaged archive after {wav_members} WAV files: {exc}") from None
+    if elsewhere:
+        log.warning("%s: %d WAV member(s) outside <top>/audio/ left out, not notes (e.g. %s)", path,
+                    len(elsewhere), elsewhere[0])
     return entries
 
 
@@ -154,9 +186,13 @@ class _Spooler:
         self.block_skipped: list[dict[str, str]] = []
         self.buffers = {s.name: np.empty((SPOOL_BLOCK, *s.row_shape), s.dtype) for s in specs}
 
-    def add(self, archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> None:
-        """Decode the WAV ``member`` (or refuse or skip it) into the block; write the block when full."""
-        note = os.path.basename(member.name)[: -len(".wav")]
+    def refuse(self, note: str, reason: str) -> None:
+        """A note whose member cannot be its audio: refused, or skipped in the block."""
+        refuse_or_skip(self.on_error, self.block_skipped, note, reason)
+        self._flush_if_full()
+
+    def add(self, archive: tarfile.TarFile, member: tarfile.TarInfo, note: str, where: str) -> None:
+        """Decode the WAV ``member`` of ``note`` (or refuse or skip it) into the block; write the block when full."""
         try:
             if member.size > MAX_WAV_BYTES:  # refused from the header; the stream skips the bytes
                 raise WavFormatError(f"{where}: {member.size:,} bytes; an NSynth WAV is 128,044 and no "
@@ -168,6 +204,9 @@ class _Spooler:
             refuse_or_skip(self.on_error, self.block_skipped, note, str(exc))
         if len(self.pending) == 32:
             self._compute_pending()
+        self._flush_if_full()
+
+    def _flush_if_full(self) -> None:
         if len(self.block_names) + len(self.pending) + len(self.block_skipped) >= SPOOL_BLOCK:
             self._flush_block()
 

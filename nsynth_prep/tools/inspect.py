@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from nsynth_prep.cache import format as cache_format
+from nsynth_prep.cache.skipped import skipped_notes
 from nsynth_prep.errors import CacheError
 from nsynth_prep.storage.store import Where, disk_bytes
 
@@ -50,7 +51,7 @@ def describe(path: Where) -> dict[str, Any]:
         "velocity": sorted({int(v) for v in labels.velocity}),
         "instruments": len(np.unique(labels.instrument)),
         "qualities": {q: int(n) for q, n in zip(meta.qualities, labels.qualities.sum(0).tolist(), strict=True)},
-        "skipped": [dataclasses.asdict(s) for s in build.skipped],
+        "skipped": [dataclasses.asdict(s) for s in skipped_notes(c)],  # the whole list, beside the attrs when long
     }
 
 
