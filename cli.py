@@ -71,6 +71,19 @@ class NsynthGroup(click.Group):
             raise
 
 
+def _check_notes_per_split(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--notes-per-split``: a count the corpus makers cannot take is an option error (exit 2)."""
+    from nsynth_prep.errors import ConfigError
+    from nsynth_prep.readers.tones import parse_notes_per_split
+
+    if value is not None:
+        try:
+            parse_notes_per_split(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--notes-per-split "), ctx, param) from None
+    return value
+
+
 @click.group(cls=NsynthGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
@@ -99,7 +112,7 @@ def prep() -> None:
 
 @prep.command("synth")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--notes-per-split", default="2400,400,400", show_default=True,
+@click.option("--notes-per-split", default="2400,400,400", show_default=True, callback=_check_notes_per_split,
               help="TRAIN,VALID,TEST note counts, or one number for all three.")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True,
               default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
@@ -279,6 +292,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     Under torchrun (torchrun --nproc_per_node N --no-python nsynth train ...) it trains with
     DistributedDataParallel: --batch-size is per process, rank 0 writes the run folder.
     """
+    if resume and overwrite:  # an option error (exit 2), said before the seconds that importing torch takes
+        raise click.UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     from nsynth_train.api import train_run
 
     result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
@@ -330,7 +345,7 @@ def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, dev
 
 @main.command("demo")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="CNN epochs.")
-@click.option("--notes-per-split", show_default="2400,400,400",
+@click.option("--notes-per-split", show_default="2400,400,400", callback=_check_notes_per_split,
               help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (to make "
                    "another size, remove data/nsynth and data/cache).")
 @click.pass_obj
