@@ -96,7 +96,10 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     inspect  look at a cache: counts, shapes, figures
     audit    data-quality checks over caches
     train    train a CNN/RNN on the caches; eval re-scores a run
+    predict  classify WAV files with a trained run
     demo     the whole pipeline on a small synthetic corpus in data/
+
+    New here? Start with `nsynth demo`: it makes its own synthetic corpus, nothing to download.
     """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -161,3 +161,12 @@ def test_resume_with_overwrite_is_an_option_error_before_torch(cli: Callable[...
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.split()
     assert out == ["2", "False"]
+
+
+def test_top_level_help_lists_every_command_and_says_where_to_start(cli: Callable[..., Result]) -> None:
+    """``nsynth --help``: the overview above the options names every command, predict included,
+    and tells a newcomer to start with ``nsynth demo``."""
+    overview = cli("--help").stdout.split("Options:")[0]
+    for command in ("prep", "inspect", "audit", "train", "eval", "predict", "demo"):
+        assert f"\n  {command} " in overview or f" {command} re-scores" in overview, command
+    assert "Start with `nsynth demo`" in overview
