@@ -71,6 +71,19 @@ class NsynthGroup(click.Group):
             raise
 
 
+def _check_notes_per_split(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--notes-per-split``: a count the corpus makers cannot take is an option error (exit 2)."""
+    from nsynth_prep.errors import ConfigError
+    from nsynth_prep.readers.tones import parse_notes_per_split
+
+    if value is not None:
+        try:
+            parse_notes_per_split(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--notes-per-split "), ctx, param) from None
+    return value
+
+
 @click.group(cls=NsynthGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
@@ -83,7 +96,10 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     inspect  look at a cache: counts, shapes, figures
     audit    data-quality checks over caches
     train    train a CNN/RNN on the caches; eval re-scores a run
+    predict  classify WAV files with a trained run
     demo     the whole pipeline on a small synthetic corpus in data/
+
+    New here? Start with `nsynth demo`: it makes its own synthetic corpus, nothing to download.
     """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -99,7 +115,7 @@ def prep() -> None:
 
 @prep.command("synth")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--notes-per-split", default="2400,400,400", show_default=True,
+@click.option("--notes-per-split", default="2400,400,400", show_default=True, callback=_check_notes_per_split,
               help="TRAIN,VALID,TEST note counts, or one number for all three.")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True,
               default=("jsonwav",), show_default=True, help="Layouts to write; repeat for several.")
@@ -279,6 +295,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     Under torchrun (torchrun --nproc_per_node N --no-python nsynth train ...) it trains with
     DistributedDataParallel: --batch-size is per process, rank 0 writes the run folder.
     """
+    if resume and overwrite:  # an option error (exit 2), said before the seconds that importing torch takes
+        raise click.UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     from nsynth_train.api import train_run
 
     result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
@@ -330,7 +348,7 @@ def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, dev
 
 @main.command("demo")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="CNN epochs.")
-@click.option("--notes-per-split", show_default="2400,400,400",
+@click.option("--notes-per-split", show_default="2400,400,400", callback=_check_notes_per_split,
               help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (to make "
                    "another size, remove data/nsynth and data/cache).")
 @click.pass_obj

@@ -138,3 +138,35 @@ def test_the_cli_offers_exactly_the_library_s_names() -> None:
     bound = {opt: p.name for p in train.params for opt in p.opts}
     assert {field: bound.get(option) for field, option in CLI_OPTIONS.items()} == {f: f for f in CLI_OPTIONS}
     assert set(CLI_OPTIONS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_bad_notes_per_split_is_an_option_error(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    """A --notes-per-split that is not N or TRAIN,VALID,TEST is click's usage error, exit 2."""
+    for command in (("prep", "synth", str(tmp_path / "c")), ("demo",)):
+        result = cli(*command, "--notes-per-split", "10,abc,3")
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--notes-per-split'" in result.stderr and "'10,abc,3'" in result.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_resume_with_overwrite_is_an_option_error_before_torch(cli: Callable[..., Result]) -> None:
+    """``train --resume --overwrite`` is refused by the option handling (exit 2), in a fraction of
+    a second: the check comes before the import of torch."""
+    result = nsynth("train", "--resume", "--overwrite", ok=False)
+    assert result.returncode == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert "error:" not in result.stderr and "Usage:" in result.stderr
+    code = ("import sys; from click.testing import CliRunner; from cli import main; "
+            "r = CliRunner().invoke(main, ['train', '--resume', '--overwrite']); "
+            "print(r.exit_code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["2", "False"]
+
+
+def test_top_level_help_lists_every_command_and_says_where_to_start(cli: Callable[..., Result]) -> None:
+    """``nsynth --help``: the overview above the options names every command, predict included,
+    and tells a newcomer to start with ``nsynth demo``."""
+    overview = cli("--help").stdout.split("Options:")[0]
+    for command in ("prep", "inspect", "audit", "train", "eval", "predict", "demo"):
+        assert f"\n  {command} " in overview or f" {command} re-scores" in overview, command
+    assert "Start with `nsynth demo`" in overview
