@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from nsynth_prep.errors import WavFormatError
+from nsynth_prep.errors import ConfigError, WavFormatError
 from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_train.loop import TrainConfig, train
 from nsynth_train.predict import Predictor, fit_audio, predict_audio, predict_files
@@ -95,6 +98,52 @@ def test_fit_audio_says_what_it_changed() -> None:
     x, changes = fit_audio(np.full(80_000, 2.0, np.float32), 16_000)
     assert changes == ["cut to the first 4.00 s (of 5.00 s)", "scaled down from a peak of 2.00 to 1"]
     assert fit_audio(np.zeros(64_000), 16_000)[1] == []
+
+
+LOW_RATE_SCRIPT = """
+import sys
+from nsynth_prep.errors import NsynthError
+from nsynth_prep.readers.wav_any import read_wav_any
+from nsynth_train.predict import fit_audio
+for path in sys.argv[1:]:
+    try:
+        fit_audio(*read_wav_any(path))
+    except NsynthError as exc:
+        print(f"refused {exc}")
+"""
+
+
+def test_absurd_sample_rates_are_refused_quickly(tmp_path: Path) -> None:
+    """A 128 KB WAV claiming 3 Hz (was: still resampling after 120 s) or 1 Hz (was: 7.6 GiB)."""
+    paths = []
+    for rate in (3, 1):
+        paths.append(tmp_path / f"at{rate}.wav")
+        write_wav(paths[-1], np.zeros((64_000, 1)), rate, "pcm16")
+    # A subprocess with a timeout: before the fix this ran for minutes instead of failing.
+    done = subprocess.run([sys.executable, "-c", LOW_RATE_SCRIPT, *map(str, paths)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.splitlines() == [f"refused a sample rate of {r} Hz is not audio this tool can use "
+                                        "(from 1,000 to 1,000,000 Hz)" for r in (3, 1)]
+    with pytest.raises(ConfigError, match="sample rate of 2000000 Hz"):
+        fit_audio(np.zeros(10), 2_000_000)
+
+
+def test_resampling_reads_only_the_first_four_seconds() -> None:
+    """An hour at the lowest rate costs what 4 s do, and gives the same 4 s as resampling it all."""
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 3_600_000).astype(np.float32)
+    start = time.perf_counter()
+    y, changes = fit_audio(x, 1_000)
+    assert time.perf_counter() - start < 5
+    assert changes == ["resampled 1000 -> 16000 Hz", "cut to the first 4.00 s (of 3600.00 s)"]
+    np.testing.assert_array_equal(y, resample(x[:5_000], 1_000, 16_000)[:64_000])
+
+
+def test_samples_that_overflow_when_mixed_are_refused() -> None:
+    """Float samples near the float32 maximum become inf in the mono mix: refused, not predicted."""
+    with pytest.raises(ConfigError, match="NaN or infinite samples when mixed to mono"):
+        fit_audio(np.full((100, 2), 3e38, np.float32), 16_000)
+    with pytest.raises(ConfigError, match="NaN or infinite samples"):
+        fit_audio(np.array([0.1, np.nan], np.float32), 16_000)
 
 
 @pytest.fixture(scope="module")
