@@ -140,7 +140,7 @@ def test_resampling_reads_only_the_first_four_seconds() -> None:
 
 def test_samples_that_overflow_when_mixed_are_refused() -> None:
     """Float samples near the float32 maximum become inf in the mono mix: refused, not predicted."""
-    with pytest.raises(ConfigError, match="NaN or infinite samples when mixed to mono"):
+    with pytest.raises(ConfigError, match="audio holds NaN or infinite samples when mixed to mono"):
         fit_audio(np.full((100, 2), 3e38, np.float32), 16_000)
     with pytest.raises(ConfigError, match="NaN or infinite samples"):
         fit_audio(np.array([0.1, np.nan], np.float32), 16_000)
@@ -190,9 +190,31 @@ def test_predict_from_python_and_cli(run: Path, tmp_path: Path) -> None:
     assert "\n  family " in result.output and "\n  source " in result.output
 
 
+def _one_line(run: Path, path: Path, message: str) -> None:
+    result = CliRunner().invoke(main, ["predict", str(run), str(path)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert f"{path}: {message}" in result.output
+
+
 def test_predict_bad_audio_is_one_line(run: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "bad.wav")])
-    assert result.exit_code == 1
-    assert "bad.wav" in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    _one_line(run, tmp_path / "bad.wav", "no fmt chunk")
+
+
+def test_predict_refuses_truncated_and_non_finite_wavs(run: Path, tmp_path: Path) -> None:
+    """A data chunk claiming 2 GB that holds 2,000 bytes (was: exit 0 on those bytes); float
+    samples that overflow to inf in the mono mix, or that are NaN (was: a prediction)."""
+    path = tmp_path / "cut.wav"
+    write_wav(path, np.zeros((1_000, 1)), 16_000, "pcm16")
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4:at + 8] = struct.pack("<I", 2_000_000_000)
+    path.write_bytes(bytes(raw))
+    _one_line(run, path, "truncated: data chunk claims 2,000,000,000 bytes, file holds 2,000")
+    write_wav(tmp_path / "huge.wav", np.full((16_000, 2), 3.4e38), 16_000, "float32")
+    _one_line(run, tmp_path / "huge.wav", "audio holds NaN or infinite samples when mixed to mono")
+    write_wav(tmp_path / "nan.wav", np.full((16_000, 1), np.nan), 16_000, "float32")
+    _one_line(run, tmp_path / "nan.wav", "float samples that are NaN or infinite")
+    write_wav(tmp_path / "low.wav", np.zeros((16_000, 1)), 3, "pcm16")
+    _one_line(run, tmp_path / "low.wav", "a sample rate of 3 Hz")
