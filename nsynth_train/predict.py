@@ -79,24 +79,43 @@ class Predictor:
         return out
 
 
+MIN_RATE, MAX_RATE = 1_000, 1_000_000  # Hz: below, 4 s is a handful of samples; above, no recorder writes
+
+
 def fit_audio(samples: np.ndarray, rate: int) -> tuple[np.ndarray, list[str]]:
     """(frames,) or (frames, channels) float audio at ``rate`` -> ((64000,) float32 mono 16 kHz,
-    the list of what was changed to get there)."""
+    the list of what was changed to get there).
+
+    Raises
+    ------
+    ConfigError
+        No frames, a rate outside 1 kHz .. 1 MHz, or samples that are (or become, when mixed to
+        mono or resampled) NaN or infinite.
+    """
     x = np.asarray(samples, np.float32)
     if x.ndim not in (1, 2) or x.shape[0] == 0:
         raise ConfigError(f"audio must be (frames,) or (frames, channels) with frames > 0, not {x.shape}")
-    if not np.isfinite(x).all():
-        raise ConfigError("audio holds NaN or infinite samples")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ConfigError(f"a sample rate of {rate} Hz is not audio this tool can use "
+                          f"(from {MIN_RATE:,} to {MAX_RATE:,} Hz)")
+    _require_finite(x, "")
     changes = []
+    full = -(-x.shape[0] * SAMPLE_RATE // rate)  # samples at 16 kHz before the cut
     if x.ndim == 2:
         if x.shape[1] > 1:
             changes.append(f"mixed {x.shape[1]} channels to mono")
-        x = x.mean(1)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked, not warned of
+            x = x.mean(1)
+        _require_finite(x, " when mixed to mono (samples beyond the float32 range)")
+    # Only the first 4 s are used: the resampler reads only the input those need, so a long (or
+    # long-claiming) file costs no more than 4 s of output.
     if rate != SAMPLE_RATE:
-        x = resample(x, rate, SAMPLE_RATE)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = resample(x, rate, SAMPLE_RATE, max_out=NOTE_SAMPLES)
         changes.append(f"resampled {rate} -> {SAMPLE_RATE} Hz")
-    if len(x) > NOTE_SAMPLES:
-        changes.append(f"cut to the first 4.00 s (of {len(x) / SAMPLE_RATE:.2f} s)")
+        _require_finite(x, " when resampled (samples beyond the float32 range)")
+    if full > NOTE_SAMPLES:
+        changes.append(f"cut to the first 4.00 s (of {full / SAMPLE_RATE:.2f} s)")
         x = x[:NOTE_SAMPLES]
     elif len(x) < NOTE_SAMPLES:
         changes.append(f"padded with silence to 4.00 s (from {len(x) / SAMPLE_RATE:.2f} s)")
@@ -106,6 +125,12 @@ def fit_audio(samples: np.ndarray, rate: int) -> tuple[np.ndarray, list[str]]:
         x = x / peak
         changes.append(f"scaled down from a peak of {peak:.2f} to 1")
     return x.astype(np.float32), changes
+
+
+def _require_finite(x: np.ndarray, when: str) -> None:
+    """Raise :class:`ConfigError` when ``x`` holds NaN or inf (``when``: the step that made them)."""
+    if not np.isfinite(x).all():
+        raise ConfigError(f"audio holds NaN or infinite samples{when}")
 
 
 def predict_audio(ckpt: Path | Predictor, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,

@@ -16,21 +16,30 @@ ROLLOFF = 0.945  # cutoff as a fraction of the lower Nyquist: room for the windo
 KAISER_BETA = 8.6  # about 80 dB stop-band attenuation
 
 
-def resample(x: np.ndarray, rate_in: int, rate_out: int, block: int = 4096) -> np.ndarray:
+def resample(x: np.ndarray, rate_in: int, rate_out: int, max_out: int | None = None,
+             block_elems: int = 1 << 20) -> np.ndarray:
     """(frames,) or (frames, channels) float -> the same at ``rate_out``, float32.
 
-    Output length is ``ceil(frames * rate_out / rate_in)``. Equal rates return a float32 copy.
+    Output length is ``ceil(frames * rate_out / rate_in)``, or ``max_out`` when that is fewer:
+    only the input those samples need is read, so the work is bounded by ``max_out`` (and the
+    kernel's width), not by how long the input is or claims to be. Equal rates return a float32 copy.
     """
-    x = np.asarray(x, np.float64)
+    if rate_in <= 0 or rate_out <= 0:
+        raise ValueError(f"sample rates must be positive, not {rate_in} -> {rate_out}")
+    x = np.asarray(x)
     if rate_in == rate_out:
-        return x.astype(np.float32)
+        return x[:max_out].astype(np.float32)
     squeeze = x.ndim == 1
-    x2 = x[:, None] if squeeze else x
-    n_in = x2.shape[0]
-    n_out = -(-n_in * rate_out // rate_in)
+    n_out = -(-x.shape[0] * rate_out // rate_in)
+    n_out = n_out if max_out is None else min(n_out, max_out)
     scale = min(1.0, rate_out / rate_in)  # < 1 when downsampling: widen the kernel, lower the cutoff
     cutoff = ROLLOFF * scale
     reach = int(np.ceil(HALF_WIDTH / scale))  # input samples each side of the centre
+    # The last output sample reads input up to floor(t) + reach: nothing after that is needed.
+    needed = int((n_out - 1) * rate_in // rate_out) + reach + 2 if n_out else 0
+    x2 = np.asarray(x[:needed], np.float64)
+    x2 = x2[:, None] if squeeze else x2
+    block = max(1, block_elems // (2 * reach + 1))  # (J, K) arrays of about block_elems values
     out = np.empty((n_out, x2.shape[1]), np.float64)
     padded = np.pad(x2, ((reach, reach + 1), (0, 0)))
     offsets = np.arange(-reach, reach + 1)  # (K,)

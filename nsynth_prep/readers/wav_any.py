@@ -44,12 +44,15 @@ def read_wav_any(path: Path) -> tuple[np.ndarray, int]:
         raise WavFormatError(f"{path}: not a WAV file (no RIFF/WAVE header)")
     fmt: tuple[int, int, int, int] | None = None  # (tag, channels, rate, bits)
     for chunk in riff.chunks(data):
-        body = chunk.bytes_of(data)  # a truncated data chunk: the frames that are there
+        body = chunk.bytes_of(data)
         if chunk.id == b"fmt ":
             fmt = _fmt(path, body)
         elif chunk.id == b"data":
             if fmt is None:
                 raise WavFormatError(f"{path}: data chunk before the fmt chunk")
+            if chunk.truncated:  # a cut copy, or a size no file of this length can hold: not the recording
+                raise WavFormatError(f"{path}: truncated: data chunk claims {chunk.size:,} bytes, "
+                                     f"file holds {chunk.available:,}")
             return _decode(path, body, *fmt), fmt[2]
     raise WavFormatError(f"{path}: no {'data' if fmt else 'fmt'} chunk (truncated or not a WAV file)")
 

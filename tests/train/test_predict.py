@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from nsynth_prep.errors import WavFormatError
+from nsynth_prep.errors import ConfigError, WavFormatError
 from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_train.loop import TrainConfig, train
 from nsynth_train.predict import Predictor, fit_audio, predict_audio, predict_files
@@ -97,6 +100,52 @@ def test_fit_audio_says_what_it_changed() -> None:
     assert fit_audio(np.zeros(64_000), 16_000)[1] == []
 
 
+LOW_RATE_SCRIPT = """
+import sys
+from nsynth_prep.errors import NsynthError
+from nsynth_prep.readers.wav_any import read_wav_any
+from nsynth_train.predict import fit_audio
+for path in sys.argv[1:]:
+    try:
+        fit_audio(*read_wav_any(path))
+    except NsynthError as exc:
+        print(f"refused {exc}")
+"""
+
+
+def test_absurd_sample_rates_are_refused_quickly(tmp_path: Path) -> None:
+    """A 128 KB WAV claiming 3 Hz (was: still resampling after 120 s) or 1 Hz (was: 7.6 GiB)."""
+    paths = []
+    for rate in (3, 1):
+        paths.append(tmp_path / f"at{rate}.wav")
+        write_wav(paths[-1], np.zeros((64_000, 1)), rate, "pcm16")
+    # A subprocess with a timeout: before the fix this ran for minutes instead of failing.
+    done = subprocess.run([sys.executable, "-c", LOW_RATE_SCRIPT, *map(str, paths)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.splitlines() == [f"refused a sample rate of {r} Hz is not audio this tool can use "
+                                        "(from 1,000 to 1,000,000 Hz)" for r in (3, 1)]
+    with pytest.raises(ConfigError, match="sample rate of 2000000 Hz"):
+        fit_audio(np.zeros(10), 2_000_000)
+
+
+def test_resampling_reads_only_the_first_four_seconds() -> None:
+    """An hour at the lowest rate costs what 4 s do, and gives the same 4 s as resampling it all."""
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 3_600_000).astype(np.float32)
+    start = time.perf_counter()
+    y, changes = fit_audio(x, 1_000)
+    assert time.perf_counter() - start < 5
+    assert changes == ["resampled 1000 -> 16000 Hz", "cut to the first 4.00 s (of 3600.00 s)"]
+    np.testing.assert_array_equal(y, resample(x[:5_000], 1_000, 16_000)[:64_000])
+
+
+def test_samples_that_overflow_when_mixed_are_refused() -> None:
+    """Float samples near the float32 maximum become inf in the mono mix: refused, not predicted."""
+    with pytest.raises(ConfigError, match="audio holds NaN or infinite samples when mixed to mono"):
+        fit_audio(np.full((100, 2), 3e38, np.float32), 16_000)
+    with pytest.raises(ConfigError, match="NaN or infinite samples"):
+        fit_audio(np.array([0.1, np.nan], np.float32), 16_000)
+
+
 @pytest.fixture(scope="module")
 def run(run_caches: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1-epoch CNN of the both task (two heads) on the session's caches, without figures."""
@@ -141,9 +190,31 @@ def test_predict_from_python_and_cli(run: Path, tmp_path: Path) -> None:
     assert "\n  family " in result.output and "\n  source " in result.output
 
 
+def _one_line(run: Path, path: Path, message: str) -> None:
+    result = CliRunner().invoke(main, ["predict", str(run), str(path)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert f"{path}: {message}" in result.output
+
+
 def test_predict_bad_audio_is_one_line(run: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    result = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "bad.wav")])
-    assert result.exit_code == 1
-    assert "bad.wav" in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    _one_line(run, tmp_path / "bad.wav", "no fmt chunk")
+
+
+def test_predict_refuses_truncated_and_non_finite_wavs(run: Path, tmp_path: Path) -> None:
+    """A data chunk claiming 2 GB that holds 2,000 bytes (was: exit 0 on those bytes); float
+    samples that overflow to inf in the mono mix, or that are NaN (was: a prediction)."""
+    path = tmp_path / "cut.wav"
+    write_wav(path, np.zeros((1_000, 1)), 16_000, "pcm16")
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4:at + 8] = struct.pack("<I", 2_000_000_000)
+    path.write_bytes(bytes(raw))
+    _one_line(run, path, "truncated: data chunk claims 2,000,000,000 bytes, file holds 2,000")
+    write_wav(tmp_path / "huge.wav", np.full((16_000, 2), 3.4e38), 16_000, "float32")
+    _one_line(run, tmp_path / "huge.wav", "audio holds NaN or infinite samples when mixed to mono")
+    write_wav(tmp_path / "nan.wav", np.full((16_000, 1), np.nan), 16_000, "float32")
+    _one_line(run, tmp_path / "nan.wav", "float samples that are NaN or infinite")
+    write_wav(tmp_path / "low.wav", np.zeros((16_000, 1)), 3, "pcm16")
+    _one_line(run, tmp_path / "low.wav", "a sample rate of 3 Hz")
