@@ -81,7 +81,9 @@ def _import_distributed() -> Any:
 
 def local_cluster_options(workers: int) -> dict[str, Any]:
     """``LocalCluster`` arguments of ``--dask local:N``: N processes of one thread on 127.0.0.1,
-    no dashboard, Dask's log lines below ERROR silenced.
+    no dashboard, Dask's own log lines silenced below CRITICAL: at Ctrl-C a worker can lose its
+    scheduler mid-heartbeat and log that with a traceback (an ERROR); what stops a build reaches the
+    client as an exception, said in one line.
 
     Without a dashboard the scheduler still serves its HTTP routes (health, metrics), by default
     on port 8787 of every interface: here on a free port of 127.0.0.1, so that two builds (or a
@@ -89,7 +91,7 @@ def local_cluster_options(workers: int) -> dict[str, Any]:
     """
     return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
             "dashboard_address": None, "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
-            "silence_logs": logging.ERROR}
+            "silence_logs": logging.CRITICAL}
 
 
 @contextlib.contextmanager
