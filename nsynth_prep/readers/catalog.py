@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -174,21 +174,30 @@ def unlisted_audio(where: str, audio_notes: Iterable[str], entries: dict[str, An
     skipped.extend({"note": k, "reason": r} for k, r in problems)
 
 
+def first_occurrences(keys: Sequence[Hashable]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Positions of each key's first occurrence, and ``(i, j)`` for every later position ``i``
+    of a key first seen at ``j`` (the repeats, in order)."""
+    first: dict[Hashable, int] = {}
+    keep, repeats = [], []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j == i:
+            keep.append(i)
+        else:
+            repeats.append((i, j))
+    return keep, repeats
+
+
 def first_of_each(names: Sequence[str], source: str, where: Callable[[int], str], on_error: str,
                   skipped: list[dict[str, str]]) -> list[int]:
     """Positions of the first occurrence of each name; a repeat raises, or is skipped and recorded.
 
     ``where(i)`` locates occurrence ``i`` in ``source`` for messages (e.g. ``record 12``).
     """
-    first: dict[str, int] = {}
-    keep = []
-    for i, name in enumerate(names):
-        j = first.setdefault(name, i)
-        if j == i:
-            keep.append(i)
-        else:
-            refuse_or_skip(on_error, skipped, name,
-                           f"{source}: {where(i)}: note {name} appears again (first at {where(j)})")
+    keep, repeats = first_occurrences(names)
+    for i, j in repeats:
+        refuse_or_skip(on_error, skipped, names[i],
+                       f"{source}: {where(i)}: note {names[i]} appears again (first at {where(j)})")
     return keep
 
 
@@ -199,14 +208,10 @@ def first_of_each_id(notes: Sequence[NoteLabels], source: str, where: Callable[[
     with one id are a mislabelled source, and would be two rows under one id in the cache.
     ``where(i)`` locates note ``i`` for messages (``record 12``), when names alone do not.
     """
-    first: dict[int, int] = {}
-    keep = []
-    for i, n in enumerate(notes):
-        j = first.setdefault(n.note, i)
-        if j == i:
-            keep.append(i)
-            continue
+    keep, repeats = first_occurrences([n.note for n in notes])
+    for i, j in repeats:
         at = f" ({where(i)}; first at {where(j)})" if where else ""
-        refuse_or_skip(on_error, skipped, n.note_str,
-                       f"{source}: notes {notes[j].note_str} and {n.note_str} have the same note id {n.note}{at}")
+        refuse_or_skip(on_error, skipped, notes[i].note_str,
+                       f"{source}: notes {notes[j].note_str} and {notes[i].note_str} have the same note id "
+                       f"{notes[i].note}{at}")
     return keep
