@@ -37,17 +37,22 @@ def plan(skipped: Sequence[dict[str, str]]) -> tuple[tuple[Skipped, ...], int, s
 
 def problem(c: Cache) -> str | None:
     """What is wrong with the stored table of skipped notes, or None (also for a list the attrs hold whole)."""
+    return _read(c)[1]
+
+
+def _read(c: Cache) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The stored table (None when the attrs hold the whole list) and what is wrong with it."""
     build = c.meta.build
     if build.skipped_checksum is None:
-        return None
+        return None, None
     cols = read_source_files(c.group, SKIPPED)
     if cols is None or sorted(cols) != ["note", "reason"] or len(cols["note"]) != len(cols["reason"]):
-        return f"{SKIPPED}: the table of skipped notes is missing or unreadable"
+        return cols, f"{SKIPPED}: the table of skipped notes is missing or unreadable"
     if len(cols["note"]) != build.skipped_count:
-        return f"{SKIPPED}: {len(cols['note'])} skipped notes, the metadata says {build.skipped_count}"
+        return cols, f"{SKIPPED}: {len(cols['note'])} skipped notes, the metadata says {build.skipped_count}"
     if columns_checksum(cols) != build.skipped_checksum:
-        return f"{SKIPPED}: differs from the checksum recorded at build time"
-    return None
+        return cols, f"{SKIPPED}: differs from the checksum recorded at build time"
+    return cols, None
 
 
 def skipped_notes(c: Cache) -> list[Skipped]:
@@ -58,12 +63,9 @@ def skipped_notes(c: Cache) -> list[Skipped]:
     CacheError
         The stored table is missing, unreadable or differs from its checksum (``damaged``).
     """
-    build = c.meta.build
-    if build.skipped_checksum is None:
-        return list(build.skipped)
-    bad = problem(c)
+    cols, bad = _read(c)
     if bad:
         raise damaged(c.path, bad)
-    cols = read_source_files(c.group, SKIPPED)
-    assert cols is not None
+    if cols is None:  # the attrs hold every skipped note
+        return list(c.meta.build.skipped)
     return [Skipped(str(n), str(r)) for n, r in zip(cols["note"].tolist(), cols["reason"].tolist(), strict=True)]
