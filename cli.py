@@ -215,7 +215,7 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
 @click.argument("caches", nargs=-1, required=True, type=CACHE)
 def prep_verify(caches: tuple[Location, ...]) -> None:
     """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
-    every chunk against the CRC32 recorded at build time. Lists every problem; exit 1 if any."""
+    every chunk against the CRC-32C recorded at build time. Lists every problem; exit 1 if any."""
     from nsynth_prep.cache.verify import verify_cache
 
     failed = False
@@ -335,8 +335,8 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, devic
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True)
 def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, device: str) -> None:
-    """Classify WAV files with RUN (a run folder or a checkpoint). AUDIO: WAV files (any rate,
-    channels, length and PCM/float format), folders of them, or NSynth split folders. Each file is
+    """Classify WAV files with RUN (a run folder or a checkpoint). AUDIO: WAV files (1 kHz to
+    1 MHz, any channels, length and PCM/float format), folders of them, or NSynth split folders. Each file is
     mixed to mono, resampled to 16 kHz and cut or padded to 4 s, and says which it needed."""
     import json
 
@@ -372,7 +372,7 @@ def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
 @click.pass_obj
 def prep_export(obj: dict, cache: Location, out: Path, overwrite: bool) -> None:
     """Write CACHE (<split>.zarr) to one HDF5 file OUT: same arrays and attributes, gzip-compressed.
-    Every chunk is checked against its build-time CRC32 as it is copied."""
+    Every chunk is checked against its build-time CRC-32C as it is copied."""
     from nsynth_prep.tools.export import export_hdf5
 
     export_hdf5(cache, out, obj["progress"], overwrite)
