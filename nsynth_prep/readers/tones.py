@@ -16,6 +16,7 @@ so it sits with the readers: what the reader of a described corpus
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,8 @@ import numpy as np
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.labels import FAMILIES, NOTE_SAMPLES, QUALITIES, SAMPLE_RATE, SOURCES, SPLITS, VELOCITIES, note_str
 
-__all__ = ["NOTE_IDS", "Instrument", "make_instruments", "parse_notes_per_split", "plan_corpus", "plan_split",
-           "render_entry", "render_note"]
+__all__ = ["NOTE_IDS", "Instrument", "iter_corpus_split", "iter_split", "make_instruments", "parse_notes_per_split",
+           "plan_corpus", "plan_split", "render_entry", "render_note", "render_planned"]
 
 SYNTH_LEAD = FAMILIES.index("synth_lead")
 TABLE = 2048  # wavetable length, one period
@@ -176,7 +177,13 @@ def _qualities(params: dict[str, float], source: int) -> list[int]:
 def plan_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
                ) -> list[tuple[dict[str, Any], Instrument]]:
     """The examples.json entry of every note of a split, with its instrument, in corpus order."""
-    plan = []
+    return list(iter_split(instruments, seed, note_ids))
+
+
+def iter_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
+               ) -> Iterator[tuple[dict[str, Any], Instrument]]:
+    """:func:`plan_split`'s notes one at a time (a dict per note is ~1 KB: NSynth train's are
+    0.3 GB held at once, which the reader of a described corpus need not hold)."""
     for inst in instruments:
         rng = np.random.default_rng([seed, 2, inst.id])
         pitches = np.arange(inst.params["pitch_lo"], inst.params["pitch_hi"] + 1)
@@ -185,21 +192,24 @@ def plan_split(instruments: list[Instrument], seed: int, note_ids: Iterator[int]
         qualities = _qualities(inst.params, inst.source)
         for pitch, velocity in sorted(combos[i] for i in picks):
             name = note_str(inst.family, inst.source, inst.index, pitch, velocity)
-            plan.append(({
+            yield ({
                 "qualities": qualities, "pitch": pitch, "note": next(note_ids),
                 "instrument_source_str": SOURCES[inst.source], "velocity": velocity,
                 "instrument_str": name.rsplit("-", 2)[0], "instrument": inst.id, "sample_rate": SAMPLE_RATE,
                 "qualities_str": [q for q, f in zip(QUALITIES, qualities, strict=True) if f],
                 "instrument_source": inst.source, "note_str": name, "instrument_family": inst.family,
                 "instrument_family_str": FAMILIES[inst.family],
-            }, inst))
-    return plan
+            }, inst)
 
 
 def render_entry(entry: dict[str, Any], inst: Instrument, seed: int) -> np.ndarray:
     """The audio of one planned note: (64000,) int16, from its own seeded generator."""
-    note_rng = np.random.default_rng([seed, 3, entry["note"]])
-    return render_note(inst.params, inst.family, entry["pitch"], entry["velocity"], note_rng)
+    return render_planned(entry["note"], entry["pitch"], entry["velocity"], inst, seed)
+
+
+def render_planned(note: int, pitch: int, velocity: int, inst: Instrument, seed: int) -> np.ndarray:
+    """The audio of the planned note with id ``note``: (64000,) int16 (what :func:`render_entry` gives)."""
+    return render_note(inst.params, inst.family, int(pitch), int(velocity), np.random.default_rng([seed, 3, int(note)]))
 
 
 def plan_corpus(notes_per_split: dict[str, int], seed: int) -> dict[str, list[tuple[dict[str, Any], Instrument]]]:
@@ -207,3 +217,14 @@ def plan_corpus(notes_per_split: dict[str, int], seed: int) -> dict[str, list[tu
     instruments = make_instruments(notes_per_split, seed)
     ids = iter(np.random.default_rng([seed, 4]).permutation(NOTE_IDS).tolist())
     return {split: plan_split(instruments[split], seed, ids) for split in SPLITS}
+
+
+def iter_corpus_split(notes_per_split: dict[str, int], seed: int, split: str
+                      ) -> tuple[list[Instrument], Iterator[tuple[dict[str, Any], Instrument]]]:
+    """One split of :func:`plan_corpus`: its instruments, and its notes one at a time (the
+    splits before it are planned and dropped, for the note ids they take)."""
+    instruments = make_instruments(notes_per_split, seed)
+    ids = iter(np.random.default_rng([seed, 4]).permutation(NOTE_IDS).tolist())
+    for before in SPLITS[: SPLITS.index(split)]:
+        deque(iter_split(instruments[before], seed, ids), maxlen=0)
+    return instruments[split], iter_split(instruments[split], seed, ids)

@@ -26,13 +26,14 @@ def test_bench_gpu_tiny_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {(r["preset"], r["mode"]): r for r in results["results"]}
-    assert sorted(rows) == sorted((p, m) for p in ("cnn", "cnn-reg", "lstm", "blstm") for m in ("resident", "streamed"))
+    assert sorted(rows) == sorted((p, m) for p in ("cnn", "cnn-reg", "lstm", "blstm", "mel-cnn") for m in ("resident", "streamed"))
     train = open_cache(tmp_path / "caches" / "train.zarr")
     in_task = int((train.label("family") != 9).sum())  # the family task leaves synth_lead out
-    for (preset, _), r in rows.items():  # lstm and blstm drop the last partial batch, as their presets say
-        assert r["notes"] == (in_task if preset.startswith("cnn") else in_task // 16 * 16) and r["epoch_s"] > 0
+    for (preset, _), r in rows.items():  # lstm, blstm and mel-cnn drop the last partial batch, as their presets say
+        assert r["notes"] == (in_task if preset in ("cnn", "cnn-reg") else in_task // 16 * 16) and r["epoch_s"] > 0
     table = (tmp_path / "results.md").read_text()
     assert "| lstm | framed | streamed | 16 | off |" in table and "| 2:03 |" in table and "| 6:26 |" in table
+    assert "| mel-cnn | trimmed | resident | 16 |" in table
     assert "trimmed, one streamed pass" in table
     caches = tmp_path / "caches"
     assert open_cache(caches / "train.zarr").meta.build.source.format == "synth"
