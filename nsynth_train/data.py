@@ -10,6 +10,13 @@ re-cuts the workers' tail pieces so that every row is seen exactly once per epoc
 very last batch may be partial (or dropped). Labels are read once and kept in memory; only
 features stream.
 
+What an epoch of a small split pays before its first batch is most of it (a 4,000-note pooled
+epoch is one group of four chunks), so the stream keeps what it can from one epoch to the next:
+the reader threads, the maps of unencoded chunks, the group buffers of encoded ones, and which
+mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`); and a group whose chunks
+are all mapped already is gathered while the readers check it, its batches held back until the
+check is done.
+
 Under torchrun each rank takes a disjoint share of every epoch's chunk order (``rank::world`` of
 the same seeded permutation, before the DataLoader workers split it again), so across the ranks
 every row is yielded exactly once per epoch; :meth:`ChunkStream.shares` says how many rows each
@@ -31,9 +38,10 @@ numbers (see :mod:`nsynth_prep.cache.checked`).
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -86,11 +94,13 @@ class ChunkStream(IterableDataset):
         from ``(seed, epoch)``: the same seed and epoch give the same batches.
     check
         Check every chunk against its build-time checksum as it is read (one CRC-32C pass over
-        the bytes; see docs/benchmarks.md). False only for measuring that cost.
+        the bytes; a memory-mapped chunk once, and again if its file changes; see
+        docs/benchmarks.md). False only for measuring that cost.
     threads
         Threads reading chunks (default: the cores this process may use, shared out between
         DataLoader workers, less one for the thread that gathers the batches; at least 1; for a
-        cache on an object store, at least one per chunk in flight).
+        cache on an object store, at least one per chunk in flight). They are kept from one epoch
+        to the next, until :meth:`close` or the stream is garbage collected.
     prefetch
         Groups of chunks read ahead of the one being yielded.
     """
@@ -117,6 +127,8 @@ class ChunkStream(IterableDataset):
                                                minlength=self.num_chunks)
         self._array: CheckedArray | None = None  # opened lazily in each worker process
         self._spare: list[np.ndarray] = []  # group buffers of the last epoch (see _take_buffers)
+        # The reader threads, kept across epochs: (pool, threads, the pid of the process that made it)
+        self._pool: tuple[ThreadPoolExecutor, int, int] | None = None
 
     def __len__(self) -> int:
         """Rows of the split that belong to the task (one epoch)."""
@@ -164,20 +176,33 @@ class ChunkStream(IterableDataset):
             # Chunks of a cache on an object store wait on the network, not on a core: one reader
             # per chunk in flight, so their requests overlap.
             threads = max(threads, slots * self.buffer_chunks)
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader")
+        pool = self._reader_pool(threads)
         pending: deque[list[tuple[Future[np.ndarray], int, np.ndarray | None]]] = deque()
+        reads: list[tuple[Future[np.ndarray], int, np.ndarray | None]] = []
         batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows)
         try:
             for k in range(len(groups)):
                 while len(pending) < slots and k + len(pending) < len(groups):
                     ahead = k + len(pending)
                     buf = buffers[ahead % slots] if buffers else None
-                    pending.append([(pool.submit(array.read_rows, int(c), out), int(c), out) for i, c in
+                    pending.append([(_read(pool, array, int(c), out), int(c), out) for i, c in
                                     enumerate(groups[ahead]) for out in [None if buf is None else buf[i * self.chunk_rows :]]])
+                reads = pending.popleft()
+                if array.files.mappable and all(array.files.mapped(c) for _, c, _ in reads):
+                    # Every chunk of the group was mapped in an earlier epoch: its rows are gathered
+                    # from the maps while the readers check them, and none of the group's batches
+                    # leaves before all its chunks passed (a damaged one raises below, first).
+                    # A small split's epoch is one or two groups: waiting for the checks before
+                    # gathering made its first batch wait for all of them.
+                    parts = [array.files.view(c) for _, c, _ in reads]
+                    local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
+                    ready = list(batch.fill(parts, local, rows, self.classes[rows]))
+                    _finish(array, reads)
+                    yield from ready
+                    continue
                 # A chunk no reader has started yet is read here rather than waited for: the first
                 # group, and any the readers fall behind on, get this thread too.
-                parts = [array.read_rows(c, out) if fut.cancel() else fut.result()  # a damaged chunk raises here
-                         for fut, c, out in pending.popleft()]
+                parts = _finish(array, reads)  # a damaged chunk raises here
                 local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
                 # Exact batches across groups: a batch begun with one group's last rows is
                 # finished with the next group's first, each row gathered once (no join copy).
@@ -185,8 +210,30 @@ class ChunkStream(IterableDataset):
             if batch.filled:
                 yield batch.take()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # reads in flight still write into our buffers
+            # Reads in flight still write into our buffers: cancel those not started, wait for the rest.
+            wait([fut for group in (reads, *pending) for fut, _, _ in group if not fut.cancel()])
             self._spare = buffers
+
+    def _reader_pool(self, threads: int) -> ThreadPoolExecutor:
+        """The chunk readers, kept from one epoch to the next (starting them is part of what a small
+        split's epoch paid before its first batch)."""
+        # A DataLoader worker forked from a process that had iterated inherits the pool without its
+        # threads: it starts its own.
+        if self._pool is None or self._pool[1:] != (threads, os.getpid()):
+            if self._pool is not None and self._pool[2] == os.getpid():
+                self._pool[0].shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-reader"), threads, os.getpid()
+        return self._pool[0]
+
+    def close(self) -> None:
+        """End the reader threads now (they also end when the stream is garbage collected)."""
+        if self._pool is not None and self._pool[2] == os.getpid():
+            self._pool[0].shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def __getstate__(self) -> dict[str, object]:
+        """What a DataLoader worker gets: no threads, maps or buffers (each process opens its own)."""
+        return {**self.__dict__, "_pool": None, "_array": None, "_spare": []}
 
     def _take_buffers(self, array: CheckedArray, count: int) -> list[np.ndarray]:
         """Group buffers, kept from the last epoch when they are free: new memory is paid for in page
@@ -205,6 +252,22 @@ class ChunkStream(IterableDataset):
         local, rows = local[keep], rows[keep]
         perm = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
         return local[perm], rows[perm]
+
+
+def _read(pool: ThreadPoolExecutor, array: CheckedArray, chunk: int, out: np.ndarray | None) -> Future[np.ndarray]:
+    """``chunk``'s rows, read and checked by a reader thread; at once for a mapped chunk that passed its
+    check and has not changed since (waking a thread for it cost more than the rest of its work)."""
+    if array.passed(chunk):
+        done: Future[np.ndarray] = Future()
+        done.set_result(array.files.view(chunk))
+        return done
+    return pool.submit(array.read_rows, chunk, out)
+
+
+def _finish(array: CheckedArray, reads: list[tuple[Future[np.ndarray], int, np.ndarray | None]]) -> list[np.ndarray]:
+    """The rows of a group's chunks, checked: a chunk no reader has started yet is read here (this
+    thread helps the readers) rather than waited for. A damaged chunk raises ``CacheError``."""
+    return [array.read_rows(c, out) if fut.cancel() else fut.result() for fut, c, out in reads]
 
 
 class _BatchBuilder:
@@ -281,7 +344,9 @@ def batches(source: DataLoader | ChunkStream, batch_size: int, drop_last: bool) 
             rest = (joined[0][batch_size:], joined[1][batch_size:], joined[2][batch_size:])
             parts, held = ([rest] if len(rest[1]) else []), len(rest[1])
     if held and not drop_last:
-        joined = [torch.cat(t) for t in zip(*parts, strict=True)]
+        # One piece (a small split's last batch) passes as it is: torch.cat would copy it into new
+        # memory, page faults and all (a quarter of a 4,000-note pooled epoch, profiled).
+        joined = list(parts[0]) if len(parts) == 1 else [torch.cat(t) for t in zip(*parts, strict=True)]
         yield joined[0], joined[1], joined[2]
 
 

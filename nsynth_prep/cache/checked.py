@@ -6,13 +6,17 @@ itself returns whatever the files decode to: a deleted chunk file reads as zeros
 in an uncompressed chunk reads as a slightly different number. Training, evaluation, export,
 audit and verify read through :class:`CheckedArray`, so such a cache stops with one line
 naming the array and the chunk instead of feeding wrong numbers on. The check is one CRC-32C
-pass over each chunk's bytes (~16 GB/s, GIL released), not per row. Labels are checked whole
-by :meth:`.cache.Cache.label`.
+pass over each chunk's bytes (~16 GB/s, GIL released), not per row; a chunk read in place
+(memory-mapped, unencoded) is checked when it is first read and again whenever its file's inode,
+size or modification time changes, not at every epoch. Labels are checked whole by
+:meth:`.cache.Cache.label`.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -47,6 +51,7 @@ class CheckedArray:
         self.dtype = self.meta.dtype
         self.scale = self.meta.scale
         self.row_shape = self.meta.row_shape
+        self._passed: dict[int, tuple[int, int, int]] = {}  # mapped chunk -> its file's signature when it passed
 
     def rows_of(self, chunk: int) -> range:
         """The cache rows held by ``chunk``."""
@@ -97,6 +102,12 @@ class CheckedArray:
             if out is None:
                 out = self.buffer(1)
             return out[: self.read_into(chunk, out)]
+        # A mapped chunk that passed its check is checked again only when its file changes (another
+        # inode, size or modification time): its rows are the same pages of the same file. Every
+        # epoch of a small split re-checking them cost as much as gathering its batches.
+        signature = _signature(self.files.file(chunk)) if self.check else None  # type: ignore[arg-type]
+        if signature is not None and self._passed.get(chunk) == signature:
+            return self.files.view(chunk)
         rows = self.rows_of(chunk)
         where = f"{self.name}: chunk {chunk} (rows {rows.start}..{rows.stop - 1}, file {self._file(chunk)})"
         try:
@@ -106,7 +117,15 @@ class CheckedArray:
         if self.check and checksum(data) != self.checksums[chunk]:
             missing = " (the file is missing, so zarr reads it as zeros)" if not self.files.file(chunk).exists() else ""
             raise damaged(self.cache.path, f"{where} differs from the checksum recorded at build time{missing}")
+        if signature is not None:
+            self._passed[chunk] = signature
         return data
+
+    def passed(self, chunk: int) -> bool:
+        """Whether ``chunk`` is mapped, passed its check, and its file has not changed since: its rows
+        can be used in place without reading or checking anything (see :meth:`read_rows`)."""
+        return (self.check and self.files.mappable and chunk in self._passed
+                and self._passed[chunk] == _signature(self.files.file(chunk)))  # type: ignore[arg-type]
 
     def chunk(self, chunk: int) -> np.ndarray:
         """The rows of one chunk, checked.
@@ -131,3 +150,12 @@ class CheckedArray:
 
     def _file(self, chunk: int) -> str:
         return relative(self.files.file(chunk), self.cache.path)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, modification time in ns) of a chunk file; None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns

@@ -4,7 +4,12 @@ whatever the threads, and threads that end with the epoch."""
 
 from __future__ import annotations
 
+import gc
+import os
+import pickle
+import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +17,10 @@ import pytest
 import torch
 
 from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+from nsynth_prep.cache import checked
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cache.format import open_cache
+from nsynth_prep.errors import CacheError
 from nsynth_prep.features import Framed
 from nsynth_train.config import TrainConfig
 from nsynth_train.data import ChunkStream, DeviceSplit, Split, batches, loader, to_float
@@ -76,14 +83,66 @@ def test_the_same_batches_whatever_the_threads(path: Path) -> None:
     assert [len(b) for b in ref] == [9] * 6 + [6]  # exact batches across groups, only the last partial
 
 
-def test_threads_end_with_the_epoch_or_an_early_stop(path: Path) -> None:
-    before = threading.active_count()
-    stream = ChunkStream(path, "trimmed", get_task("family"), batch_size=4, buffer_chunks=1)
+def _readers(until_none: bool = False) -> set[threading.Thread]:
+    """The chunk-reader threads alive; with ``until_none``, after waiting (up to 2 s) for them all to
+    end (a collected pool wakes its idle threads, which then exit)."""
+    for _ in range(200 if until_none else 1):
+        gc.collect()
+        alive = {t for t in threading.enumerate() if t.name.startswith("chunk-reader")}
+        if not alive or not until_none:
+            return alive
+        time.sleep(0.01)
+    return alive
+
+
+def test_threads_are_kept_across_epochs_and_end_with_the_stream(path: Path) -> None:
+    assert _readers(until_none=True) == set()  # the streams of earlier tests are gone
+    stream = ChunkStream(path, "trimmed", get_task("family"), batch_size=4, buffer_chunks=1, threads=2)
     it = iter(stream)
     next(it)
-    it.close()  # the consumer stops early (an exception in the step, a break)
+    it.close()  # the consumer stops early (an exception in the step, a break): no read left in flight
+    assert sum(len(b[1]) for b in stream) == len(stream)  # the next epoch is whole
+    kept = _readers()
+    assert 1 <= len(kept) <= 2
+    assert sum(len(b[1]) for b in stream) == len(stream) and _readers() == kept  # the same threads
+    stream.close()
+    assert _readers() == set()
+    stream = ChunkStream(path, "trimmed", get_task("family"), batch_size=4, buffer_chunks=1, threads=2)
     list(stream)
-    assert threading.active_count() == before
+    del stream
+    assert _readers(until_none=True) == set()
+
+
+def test_a_mapped_chunk_is_checked_once_and_again_when_its_file_changes(path: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "train.zarr"
+    shutil.copytree(path, copy)
+    calls: list[int] = []
+    real = checked.checksum
+    monkeypatch.setattr(checked, "checksum", lambda data: calls.append(len(data)) or real(data))
+    stream = ChunkStream(copy, "framed", get_task("family"), batch_size=8, buffer_chunks=2)
+    assert sum(len(b[1]) for b in stream) == len(stream) and len(calls) == 4  # every chunk, first epoch
+    stream.set_epoch(1)
+    assert sum(len(b[1]) for b in stream) == len(stream) and len(calls) == 4  # the same files: not again
+    chunk = copy / "framed" / "c" / "1" / "0" / "0"
+    with chunk.open("r+b") as f:  # damaged in place while training: the same inode, a new mtime
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    st = chunk.stat()  # a write within the file system's timestamp tick keeps the mtime: move it on
+    os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    stream.set_epoch(2)
+    with pytest.raises(CacheError, match=r"framed: chunk 1 \(rows 16\.\.31, file framed/c/1/0/0\) differs from the checksum"):
+        list(stream)
+
+
+def test_a_worker_forked_after_an_epoch_in_process_reads_everything(path: Path) -> None:
+    stream = ChunkStream(path, "framed", get_task("family"), batch_size=5, buffer_chunks=1)
+    list(stream)  # the parent's pool, maps and passed checks exist now; pickled or forked, they are not used
+    assert pickle.loads(pickle.dumps(stream))._pool is None
+    rows = torch.cat([b[2] for b in batches(loader(stream, 2), 5, drop_last=False)])
+    assert sorted(rows.tolist()) == sorted(np.flatnonzero(stream.classes >= 0).tolist())
 
 
 def test_resident_split_holds_int16_and_gives_float32(path: Path) -> None:
