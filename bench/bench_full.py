@@ -159,7 +159,7 @@ def build_train(corpus: Path, caches: Path, features: tuple[str, ...], workers: 
            "--cache", str(caches), "--workers", str(workers)] + [a for f in features for a in ("--feature", f)]
     steps, at_kill = [], []
     for f in kills:
-        goal = max(1, math.ceil(f * total))
+        goal = max(1, int(f * total))
         step = Step(cmd, log)
         step.run(until=lambda goal=goal: done_marks(work) >= goal)
         steps.append(step)

@@ -17,7 +17,8 @@ all timed in turns, best of 3 (2 for workers), so each sees the same machine; bo
 (what crosses to a GPU) and made float32 on the device (``to_float``; here the device is the
 CPU, which pays for the conversion itself); and (3) a training step of ``cnn`` and ``lstm``.
 ``--profile`` adds the time of each stage of the stream, alone, on the same chunks (getting the
-chunk's rows, checksum, shuffle-gather, conversion) and a cProfile of one streamed epoch.
+chunk's rows, checksum, shuffle-gather, conversion), when an epoch's first batch arrives against
+the whole epoch, and a cProfile of streamed epochs (several for a small split, about 40,000 rows).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,6 +121,33 @@ def stage_profile(path: Path, feature: str, batch: int, chunks: int = 16) -> str
     for name, s in t.items():
         lines.append(f"| {names[name]} | {1e3 * s / n:.2f} | {buf.nbytes / s / 1e9:.1f} | {len(buf) / s:,.0f} |")
     return "\n".join(lines)
+
+
+def first_batch(stream: Any, batch: int, rows: int, repeat: int = 7) -> str:
+    """When the first batch of an epoch arrives, against the whole epoch (best of ``repeat``; each
+    after a warm epoch): the fixed cost that dominates a small split."""
+    from nsynth_train.data import batches, loader
+
+    first, whole = float("inf"), float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        arrived = None
+        for _ in batches(loader(stream, 0), batch, False):
+            arrived = arrived or time.perf_counter() - t
+        first, whole = min(first, arrived or 0.0), min(whole, time.perf_counter() - t)
+    return (f"{stream.feature}: first batch after {first * 1e3:.2f} ms of a {whole * 1e3:.2f} ms epoch "
+            f"({rows:,} rows, {stream.num_chunks} chunks in groups of {stream.buffer_chunks}; best of {repeat})")
+
+
+def epoch_profile(epoch: Any, rows: int, codec: str) -> str:
+    """A cProfile of streamed epochs: several for a small split (about 40,000 rows in all)."""
+    prof = cProfile.Profile()
+    epochs = max(1, min(20, 40_000 // rows))
+    for _ in range(epochs):
+        prof.runcall(epoch)
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(10)
+    return f"cProfile of {epochs} streamed epoch(s), {codec}:\n" + "\n".join(text.getvalue().splitlines()[:26])
 
 
 def main() -> None:
@@ -222,11 +251,8 @@ def main() -> None:
         if args.profile:
             for codec in mine:
                 print("\n" + stage_profile(paths[codec], feature, batch) + "\n", flush=True)
-            prof = cProfile.Profile()
-            prof.runcall(streamed, streams[mine[0]], 0, False)
-            text = io.StringIO()
-            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(8)
-            print("\n".join(text.getvalue().splitlines()[:24]), flush=True)
+            print(first_batch(streams[mine[0]], batch, kept) + "\n", flush=True)
+            print(epoch_profile(partial(streamed, streams[mine[0]], 0, False), kept, mine[0]), flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end\n")
     print("\n".join(lines))
     print("\nWhole feature loaded for --resident (DeviceSplit), best of 3 in turns:\n")
