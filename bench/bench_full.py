@@ -18,9 +18,10 @@ each step in its own process, watched by this one:
 
 Per step: wall time, notes/s, the peak RSS of every process of the step (the largest, and the sum
 of the processes' peaks), the disk the caches use, the size of train's ``zarr.json`` and the
-number of files. After the resumed build, the chunks that were being written at each kill are
-computed again in this process and compared with the cache, byte for byte (CRC-32C), and every
-chunk is checked by ``verify``; with ``--reference`` an uninterrupted build of train is made beside
+number of files. After the resumed build, the rows that were being written at each kill (the
+first ``--recheck`` blocks of 1,024 rows without done marks) are computed again in this process
+and every chunk of them compared with the cache, byte for byte (CRC-32C), and every chunk is
+checked by ``verify``; with ``--reference`` an uninterrupted build of train is made beside
 it and every chunk's checksum compared. Ratios between the largest and smallest size close the
 report (peak RSS within 1.5x, per-note build time within 1.3x). Results: ``OUT/results.md``,
 ``OUT/results.json``.
@@ -91,7 +92,8 @@ class Step:
 
     def __init__(self, cmd: list[str], log: Path) -> None:
         self.cmd, self.log = cmd, log
-        self.peaks: dict[int, int] = {}  # pid -> peak RSS in KiB
+        self.peaks: dict[int, int] = {}  # pid -> peak RSS in KiB (VmHWM: every page, file-backed ones too)
+        self.anon: dict[int, int] = {}  # pid -> the largest anonymous RSS sampled, KiB (not maps of files)
         self.killed = False
 
     def run(self, until: Any = None, poll: float = 0.02) -> float:
@@ -121,11 +123,14 @@ class Step:
         while not stop.is_set():
             for pid in _session_pids(sid):
                 self.peaks[pid] = max(self.peaks.get(pid, 0), _kib(pid, "VmHWM"))
+                self.anon[pid] = max(self.anon.get(pid, 0), _kib(pid, "RssAnon"))
             stop.wait(0.1)
 
-    def memory(self) -> tuple[float, float, int]:
-        """(largest peak RSS, sum of the peaks) in MiB, and the number of processes seen."""
-        return max(self.peaks.values(), default=0) / 1024, sum(self.peaks.values()) / 1024, len(self.peaks)
+    def memory(self) -> tuple[float, float, int, float]:
+        """(largest peak RSS, sum of the peaks) in MiB, the number of processes seen, and the largest
+        anonymous RSS sampled in MiB (RSS less the pages of mapped files, which the kernel can drop)."""
+        return (max(self.peaks.values(), default=0) / 1024, sum(self.peaks.values()) / 1024, len(self.peaks),
+                max(self.anon.values(), default=0) / 1024)
 
 
 def disk(caches: Path) -> dict[str, Any]:
@@ -146,6 +151,13 @@ def done_marks(work: Path) -> int:
     return sum(1 for _ in (work / "done").glob("*/*.json")) if (work / "done").exists() else 0
 
 
+def newest_mark(work: Path) -> float:
+    """The modification time of the newest done mark (0 without any): a resumed run rewrites the
+    chunks of a block that were marked before the kill, so its first write need not add a mark."""
+    return max((p.stat().st_mtime for p in (work / "done").glob("*/*.json")), default=0.0) \
+        if (work / "done").exists() else 0.0
+
+
 def build_train(corpus: Path, caches: Path, features: tuple[str, ...], workers: int, kills: list[float],
                 log: Path) -> tuple[list[Step], list[dict[str, Any]]]:
     """The train build, killed at each fraction of its chunk marks and resumed; the steps and what
@@ -157,32 +169,35 @@ def build_train(corpus: Path, caches: Path, features: tuple[str, ...], workers: 
     work = caches / "train.zarr.build"
     cmd = [sys.executable, "cli.py", "-q", "prep", "build-cache", str(corpus / "nsynth-train.synth.json"),
            "--cache", str(caches), "--workers", str(workers)] + [a for f in features for a in ("--feature", f)]
-    steps, at_kill = [], []
-    for f in kills:
-        goal = max(1, int(f * total))
-        step = Step(cmd, log)
-        step.run(until=lambda goal=goal: done_marks(work) >= goal)
-        steps.append(step)
-        if step.killed:
-            marked = {p.parent.name: {int(q.stem) for q in p.parent.glob("*.json")} for p in (work / "done").glob("*/")}
-            at_kill.append({"fraction": f, "marks": done_marks(work), "of": total, "seconds": step.seconds,
-                            "unmarked": {feat: sorted(set(range(math.ceil(n / feature_spec(feat).chunk_rows)))
-                                                      - marked.get(feat, set()))[:2 * workers * 32]
-                                         for feat in features}})
-    if not steps or steps[-1].killed:
-        marks_before = done_marks(work)
-        step = Step(cmd, log)
-        t = time.perf_counter()
+    steps: list[Step] = []
+    at_kill: list[dict[str, Any]] = []
+    first_marks: list[float | None] = []  # per segment: seconds to its first new done mark (a resume's start-up)
+    for goal in [max(1, int(f * total)) for f in kills] + [None]:
+        before, t = done_marks(work), time.perf_counter()
         first: list[float] = []
 
-        def first_new_mark() -> bool:
-            if not first and done_marks(work) > marks_before:
-                first.append(time.perf_counter() - t)
-            return False
+        started, looked = time.time(), [0.0]
 
-        step.run(until=first_new_mark)
-        step.first_mark_s = first[0] if first else None  # type: ignore[attr-defined]
+        def until(goal: int | None = goal, before: int = before, t: float = t, first: list[float] = first,
+                  started: float = started, looked: list[float] = looked) -> bool:
+            marks = done_marks(work)
+            if not first and (marks > before or (time.time() - looked[0] > 0.25 and newest_mark(work) >= started)):
+                first.append(time.perf_counter() - t)  # a chunk written by this run (marks' times: 4 looks a second)
+            looked[0] = time.time() if not first and time.time() - looked[0] > 0.25 else looked[0]
+            return goal is not None and marks >= goal
+
+        step = Step(cmd, log)
+        step.run(until=until)
         steps.append(step)
+        first_marks.append(first[0] if first else None)
+        if not step.killed:
+            break  # finished (a kill point it reached before this process could see it is skipped)
+        marked = {d.name: {int(q.stem) for q in d.glob("*.json")} for d in (work / "done").iterdir() if d.is_dir()}
+        at_kill.append({"marks": done_marks(work), "of": total, "seconds": step.seconds,
+                        "unmarked": {feat: sorted(set(range(math.ceil(n / feature_spec(feat).chunk_rows)))
+                                                  - marked.get(feat, set()))[:64] for feat in features}})
+    for step, first_mark in zip(steps, first_marks, strict=True):
+        step.first_mark_s = first_mark  # type: ignore[attr-defined]
     return steps, at_kill
 
 
@@ -192,8 +207,9 @@ def split_sizes_of(corpus: Path) -> dict[str, int]:
 
 def recheck(corpus: Path, caches: Path, at_kill: list[dict[str, Any]], features: tuple[str, ...],
             per_kill: int) -> dict[str, Any]:
-    """Chunks unmarked at each kill (the first ``per_kill`` of each feature: those in flight) computed
-    again here and compared with the cache and its recorded checksum."""
+    """The first ``per_kill`` blocks of rows not written at each kill (those the workers had in
+    flight) computed again here, every feature from the same audio, and each of their chunks
+    compared with the cache's bytes and its recorded checksum."""
     from nsynth_prep.builder.pipeline import order_rows
     from nsynth_prep.cache import format as cache
     from nsynth_prep.features import feature_spec
@@ -201,20 +217,24 @@ def recheck(corpus: Path, caches: Path, at_kill: list[dict[str, Any]], features:
 
     src = discover(corpus / "nsynth-train.synth.json")[0]
     specs = [feature_spec(f) for f in features]
+    block = max(s.chunk_rows for s in specs)  # the build's block: every chunk of it has one writer
     catalog = src.scan(specs, "fail", caches / "recheck-spool")
     order = order_rows(catalog.labels, 0)
     c = cache.open_cache(caches / "train.zarr")
     checked, differ = 0, []
     for k in at_kill:
-        for spec in specs:
-            for chunk in k["unmarked"][spec.name][:per_kill]:
-                rows = order[chunk * spec.chunk_rows : (chunk + 1) * spec.chunk_rows]
-                again = catalog.reader.read_features(rows, [spec])[spec.name]
-                stored = cache.read(c.array(spec.name), slice(chunk * spec.chunk_rows, chunk * spec.chunk_rows + len(rows)))
-                crc = cache.checksum(stored)
-                if crc != cache.checksum(again) or crc != c.feature(spec.name).checksums[chunk]:
-                    differ.append(f"{spec.name} chunk {chunk}")
-                checked += 1
+        blocks = sorted({chunk * s.chunk_rows // block for s in specs for chunk in k["unmarked"][s.name]})[:per_kill]
+        for b in blocks:
+            rows = order[b * block : (b + 1) * block]
+            again = catalog.reader.read_features(rows, specs)
+            for s in specs:
+                for i in range(0, len(rows), s.chunk_rows):
+                    chunk = (b * block + i) // s.chunk_rows
+                    stored = cache.read(c.array(s.name), slice(b * block + i, b * block + min(len(rows), i + s.chunk_rows)))
+                    crc = cache.checksum(stored)
+                    if crc != cache.checksum(again[s.name][i : i + s.chunk_rows]) or crc != c.feature(s.name).checksums[chunk]:
+                        differ.append(f"{s.name} chunk {chunk}")
+                    checked += 1
     return {"chunks_recomputed": checked, "differ": differ}
 
 
@@ -265,6 +285,7 @@ def row(name: str, steps: list[Step], notes: int, caches: Path, **extra: Any) ->
     seconds = sum(st.seconds for st in steps)
     r = {"step": name, "seconds": seconds, "notes": notes, "notes_per_s": notes / seconds if seconds else 0.0,
          "peak_rss_mib": largest, "peak_rss_sum_mib": total, "processes": max(st.memory()[2] for st in steps),
+         "anon_rss_mib": max(st.memory()[3] for st in steps),
          **disk(caches), **extra}
     print(line(r), flush=True)
     return r
@@ -289,10 +310,9 @@ def one_size(out: Path, notes: int, workers: int, kills: list[float], trimmed: s
           f"{'built' if room else 'not built'}", flush=True)
     rows: list[dict[str, Any]] = []
     steps, at_kill = build_train(corpus, caches, features, workers, kills, log)
-    resumed = [st for st in steps[1:]]
-    rows.append(row("build train", steps, sizes["train"], caches, kills=len(at_kill),
-                    resume_first_mark_s=[getattr(steps[-1], "first_mark_s", None)],
-                    segments_s=[st.seconds for st in steps], resumes=len(resumed)))
+    rows.append(row("build train", steps, sizes["train"], caches, kills=len(at_kill), resumes=len(steps) - 1,
+                    segments_s=[st.seconds for st in steps],
+                    first_mark_s=[getattr(st, "first_mark_s", None) for st in steps]))
     for split in ("valid", "test"):
         st = Step([sys.executable, "cli.py", "-q", "prep", "build-cache", str(corpus / f"nsynth-{split}.synth.json"),
                    "--cache", str(caches), "--workers", str(workers)] + [a for f in features for a in ("--feature", f)], log)
@@ -329,12 +349,12 @@ def one_size(out: Path, notes: int, workers: int, kills: list[float], trimmed: s
 
 def line(r: dict[str, Any]) -> str:
     return (f"| {r['step']} | {r['seconds']:,.1f} s | {r['notes']:,} | {r['notes_per_s']:,.0f}/s | "
-            f"{r['peak_rss_mib']:,.0f} MiB | {r['peak_rss_sum_mib']:,.0f} MiB ({r['processes']}) | "
+            f"{r['peak_rss_mib']:,.0f} MiB | {r['anon_rss_mib']:,.0f} MiB | {r['peak_rss_sum_mib']:,.0f} MiB ({r['processes']}) | "
             f"{r['disk_bytes'] / 2**30:,.2f} GiB | {r['zarr_json_bytes']:,} B | {r['files']:,} |")
 
 
-HEADER = ["| step | wall | notes | notes/s | peak RSS, largest | peak RSS, sum (processes) | disk | train zarr.json "
-          "| files |", "|---|---|---|---|---|---|---|---|---|"]
+HEADER = ["| step | wall | notes | notes/s | peak RSS, largest | anonymous RSS, largest | peak RSS, sum (processes) "
+          "| disk | train zarr.json | files |", "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def report(sizes: list[dict[str, Any]]) -> str:
@@ -344,11 +364,13 @@ def report(sizes: list[dict[str, Any]]) -> str:
         text += ["", f"### {s['notes']:,} notes ({', '.join(f'{k} {v:,}' for k, v in s['sizes'].items())}), "
                      f"features {', '.join(s['features'])}", "", *HEADER, *(line(r) for r in s["rows"]), ""]
         build = s["rows"][0]
-        text.append(f"train build killed {len(s['kills'])} times (at " + ", ".join(
-            f"{k['marks']} of {k['of']} chunks, {k['seconds']:.1f} s" for k in s["kills"]) + "); segments "
-            + ", ".join(f"{x:.1f} s" for x in build["segments_s"]) + f"; the last resume wrote its first chunk after "
-            f"{(build['resume_first_mark_s'][0] or 0):.1f} s. Recomputed {ident['chunks_recomputed']} chunks in flight at "
-            f"the kills: {'all identical' if not ident['differ'] else 'DIFFER: ' + ', '.join(ident['differ'])}"
+        resumed = [f"{x:.1f} s" if x is not None else "-" for x in build["first_mark_s"][1:]]  # its first chunk written
+        text.append(f"train build killed {len(s['kills'])} times (SIGKILL to every process of the build, at " + ", ".join(
+            f"{k['marks']} of {k['of']} chunks" for k in s["kills"]) + "); its runs took "
+            + ", ".join(f"{x:.1f} s" for x in build["segments_s"]) + "; each resume wrote its first chunk after "
+            + ", ".join(resumed) + f" (the first run: {build['first_mark_s'][0] or 0:.1f} s). The rows in flight at the "
+            f"kills computed again ({ident['chunks_recomputed']} chunks, {ident['recheck_s']:.0f} s): "
+            f"{'all identical' if not ident['differ'] else 'DIFFER: ' + ', '.join(ident['differ'])}"
             + ("" if "reference_identical" not in ident else
                f"; an uninterrupted build: {'identical' if ident['reference_identical'] else 'DIFFERENT'} checksums")
             + ". Array checksums: " + ", ".join(f"{k} {v}" for k, v in ident["array_checksums"].items()) + ".")
@@ -373,7 +395,8 @@ def main() -> None:
     ap.add_argument("--kills", default="0.33,0.67", help="fractions of train's chunks at which its build is killed")
     ap.add_argument("--trimmed", choices=("auto", "yes", "no"), default="auto", help="auto: when the disk has room")
     ap.add_argument("--reference", action="store_true", help="also build train uninterrupted and compare")
-    ap.add_argument("--recheck", type=int, default=4, help="chunks per feature recomputed after each kill")
+    ap.add_argument("--recheck", type=int, default=2, help="blocks of rows (1,024 notes) not written at each kill "
+                    "that are computed again and compared (default 2: as many as 2 workers have in flight)")
     ap.add_argument("--step", help=argparse.SUPPRESS)  # internal: a stream/eval step's own process
     ap.add_argument("--caches", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)

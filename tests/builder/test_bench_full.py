@@ -45,6 +45,9 @@ def test_bench_full_small(tmp_path: Path) -> None:
         assert r["disk_bytes"] > 0 and r["files"] > 0 and r["zarr_json_bytes"] > 0
     build = steps["build train"]
     assert size["kills"] and build["resumes"] == len(build["segments_s"]) - 1 >= 1
+    assert all(k["unmarked"]["framed"] for k in size["kills"])  # what each kill left to write
+    assert all(x is not None and x > 0 for x in build["first_mark_s"])  # every run wrote a chunk: its time to it
+    assert all(r["anon_rss_mib"] > 10 for r in steps.values())
     ident = size["identity"]
     assert ident["chunks_recomputed"] >= 1 and ident["differ"] == [] and ident["reference_identical"] is True
     caches = tmp_path / "notes-300" / "caches"
