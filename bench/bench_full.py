@@ -16,7 +16,8 @@ each step in its own process, watched by this one:
 3. one epoch of each feature streamed through the trainer's loader (``Split``, ``--resident no``),
    and one evaluation pass (``predict``) of the feature's preset, untrained, on test.
 
-Per step: wall time, notes/s, the peak RSS of every process of the step (the largest, and the sum
+Per step: wall time (for a stream or eval step, the pass itself in brackets: the rest is its
+process starting, importing torch and opening the cache), notes/s (of the pass itself), the peak RSS of every process of the step (the largest, and the sum
 of the processes' peaks), the disk the caches use, the size of train's ``zarr.json`` and the
 number of files. After the resumed build, the rows that were being written at each kill (the
 first ``--recheck`` blocks of 1,024 rows without done marks) are computed again in this process
@@ -283,7 +284,8 @@ def row(name: str, steps: list[Step], notes: int, caches: Path, **extra: Any) ->
     largest = max(st.memory()[0] for st in steps)
     total = max(st.memory()[1] for st in steps)
     seconds = sum(st.seconds for st in steps)
-    r = {"step": name, "seconds": seconds, "notes": notes, "notes_per_s": notes / seconds if seconds else 0.0,
+    work = extra.get("inner_s", seconds)  # a stream or eval step's own time, without its process's start-up
+    r = {"step": name, "seconds": seconds, "notes": notes, "notes_per_s": notes / work if work else 0.0,
          "peak_rss_mib": largest, "peak_rss_sum_mib": total, "processes": max(st.memory()[2] for st in steps),
          "anon_rss_mib": max(st.memory()[3] for st in steps),
          **disk(caches), **extra}
@@ -348,7 +350,8 @@ def one_size(out: Path, notes: int, workers: int, kills: list[float], trimmed: s
 
 
 def line(r: dict[str, Any]) -> str:
-    return (f"| {r['step']} | {r['seconds']:,.1f} s | {r['notes']:,} | {r['notes_per_s']:,.0f}/s | "
+    inner = f" ({r['inner_s']:,.2f} s)" if "inner_s" in r else ""
+    return (f"| {r['step']} | {r['seconds']:,.1f} s{inner} | {r['notes']:,} | {r['notes_per_s']:,.0f}/s | "
             f"{r['peak_rss_mib']:,.0f} MiB | {r['anon_rss_mib']:,.0f} MiB | {r['peak_rss_sum_mib']:,.0f} MiB ({r['processes']}) | "
             f"{r['disk_bytes'] / 2**30:,.2f} GiB | {r['zarr_json_bytes']:,} B | {r['files']:,} |")
 
