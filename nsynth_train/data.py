@@ -13,9 +13,8 @@ features stream.
 What an epoch of a small split pays before its first batch is most of it (a 4,000-note pooled
 epoch is one group of four chunks), so the stream keeps what it can from one epoch to the next:
 the reader threads, the maps of unencoded chunks, the group buffers of encoded ones, and which
-mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`); and a group whose chunks
-are all mapped already is gathered while the readers check it, its batches held back until the
-check is done.
+mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`): from the second epoch on,
+an unchanged unencoded chunk costs no reader and no check, only the gather.
 
 Under torchrun each rank takes a disjoint share of every epoch's chunk order (``rank::world`` of
 the same seeded permutation, before the DataLoader workers split it again), so across the ranks
@@ -188,18 +187,6 @@ class ChunkStream(IterableDataset):
                     pending.append([(_read(pool, array, int(c), out), int(c), out) for i, c in
                                     enumerate(groups[ahead]) for out in [None if buf is None else buf[i * self.chunk_rows :]]])
                 reads = pending.popleft()
-                if array.files.mappable and all(array.files.mapped(c) for _, c, _ in reads):
-                    # Every chunk of the group was mapped in an earlier epoch: its rows are gathered
-                    # from the maps while the readers check them, and none of the group's batches
-                    # leaves before all its chunks passed (a damaged one raises below, first).
-                    # A small split's epoch is one or two groups: waiting for the checks before
-                    # gathering made its first batch wait for all of them.
-                    parts = [array.files.view(c) for _, c, _ in reads]
-                    local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
-                    ready = list(batch.fill(parts, local, rows, self.classes[rows]))
-                    _finish(array, reads)
-                    yield from ready
-                    continue
                 # A chunk no reader has started yet is read here rather than waited for: the first
                 # group, and any the readers fall behind on, get this thread too.
                 parts = _finish(array, reads)  # a damaged chunk raises here

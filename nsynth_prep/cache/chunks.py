@@ -80,10 +80,6 @@ class ChunkFiles:
     def file(self, chunk: int) -> Location:
         return chunk_file(self.path, self.name, self.array, chunk)
 
-    def mapped(self, chunk: int) -> bool:
-        """Whether ``chunk`` was mapped by an earlier :meth:`view` (so a view of it costs nothing)."""
-        return chunk in self._views
-
     def view(self, chunk: int) -> np.ndarray:
         """The rows of an unencoded chunk as stored, in place: (rows, *row_shape), read-only, over the
         memory-mapped file (zeros, as zarr reads it, for a chunk file that is not there).
