@@ -1,7 +1,7 @@
 """NSynth at its full size on one machine, and a smaller size of the same mix beside it, in one run:
 what every step of the tool costs at 305,979 notes, without real NSynth.
 
-    python3 bench/bench_full.py --notes 32000,full --out /data/bench-full   # the published table
+    python3 bench/bench_full.py --notes 32000,full --out /work/bench-full   # the published table
     python3 bench/bench_full.py --notes 2000 --out /tmp/bf                  # a few minutes
 
 For each size, a synthetic corpus with NSynth's split sizes scaled to it (train 289,205, valid
