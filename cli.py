@@ -97,6 +97,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     audit    data-quality checks over caches
     train    train a CNN/RNN on the caches; eval re-scores a run
     predict  classify WAV files with a trained run
+    report   a run's HTML error-analysis page, with audio; runs: compare runs
+    export-model  a run as ONNX, front end included
     demo     the whole pipeline on a small synthetic corpus in data/
 
     New here? Start with `nsynth demo`: it makes its own synthetic corpus, nothing to download.
@@ -279,17 +281,18 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report (RUN/report/index.html) at the end.")
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
               gain_db: float | None, shift: float | None, seed: int, out: Path | None, resume: bool,
-              overwrite: bool) -> None:
+              overwrite: bool, no_report: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
-    Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
-    to the run folder. A folder that holds a run is never overwritten unless --overwrite.
+    Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
+    and the HTML report (report/index.html) to the run folder. A folder that holds a run is never overwritten unless --overwrite.
     Ctrl-C stops after saving nothing half-written and prints the command that resumes.
 
     Under torchrun (torchrun --nproc_per_node N --no-python nsynth train ...) it trains with
@@ -304,7 +307,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
                        num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
                        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
                        balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
-                       resume=resume, overwrite=overwrite, progress=obj["progress"])
+                       resume=resume, overwrite=overwrite, progress=obj["progress"],
+                       html_report=not no_report)
     if result["report"]:  # empty on torchrun's ranks other than 0
         click.echo(result["report"])
 
@@ -344,6 +348,41 @@ def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, dev
 
     results = predict_files(run, list(audio), top, device)
     click.echo(json.dumps(results, indent=1) if as_json else format_results(results))
+
+
+@main.command("report")
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", help="Split to score (default: test, or the one an eval output scored).")
+@click.option("--cache", "cache_dir", type=CACHE, help="Cache folder or URL (default: the run's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: <run>/report, or report-<split> for another split).")
+@click.option("--per-cell", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Notes listed, with their audio, per confusion-matrix cell: bounds the report's size.")
+@click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a report already there.")
+def report_cmd(target: Path, split: str | None, cache_dir: Location | None, out: Path | None, per_cell: int,
+               device: str, overwrite: bool) -> None:
+    """Write the listening error-analysis page of TARGET (a run folder, a checkpoint, or a folder
+    that nsynth eval --out wrote): settings, learning curves, per-class metrics, a confusion matrix
+    whose cells list their notes with audio players, waveforms and log-mels, the most confident
+    errors and the notes nearest the decision boundary; one section per head. Static HTML: opens
+    from disk, no network."""
+    from nsynth_train.report import write_report
+
+    click.echo(f"wrote {write_report(target, out, split, cache_dir, per_cell, device, overwrite)}")
+
+
+@main.command("export-model")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def export_model_cmd(run: Path, out: Path, overwrite: bool) -> None:
+    """Write RUN (a run folder or checkpoint) to OUT as ONNX, front end included: it takes raw
+    16 kHz audio, (batch, 64000) float32 in [-1, 1], and gives each head's probabilities; only
+    onnxruntime is needed to run it. Recorded in the run folder's export.json. Needs pip install -e '.[onnx]'."""
+    from nsynth_train.export_onnx import export_model, report
+
+    click.echo(report(export_model(run, out, overwrite)))
 
 
 @main.command("demo")

@@ -55,12 +55,13 @@ def default_out(config: TrainConfig) -> Path:
 
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-              figures: bool = True, **options: Any) -> dict[str, Any]:
+              figures: bool = True, html_report: bool | None = None, **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
 
     ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
     ``resume`` (continue it) or ``overwrite`` (replace it). ``figures=False`` leaves the test
-    split's figures out (metrics only).
+    split's figures out (metrics only). ``html_report``: write the HTML report (``out/report/``,
+    :func:`nsynth_train.report.write_report`) at the end; default: when ``figures``.
     """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
@@ -69,6 +70,11 @@ def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path(
     result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures)
     # Under torchrun every rank returns the metrics; rank 0 alone reports them.
     result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
+    if is_main_process() and (figures if html_report is None else html_report):
+        from nsynth_train.report import write_report
+
+        result["html"] = str(write_report(out, overwrite=True, device=options.get("device") or "auto"))
+        result["report"] += f"\n  report: {result['html']}"
     return result
 
 
@@ -91,8 +97,11 @@ def demo_run(data_dir: Path, caches: Where, epochs: int = 15, progress: bool = T
     # The reference batch of 1024 would give 2 steps an epoch on the small corpus; 32 gives the
     # ~70 steps an epoch that the small-corpus warning asks for.
     result = train_run("family", "cnn", caches, out, resume=False, progress=progress, epochs=epochs, batch_size=32)
-    return f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
+    text = f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
            f"nsynth eval {out} --split valid"
+    if "html" in result:  # the last line: where to look and listen
+        text += f"\n\nThe report, to open in a browser: {result['html']}"
+    return text
 
 
 def _new_folder(base: Path) -> Path:
