@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,13 @@ def heads_metadata(task: Task) -> list[dict[str, Any]]:
             for head, part in task.heads()]
 
 
-def export_model(run: Path, out: Path, overwrite: bool = False, opset: int = OPSET) -> dict[str, Any]:
+def export_model(run: Path, out: Path, overwrite: bool = False, opset: int = OPSET,
+                 record: bool = True) -> dict[str, Any]:
     """Write ``run``'s best checkpoint (or the checkpoint ``run`` names) to ``out`` as ONNX.
 
-    Returns the export record, also appended to ``<run folder>/export.json``: the file, its
-    SHA-256, the opset, input and output names and shapes, the heads, and the versions used.
+    Returns the export record, also appended to ``<run folder>/export.json`` (unless not
+    ``record``): the file, its SHA-256, the opset, input and output names and shapes, the heads,
+    and the versions used.
 
     Raises
     ------
@@ -143,20 +146,40 @@ def export_model(run: Path, out: Path, overwrite: bool = False, opset: int = OPS
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
     try:
-        import onnx
+        import onnx  # noqa: F401  (checked here: one clear line, before loading the run)
     except ImportError:
         raise ConfigError("export-model needs the onnx package: pip install -e '.[onnx]'") from None
     predictor = Predictor.load(run, "cpu")
-    net = Exported(predictor.model, predictor.config.feature, predictor.task).eval()
-    example = torch.zeros(2, NOTE_SAMPLES)
+    write_onnx(predictor, out, opset)
     heads = heads_metadata(predictor.task)
+    entry = {"file": str(out.resolve()), "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+              "bytes": out.stat().st_size, "opset": opset, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "model": predictor.config.model, "task": predictor.task.name, "feature": predictor.config.feature,
+              "input": {"name": "audio", "shape": ["batch", NOTE_SAMPLES], "dtype": "float32", "rate": 16000},
+              "output": {"name": "probabilities", "shape": ["batch", predictor.task.outputs], "dtype": "float32"},
+              "heads": heads, "versions": {n: _version(n) for n in ("torch", "onnx", "onnxruntime")}}
+    if record:
+        _record(run, entry)
+    log.info("wrote %s (%s bytes, opset %d)", out, f"{entry['bytes']:,}", opset)
+    return entry
+
+
+def write_onnx(predictor: Predictor, out: Path, opset: int = OPSET) -> None:
+    """Export ``predictor``'s model with its front end to ``out`` (written atomically), the heads,
+    model and task in the file's metadata (``nsynth.*`` keys)."""
+    import onnx
+
+    net = Exported(predictor.model, predictor.config.feature, predictor.task).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic(out) as tmp:
-        torch.onnx.export(net, (example,), str(tmp), input_names=["audio"], output_names=["probabilities"],
-                          opset_version=opset, dynamo=False,
+    with atomic(out) as tmp, warnings.catch_warnings():
+        # The TorchScript exporter (dynamo=False: it needs no onnxscript) warns that it is the
+        # legacy one, and of shapes it takes as constants: every input is 64,000 samples.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(2, NOTE_SAMPLES),), str(tmp), input_names=["audio"],
+                          output_names=["probabilities"], opset_version=opset, dynamo=False,
                           dynamic_axes={"audio": {0: "batch"}, "probabilities": {0: "batch"}})
         proto = onnx.load(str(tmp))
-        meta = {"nsynth.heads": json.dumps(heads), "nsynth.model": predictor.config.model,
+        meta = {"nsynth.heads": json.dumps(heads_metadata(predictor.task)), "nsynth.model": predictor.config.model,
                 "nsynth.task": predictor.task.name, "nsynth.sample_rate": "16000",
                 "nsynth.input": f"(batch, {NOTE_SAMPLES}) float32 mono audio in [-1, 1] at 16 kHz"}
         for key, value in meta.items():
@@ -164,15 +187,6 @@ def export_model(run: Path, out: Path, overwrite: bool = False, opset: int = OPS
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-    record = {"file": str(out.resolve()), "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-              "bytes": out.stat().st_size, "opset": opset, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "model": predictor.config.model, "task": predictor.task.name, "feature": predictor.config.feature,
-              "input": {"name": "audio", "shape": ["batch", NOTE_SAMPLES], "dtype": "float32", "rate": 16000},
-              "output": {"name": "probabilities", "shape": ["batch", predictor.task.outputs], "dtype": "float32"},
-              "heads": heads, "versions": {n: _version(n) for n in ("torch", "onnx", "onnxruntime")}}
-    _record(run, record)
-    log.info("wrote %s (%s bytes, opset %d)", out, f"{record['bytes']:,}", opset)
-    return record
 
 
 def _record(run: Path, record: dict[str, Any]) -> None:
