@@ -308,7 +308,7 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
                        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
                        balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
                        resume=resume, overwrite=overwrite, progress=obj["progress"],
-                       html_report=not no_report)
+                       html_report=False if no_report else None)  # None: with the figures
     if result["report"]:  # empty on torchrun's ranks other than 0
         click.echo(result["report"])
 

@@ -5,21 +5,33 @@ report's browser test needs no Selenium, Playwright or websocket package."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+MOVE_FDS = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execvp(sys.argv[3], sys.argv[3:])"
 INSTALL_HINT = "needs Chromium: apt-get install -y chromium (Debian; .ci/run installs it)"
 
 
 def chromium() -> str | None:
     """The Chromium executable on PATH, or None."""
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _high(*fds: int) -> tuple[int, ...]:
+    """The fds moved to numbers from 10 up: putting one onto fd 3 must not overwrite the other
+    (under pytest's capture a pipe end can itself be 3 or 4)."""
+    moved = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds)
+    for fd in fds:
+        os.close(fd)
+    return moved
 
 
 class Browser:
@@ -29,12 +41,12 @@ class Browser:
     def __init__(self, executable: str, timeout: float = 30.0) -> None:
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="nsynth-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        # Chromium reads commands from fd 3 and writes replies to fd 4: the child's copies are put there.
-        # The shell puts the pipe ends onto fds 3 and 4, then becomes Chromium.
+        to_browser_r, self._to_browser = _high(*os.pipe())
+        self._from_browser, from_browser_w = _high(*os.pipe())
+        # Chromium reads commands from fd 3 and writes replies to fd 4: a small Python puts the
+        # pipe ends there and becomes Chromium (a shell cannot: dash takes one-digit fds only).
         self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', executable, "--headless=new",
+            [sys.executable, "-c", MOVE_FDS, str(to_browser_r), str(from_browser_w), executable, "--headless=new",
              "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              "--autoplay-policy=no-user-gesture-required", "--allow-file-access-from-files",
              f"--user-data-dir={self.profile}", "about:blank"],
