@@ -277,6 +277,8 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--shift", type=click.FloatRange(min=0, max=vocab.SHIFT_MAX),
               help=f"Augmentation: random time shift up to this fraction of the input. {PRESET_DEFAULT['shift']}")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seeds", metavar="N,N,...", help="Train the same settings once per seed, into sibling folders "
+              "(<out>-seed<N>, or each seed's default folder), then print the runs grouped: mean +- std.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -287,8 +289,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
-              gain_db: float | None, shift: float | None, seed: int, out: Path | None, resume: bool,
-              overwrite: bool, no_report: bool) -> None:
+              gain_db: float | None, shift: float | None, seed: int, seeds: str | None, out: Path | None,
+              resume: bool, overwrite: bool, no_report: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
@@ -300,17 +302,19 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     """
     if resume and overwrite:  # an option error (exit 2), said before the seconds that importing torch takes
         raise click.UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
-    from nsynth_train.api import train_run
+    seed_list = _seed_list(seeds, seed)
+    from nsynth_train.api import train_run, train_seeds
 
-    result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
-                       lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
-                       num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
-                       weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                       balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
-                       resume=resume, overwrite=overwrite, progress=obj["progress"],
-                       html_report=False if no_report else None)  # None: with the figures
-    if result["report"]:  # empty on torchrun's ranks other than 0
-        click.echo(result["report"])
+    options = dict(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, l1=l1,
+                   l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers, patience=patience,
+                   compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
+                   label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift, out=out,
+                   resume=resume, overwrite=overwrite, progress=obj["progress"],
+                   html_report=False if no_report else None)  # None: with the figures
+    results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
+    for result in results:
+        if result["report"]:  # empty on torchrun's ranks other than 0
+            click.echo(result["report"])
 
 
 @main.command("eval")
@@ -370,6 +374,30 @@ def report_cmd(target: Path, split: str | None, cache_dir: Location | None, out:
     from nsynth_train.report import write_report
 
     click.echo(f"wrote {write_report(target, out, split, cache_dir, per_cell, device, overwrite)}")
+
+
+@main.command("runs")
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--sort", "sort_by", metavar="COLUMN", help="Sort by this column (numbers highest first), e.g. "
+              "'acc family'.")
+@click.option("--no-group", is_flag=True, help="One row per run (default: runs that differ only in --seed are one "
+              "row, mean +- std and n).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV (a grouped number: value, std, n).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table and the overlaid learning curves as a page here.")
+def runs_cmd(folders: tuple[Path, ...], sort_by: str | None, no_group: bool, as_json: bool, as_csv: bool,
+             html_out: Path | None) -> None:
+    """Compare the runs under FOLDERS (default: runs/ and data/runs/, those that exist): model,
+    task, feature, epochs, batch, lr, seed, test accuracy and macro-F1 per head, epochs run,
+    train notes, notes/s, date, git commit."""
+    from nsynth_train import runs_table
+
+    found = folders or tuple(p for p in (Path("runs"), DATA_DIR / "runs") if p.is_dir()) or (Path("runs"),)
+    rows = runs_table.table(found, group=not no_group, sort=sort_by)
+    if html_out:
+        html_out.write_text(runs_table.to_html(rows), encoding="utf-8")
+    click.echo(runs_table.to_json(rows) if as_json else runs_table.to_csv(rows) if as_csv else runs_table.to_text(rows))
 
 
 @main.command("export-model")
@@ -460,6 +488,21 @@ def _int_pair(text: str, option: str) -> tuple[int, int]:
     except ValueError:
         raise click.BadParameter(f"expected LOW,HIGH (two whole numbers), not {text!r}", param_hint=option) from None
     return low, high
+
+
+def _seed_list(seeds: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (an option error unless whole numbers >= 0, without --seed)."""
+    if seeds is None:
+        return [seed]
+    if seed != 0:
+        raise click.UsageError("--seed and --seeds: pass one of them")
+    try:
+        found = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        found = []
+    if not found or min(found) < 0 or len(set(found)) != len(found):
+        raise click.BadParameter(f"expected distinct whole numbers >= 0 like 0,1,2, not {seeds!r}", param_hint="--seeds")
+    return found
 
 
 def _names(text: str | None) -> tuple[str, ...]:

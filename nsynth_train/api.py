@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where
 from nsynth_train.distributed import is_main_process
 from nsynth_train.evaluate import evaluate_run
@@ -70,12 +71,28 @@ def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path(
     result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures)
     # Under torchrun every rank returns the metrics; rank 0 alone reports them.
     result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
+    result["out"] = str(out)
     if is_main_process() and (figures if html_report is None else html_report):
         from nsynth_train.report import write_report
 
         result["html"] = str(write_report(out, overwrite=True, device=options.get("device") or "auto"))
         result["report"] += f"\n  report: {result['html']}"
     return result
+
+
+def train_seeds(seeds: list[int], out: Path | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`train_run` once per seed with the same settings, into sibling folders
+    (``<out>-seed<N>``, or each seed's default folder); returns each run's result, and the report
+    of the last ends with the runs' table grouped over the seeds (mean +- std and n)."""
+    from nsynth_train import runs_table
+
+    if "seed" in kwargs:
+        raise ConfigError("pass seeds, or one seed, not both")
+    results = [train_run(out=Path(f"{out}-seed{seed}") if out else None, seed=seed, **kwargs) for seed in seeds]
+    if results and is_main_process():
+        rows = runs_table.group_rows([runs_table.run_row(Path(r["out"])) for r in results])
+        results[-1]["report"] += f"\n\n{len(seeds)} seeds:\n{runs_table.to_text(rows)}"
+    return results
 
 
 def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out: Path | None = None,

@@ -5,15 +5,12 @@ Skipped, with the install hint, where Chromium is absent."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from browser import INSTALL_HINT, Browser, chromium  # tests/report/browser.py (pytest puts this folder on the path)
 
 from nsynth_train.report import write_report
-
-sys.path.insert(0, str(Path(__file__).parent))
-from browser import INSTALL_HINT, Browser, chromium  # noqa: E402
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason=INSTALL_HINT)
 
