@@ -283,6 +283,8 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
+@click.option("--tensorboard", is_flag=True, help="Log each epoch (losses, accuracies, lr, notes/s) and the test "
+              "confusion matrix to <run>/tensorboard/ (pip install -e '.[tensorboard]').")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (RUN/report/index.html) at the end.")
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
@@ -290,7 +292,7 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
               gain_db: float | None, shift: float | None, seed: int, seeds: str | None, out: Path | None,
-              resume: bool, overwrite: bool, no_report: bool) -> None:
+              resume: bool, overwrite: bool, tensorboard: bool, no_report: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
@@ -309,7 +311,7 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
                    l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers, patience=patience,
                    compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
                    label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift, out=out,
-                   resume=resume, overwrite=overwrite, progress=obj["progress"],
+                   resume=resume, overwrite=overwrite, progress=obj["progress"], tensorboard=tensorboard,
                    html_report=False if no_report else None)  # None: with the figures
     results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
     for result in results:

@@ -56,19 +56,34 @@ def default_out(config: TrainConfig) -> Path:
 
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-              figures: bool = True, html_report: bool | None = None, **options: Any) -> dict[str, Any]:
+              figures: bool = True, html_report: bool | None = None, tensorboard: bool = False,
+              **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
 
     ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
     ``resume`` (continue it) or ``overwrite`` (replace it). ``figures=False`` leaves the test
     split's figures out (metrics only). ``html_report``: write the HTML report (``out/report/``,
     :func:`nsynth_train.report.write_report`) at the end; default: when ``figures``.
+    ``tensorboard``: log each epoch and the test confusion matrix to ``out/tensorboard/``
+    (:mod:`nsynth_train.tensorboard_log`; needs the ``tensorboard`` extra).
     """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
     if is_main_process():
         log.info("run folder: %s", out)
-    result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures)
+    board = None
+    if tensorboard and is_main_process():
+        from nsynth_train.tensorboard_log import TensorBoardLog
+
+        board = TensorBoardLog(out)
+    try:
+        result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures,
+                       hooks=[board.epoch] if board else None)
+        if board:
+            board.confusion(result, config.model)
+    finally:
+        if board:
+            board.close()
     # Under torchrun every rank returns the metrics; rank 0 alone reports them.
     result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
     result["out"] = str(out)
