@@ -74,10 +74,21 @@ def write_report(target: Path, out: Path | None = None, split: str | None = None
     out = Path(out) if out else default
     if (out / INDEX).exists() and not overwrite:
         raise RunError(f"{out} holds a report; pass --overwrite to write it again")
-    scores = scores or score(ckpt, cache_dir, split, device)
-    # Written beside and renamed at the end: a report is never half there.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_dir.locked(out.parent):  # not while a train or eval writes that folder
+        scores = scores or score(ckpt, cache_dir, split, device)
+        _write(scores, out, per_cell)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    log.info("report: %s (%d files, %.1f MiB)", out / INDEX, sum(1 for _ in out.rglob("*")), size / 2**20)
+    return out / INDEX
+
+
+def _write(scores: Scores, out: Path, per_cell: int) -> None:
+    """The page and its notes into a work folder beside ``out``, renamed to ``out`` at the end:
+    a report is never half there."""
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # a killed writer's (the caller holds the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "notes").mkdir(parents=True)
     try:
         text = page.render(_page(scores, tmp / "notes", per_cell))
@@ -87,9 +98,6 @@ def write_report(target: Path, out: Path | None = None, split: str | None = None
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    log.info("report: %s (%d files, %.1f MiB)", out / INDEX, sum(1 for _ in out.rglob("*")), size / 2**20)
-    return out / INDEX
 
 
 class NoteFiles:

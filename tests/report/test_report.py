@@ -103,9 +103,11 @@ def test_report_command_and_train_without_one(run_caches: Path, tmp_path: Path, 
 
 
 @pytest.mark.slow
-def test_train_ends_with_its_report(run_caches: Path, tmp_path: Path, cli: Callable[..., object]) -> None:
-    result = cli("train", "--cache", run_caches, "--epochs", "1", "--batch-size", "16", "--device", "cpu",
-                 "--out", tmp_path / "b")
-    assert result.exit_code == 0  # type: ignore[attr-defined]
-    assert f"report: {tmp_path / 'b' / 'report' / 'index.html'}" in result.stdout  # type: ignore[attr-defined]
-    check_static(tmp_path / "b" / "report" / "index.html")
+def test_demo_ends_by_saying_where_its_report_is(run_caches: Path, tmp_path: Path) -> None:
+    from nsynth_train.api import demo_run
+
+    text = demo_run(tmp_path, run_caches, epochs=1, progress=False)
+    page = tmp_path / "runs" / "demo-family-cnn-1" / "report" / "index.html"
+    assert text.splitlines()[-1] == f"The report, to open in a browser: {page}"  # train_run's report, at the end
+    assert f"  report: {page}" in text
+    check_static(page)
