@@ -16,7 +16,11 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], str
     """An SVG chart of ``series``: ``(label, xs, ys, style)`` with ``style`` ``"solid"`` or
     ``"dashed"``, each label's colour from :data:`COLOURS` in order of first appearance.
     Non-finite values are left out. ``y_range`` fixes the y axis (default: the data's)."""
-    left, right, top, bottom = 52, 12, 26, 40
+    labels = list(dict.fromkeys(label for label, *_ in series))
+    per_row = max(1, (width - 60) // 130)  # legend entries of 130 px in rows below the axis
+    legend_rows = -(-len(labels) // per_row)
+    left, right, top, bottom = 52, 12, 26, 40 + 15 * legend_rows
+    height += 15 * legend_rows
     points = [(x, y) for _, xs, ys, _ in series for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
     if not points:
         return f'<p class="muted">{html.escape(title)}: no data</p>'
@@ -38,9 +42,10 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], str
     for i in range(5):  # y ticks
         v = y0 + (y1 - y0) * i / 4
         parts.append(f'<text x="{left - 4}" y="{sy(v) + 4:.1f}" text-anchor="end" class="tick">{v:.3g}</text>')
-    for v in sorted({round(x0), round(x1), round((x0 + x1) / 2)}):
+    ticks = range(round(x0), round(x1) + 1) if x1 - x0 <= 12 else {round(x0), round(x1), round((x0 + x1) / 2)}
+    for v in sorted(ticks):
         parts.append(f'<text x="{sx(v):.1f}" y="{top + h + 14}" text-anchor="middle" class="tick">{v:g}</text>')
-    parts.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle" class="tick">epoch</text>')
+    parts.append(f'<text x="{left + w / 2}" y="{top + h + 28}" text-anchor="middle" class="tick">epoch</text>')
     parts.append(f'<text x="12" y="{top + h / 2}" text-anchor="middle" class="tick" '
                  f'transform="rotate(-90 12 {top + h / 2})">{html.escape(ylabel)}</text>')
     colours: dict[str, str] = {}
@@ -50,10 +55,10 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], str
         dash = ' stroke-dasharray="5 3"' if style == "dashed" else ""
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}>'
                      f"<title>{html.escape(label)}</title></polyline>")
-    for i, (label, colour) in enumerate(colours.items()):  # legend, top right inside the frame
-        y = top + 12 + 13 * i
-        parts.append(f'<line x1="{left + w - 110}" x2="{left + w - 96}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" '
-                     f'stroke-width="2"/><text x="{left + w - 92}" y="{y}" class="tick">{html.escape(label[:18])}</text>')
+    for i, (label, colour) in enumerate(colours.items()):  # legend: rows below the axis label
+        x, y = left + 130 * (i % per_row), top + h + 46 + 15 * (i // per_row)
+        parts.append(f'<line x1="{x}" x2="{x + 14}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{x + 18}" y="{y}" class="tick">{html.escape(label[:18])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

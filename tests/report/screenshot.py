@@ -12,7 +12,7 @@ from browser import Browser, chromium
 
 CLICK = """(function (head) {
   var cells = Array.from(document.querySelectorAll('button.cell[data-head="' + head + '"]'));
-  var off = cells.filter(function (c) { var p = c.dataset.panel.split('-'); return p[2] !== 'c' + p[3]; });
+  var off = cells.filter(function (c) { var p = c.dataset.panel.split('-'); return p[1] !== 'c' + p[2]; });
   var pick = (off.length ? off : cells).sort(function (a, b) { return b.textContent - a.textContent; })[0];
   pick.click();
   document.getElementById('head-' + head).scrollIntoView();
