@@ -4,8 +4,9 @@ The names below are the Python API; import them from here (``from nsynth_train i
 train_run``): the modules inside may move, these names stay.
 
 Runs
-    :func:`train_run` (``nsynth train``), :func:`eval_run` (``nsynth eval``), :class:`TrainConfig`
-    (every setting of a run; stored in its ``config.json`` and checkpoints), :func:`train` (the
+    :func:`train_run` (``nsynth train``), :func:`train_seeds` (``--seeds``: one run per seed),
+    :func:`eval_run` (``nsynth eval``), :class:`TrainConfig` (every setting of a run; stored in
+    its ``config.json`` and checkpoints), :func:`train` (the
     loop itself, into a run folder), :func:`evaluate_run`, :func:`demo_run` (``nsynth demo``'s
     training half, on the caches :func:`nsynth_prep.demo_caches` makes).
 Reports and export
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 # name -> module that defines it; imported on first use (torch loads only when a name is used).
 _WHERE = {
-    "train_run": "api", "eval_run": "api", "demo_run": "api",
+    "train_run": "api", "eval_run": "api", "demo_run": "api", "train_seeds": "api",
     "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate", "write_report": "report",
     "export_model": "export_onnx",
     "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
@@ -56,12 +57,13 @@ __all__ = [
     "predict_files",
     "train",
     "train_run",
+    "train_seeds",
     "write_report",
 ]
 assert set(_WHERE) == set(__all__)  # one list of names, two uses
 
 if TYPE_CHECKING:
-    from nsynth_train.api import demo_run, eval_run, train_run
+    from nsynth_train.api import demo_run, eval_run, train_run, train_seeds
     from nsynth_train.config import TrainConfig
     from nsynth_train.data import ChunkStream, Split, batches, loader
     from nsynth_train.evaluate import evaluate_run
