@@ -19,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+import nsynth_train.report.media as media
+import nsynth_train.report.page as page
+import nsynth_train.report.select as select
+import nsynth_train.report.svg as svg
 from nsynth_prep.display.notes import audio_feature
 from nsynth_prep.errors import RunError
 from nsynth_prep.labels import SAMPLE_RATE
@@ -27,7 +31,6 @@ from nsynth_prep.storage.store import Where
 from nsynth_train import run_dir
 from nsynth_train.evaluate import HeadScores, Scores, _full_history, resolve_checkpoint, score
 from nsynth_train.metrics import summarize
-from nsynth_train.report import media, page, select, svg
 
 log = logging.getLogger(__name__)
 INDEX = "index.html"
