@@ -97,8 +97,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     audit    data-quality checks over caches
     train    train a CNN/RNN on the caches; eval re-scores a run
     predict  classify WAV files with a trained run
-    report   a run's HTML error-analysis page, with audio; runs: compare runs
-    export-model  a run as ONNX, front end included
+    report   a run's HTML error-analysis page: listen to its errors
+    runs     compare runs, mean +- std over seeds; export-model: a run as ONNX
     demo     the whole pipeline on a small synthetic corpus in data/
 
     New here? Start with `nsynth demo`: it makes its own synthetic corpus, nothing to download.
