@@ -4,8 +4,9 @@ listening error-analysis page, ``<folder>/report/index.html`` with its notes' fi
 
 Size bound: per head, at most :data:`~.select.PER_CELL` notes per non-empty confusion cell,
 :data:`~.select.CONFIDENT_ERRORS` confident errors and :data:`~.select.BOUNDARY_PER_CLASS` notes
-per class near the boundary; each note is one WAV of the audio the cache holds (at most 3.2 s of
-16-bit 16 kHz, 100 KiB) and one PNG of about 10 KiB, written once however often it is listed.
+per class near the boundary; each note is one 16-bit 16 kHz WAV (100 KiB for 3.2 s of ``trimmed``;
+at most 125 KiB, a 4 s source WAV) and one PNG of about 10 KiB, written once however often it is
+listed.
 """
 
 from __future__ import annotations

@@ -111,3 +111,24 @@ def test_demo_ends_by_saying_where_its_report_is(run_caches: Path, tmp_path: Pat
     assert text.splitlines()[-1] == f"The report, to open in a browser: {page}"  # train_run's report, at the end
     assert f"  report: {page}" in text
     check_static(page)
+
+
+def test_a_pooled_only_cache_plays_the_source_wav_or_the_held_means(caches_of: Callable[..., Path],
+                                                                     corpus: Path) -> None:
+    from types import SimpleNamespace
+
+    from nsynth_prep.cache.format import open_cache
+    from nsynth_prep.readers.wav_any import read_wav_any
+    from nsynth_train.report.build import NoteFiles
+
+    cache = open_cache(caches_of("pooled") / "test.zarr")
+    files = NoteFiles(SimpleNamespace(cache=cache, rows=np.arange(3)), Path("unused"))  # type: ignore[arg-type]
+    note = str(cache.labels().note_str[1])
+    source, _ = read_wav_any(corpus / "nsynth-test" / "audio" / f"{note}.wav")
+    np.testing.assert_array_equal(files._audio(1, note), source[:, 0])  # the note's own 4 s
+    elsewhere = SimpleNamespace(format="tfrecord", path=str(corpus))  # no WAV to find: the means, held
+    files.cache = SimpleNamespace(meta=SimpleNamespace(build=SimpleNamespace(source=elsewhere)),  # type: ignore[assignment]
+                                  floats=cache.floats, feature=cache.feature)
+    held = files._audio(1, note)
+    assert held.shape == (51_200,) and np.array_equal(held[::25], cache.floats("pooled", np.array([1]))[0])
+    assert "held for 25 samples" in files.what
