@@ -97,6 +97,8 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     audit    data-quality checks over caches
     train    train a CNN/RNN on the caches; eval re-scores a run
     predict  classify WAV files with a trained run
+    report   a run's HTML error-analysis page: listen to its errors
+    runs     compare runs, mean +- std over seeds; export-model: a run as ONNX
     demo     the whole pipeline on a small synthetic corpus in data/
 
     New here? Start with `nsynth demo`: it makes its own synthetic corpus, nothing to download.
@@ -275,21 +277,26 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--shift", type=click.FloatRange(min=0, max=vocab.SHIFT_MAX),
               help=f"Augmentation: random time shift up to this fraction of the input. {PRESET_DEFAULT['shift']}")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seeds", metavar="N,N,...", help="Train the same settings once per seed, into sibling folders "
+              "(<out>-seed<N>, or each seed's default folder), then print the runs grouped: mean +- std.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
+@click.option("--tensorboard", is_flag=True, help="Log each epoch (losses, accuracies, lr, notes/s) and the test "
+              "confusion matrix to <run>/tensorboard/ (pip install -e '.[tensorboard]').")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report (RUN/report/index.html) at the end.")
 @click.pass_obj
 def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
-              gain_db: float | None, shift: float | None, seed: int, out: Path | None, resume: bool,
-              overwrite: bool) -> None:
+              gain_db: float | None, shift: float | None, seed: int, seeds: str | None, out: Path | None,
+              resume: bool, overwrite: bool, tensorboard: bool, no_report: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
-    Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
-    to the run folder. A folder that holds a run is never overwritten unless --overwrite.
+    Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
+    and the HTML report (report/index.html) to the run folder. A folder that holds a run is never overwritten unless --overwrite.
     Ctrl-C stops after saving nothing half-written and prints the command that resumes.
 
     Under torchrun (torchrun --nproc_per_node N --no-python nsynth train ...) it trains with
@@ -297,16 +304,19 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     """
     if resume and overwrite:  # an option error (exit 2), said before the seconds that importing torch takes
         raise click.UsageError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
-    from nsynth_train.api import train_run
+    seed_list = _seed_list(seeds, seed)
+    from nsynth_train.api import train_run, train_seeds
 
-    result = train_run(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
-                       lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
-                       num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
-                       weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                       balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
-                       resume=resume, overwrite=overwrite, progress=obj["progress"])
-    if result["report"]:  # empty on torchrun's ranks other than 0
-        click.echo(result["report"])
+    options = dict(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, l1=l1,
+                   l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers, patience=patience,
+                   compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
+                   label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift, out=out,
+                   resume=resume, overwrite=overwrite, progress=obj["progress"], tensorboard=tensorboard,
+                   html_report=False if no_report else None)  # None: with the figures
+    results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
+    for result in results:
+        if result["report"]:  # empty on torchrun's ranks other than 0
+            click.echo(result["report"])
 
 
 @main.command("eval")
@@ -337,13 +347,76 @@ def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, devic
 def predict_cmd(run: Path, audio: tuple[Path, ...], top: int, as_json: bool, device: str) -> None:
     """Classify WAV files with RUN (a run folder or a checkpoint). AUDIO: WAV files (1 kHz to
     1 MHz, any channels, length and PCM/float format), folders of them, or NSynth split folders. Each file is
-    mixed to mono, resampled to 16 kHz and cut or padded to 4 s, and says which it needed."""
+    mixed to mono, resampled to 16 kHz and cut or padded to 4 s, and says which it needed. On
+    an NSynth split folder it ends with each head's accuracy and confusion counts."""
     import json
 
     from nsynth_train.predict import format_results, predict_files
+    from nsynth_train.predict_score import format_scores, score_results
 
     results = predict_files(run, list(audio), top, device)
     click.echo(json.dumps(results, indent=1) if as_json else format_results(results))
+    if not as_json and score_results(results):  # labelled files (an NSynth split): how right it was
+        click.echo(f"\n{format_scores(score_results(results))}")
+
+
+@main.command("report")
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", help="Split to score (default: test, or the one an eval output scored).")
+@click.option("--cache", "cache_dir", type=CACHE, help="Cache folder or URL (default: the run's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: <run>/report, or report-<split> for another split).")
+@click.option("--per-cell", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Notes listed, with their audio, per confusion-matrix cell: bounds the report's size.")
+@click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a report already there.")
+def report_cmd(target: Path, split: str | None, cache_dir: Location | None, out: Path | None, per_cell: int,
+               device: str, overwrite: bool) -> None:
+    """Write the listening error-analysis page of TARGET (a run folder, a checkpoint, or a folder
+    that nsynth eval --out wrote): settings, learning curves, per-class metrics, a confusion matrix
+    whose cells list their notes with audio players, waveforms and log-mels, the most confident
+    errors and the notes nearest the decision boundary; one section per head. Static HTML: opens
+    from disk, no network."""
+    from nsynth_train.report import write_report
+
+    click.echo(f"wrote {write_report(target, out, split, cache_dir, per_cell, device, overwrite)}")
+
+
+@main.command("runs")
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--sort", "sort_by", metavar="COLUMN", help="Sort by this column (numbers highest first), e.g. "
+              "'acc family'.")
+@click.option("--no-group", is_flag=True, help="One row per run (default: runs that differ only in --seed are one "
+              "row, mean +- std and n).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV (a grouped number: value, std, n).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table and the overlaid learning curves as a page here.")
+def runs_cmd(folders: tuple[Path, ...], sort_by: str | None, no_group: bool, as_json: bool, as_csv: bool,
+             html_out: Path | None) -> None:
+    """Compare the runs under FOLDERS (default: runs/ and data/runs/, those that exist): model,
+    task, feature, epochs, batch, lr, seed, test accuracy and macro-F1 per head, epochs run,
+    train notes, notes/s, date, git commit."""
+    from nsynth_train import runs_table
+
+    found = folders or tuple(p for p in (Path("runs"), DATA_DIR / "runs") if p.is_dir()) or (Path("runs"),)
+    rows = runs_table.table(found, group=not no_group, sort=sort_by)
+    if html_out:
+        html_out.write_text(runs_table.to_html(rows), encoding="utf-8")
+    click.echo(runs_table.to_json(rows) if as_json else runs_table.to_csv(rows) if as_csv else runs_table.to_text(rows))
+
+
+@main.command("export-model")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def export_model_cmd(run: Path, out: Path, overwrite: bool) -> None:
+    """Write RUN (a run folder or checkpoint) to OUT as ONNX, front end included: it takes raw
+    16 kHz audio, (batch, 64000) float32 in [-1, 1], and gives each head's probabilities; only
+    onnxruntime is needed to run it. Recorded in the run folder's export.json. Needs pip install -e '.[onnx]'."""
+    from nsynth_train.export_onnx import export_model, report
+
+    click.echo(report(export_model(run, out, overwrite)))
 
 
 @main.command("demo")
@@ -421,6 +494,21 @@ def _int_pair(text: str, option: str) -> tuple[int, int]:
     except ValueError:
         raise click.BadParameter(f"expected LOW,HIGH (two whole numbers), not {text!r}", param_hint=option) from None
     return low, high
+
+
+def _seed_list(seeds: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (an option error unless whole numbers >= 0, without --seed)."""
+    if seeds is None:
+        return [seed]
+    if seed != 0:
+        raise click.UsageError("--seed and --seeds: pass one of them")
+    try:
+        found = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        found = []
+    if not found or min(found) < 0 or len(set(found)) != len(found):
+        raise click.BadParameter(f"expected distinct whole numbers >= 0 like 0,1,2, not {seeds!r}", param_hint="--seeds")
+    return found
 
 
 def _names(text: str | None) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where
 from nsynth_train.distributed import is_main_process
 from nsynth_train.evaluate import evaluate_run
@@ -55,21 +56,58 @@ def default_out(config: TrainConfig) -> Path:
 
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-              figures: bool = True, **options: Any) -> dict[str, Any]:
+              figures: bool = True, html_report: bool | None = None, tensorboard: bool = False,
+              **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
 
     ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
     ``resume`` (continue it) or ``overwrite`` (replace it). ``figures=False`` leaves the test
-    split's figures out (metrics only).
+    split's figures out (metrics only). ``html_report``: write the HTML report (``out/report/``,
+    :func:`nsynth_train.report.write_report`) at the end; default: when ``figures``.
+    ``tensorboard``: log each epoch and the test confusion matrix to ``out/tensorboard/``
+    (:mod:`nsynth_train.tensorboard_log`; needs the ``tensorboard`` extra).
     """
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
     if is_main_process():
         log.info("run folder: %s", out)
-    result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures)
+    board = None
+    if tensorboard and is_main_process():
+        from nsynth_train.tensorboard_log import TensorBoardLog
+
+        board = TensorBoardLog(out)
+    try:
+        result = train(config, out, resume=resume, overwrite=overwrite, progress=progress, figures=figures,
+                       hooks=[board.epoch] if board else None)
+        if board:
+            board.confusion(result, config.model)
+    finally:
+        if board:
+            board.close()
     # Under torchrun every rank returns the metrics; rank 0 alone reports them.
     result["report"] = f"run: {out}\n" + report({**result, "run": None}, out) if is_main_process() else ""
+    result["out"] = str(out)
+    if is_main_process() and (figures if html_report is None else html_report):
+        from nsynth_train.report import write_report
+
+        result["html"] = str(write_report(out, overwrite=True, device=options.get("device") or "auto"))
+        result["report"] += f"\n  report: {result['html']}"
     return result
+
+
+def train_seeds(seeds: list[int], out: Path | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`train_run` once per seed with the same settings, into sibling folders
+    (``<out>-seed<N>``, or each seed's default folder); returns each run's result, and the report
+    of the last ends with the runs' table grouped over the seeds (mean +- std and n)."""
+    from nsynth_train import runs_table
+
+    if "seed" in kwargs:
+        raise ConfigError("pass seeds, or one seed, not both")
+    results = [train_run(out=Path(f"{out}-seed{seed}") if out else None, seed=seed, **kwargs) for seed in seeds]
+    if results and is_main_process():
+        rows = runs_table.group_rows([runs_table.run_row(Path(r["out"])) for r in results])
+        results[-1]["report"] += f"\n\n{len(seeds)} seeds:\n{runs_table.to_text(rows)}"
+    return results
 
 
 def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out: Path | None = None,
@@ -91,8 +129,11 @@ def demo_run(data_dir: Path, caches: Where, epochs: int = 15, progress: bool = T
     # The reference batch of 1024 would give 2 steps an epoch on the small corpus; 32 gives the
     # ~70 steps an epoch that the small-corpus warning asks for.
     result = train_run("family", "cnn", caches, out, resume=False, progress=progress, epochs=epochs, batch_size=32)
-    return f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
+    text = f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
            f"nsynth eval {out} --split valid"
+    if "html" in result:  # the last line: where to look and listen
+        text += f"\n\nThe report, to open in a browser: {result['html']}"
+    return text
 
 
 def _new_folder(base: Path) -> Path:

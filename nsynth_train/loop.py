@@ -15,7 +15,8 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ __all__ = ["Diverged", "Interrupted", "Objective", "TrainConfig", "run_epoch", "
 
 log = logging.getLogger(__name__)
 
+# A per-epoch callback (rank 0): the epoch's history record and the learning rate it ended at.
+EpochHook = Callable[[dict[str, float], float], None]
 MIN_STEPS = 50  # fewer optimizer steps per epoch than this: warn (small corpus, large batch)
 SPLITS = ("train", "valid", "test")
 
@@ -98,6 +101,7 @@ class Run:
     best: float
     start: int
     saved: Saved
+    hooks: list[EpochHook] = field(default_factory=list)  # called after each epoch is saved
 
 
 def steps_per_epoch(notes: int, batch_size: int, drop_last: bool) -> int:
@@ -117,7 +121,7 @@ def small_corpus_warning(notes: int, batch_size: int, drop_last: bool) -> str | 
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, figures: bool = True) -> dict[str, Any]:
+          progress: bool = True, figures: bool = True, hooks: list[EpochHook] | None = None) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
 
     Under torchrun (see :mod:`.distributed`) every rank calls this; rank 0 alone takes the run
@@ -132,6 +136,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
         holds a run is refused (:class:`RunError`).
     figures
         Draw the test split's figures into ``figures/`` (off: metrics only, seconds sooner).
+    hooks
+        Called on rank 0 after each epoch is saved, with its history record and learning rate
+        (``nsynth train --tensorboard`` logs through one).
 
     Raises
     ------
@@ -146,13 +153,14 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     task = get_task(config.task)
     dist = distributed.setup(config.device)
     try:
-        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main, figures)
+        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main, figures,
+                      hooks if dist.main else None)
     finally:
         dist.close()
 
 
 def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool, overwrite: bool,
-           progress: bool, figures: bool) -> dict[str, Any]:
+           progress: bool, figures: bool, hooks: list[EpochHook] | None = None) -> dict[str, Any]:
     cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
                                                                 (config.feature,))
@@ -166,6 +174,7 @@ def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool,
         saved = Saved()
         try:
             run = setup(config, task, dist, caches, out, resume, progress, saved)
+            run.hooks = list(hooks or [])
             fit(run)
             test = dist.agree(lambda: _test(out, cache_dir, config.device, figures), where="main")
             assert test is not None
@@ -248,6 +257,8 @@ def fit(run: Run) -> None:
         run.best = max(run.best, va)
         _save(run, epoch, improved)
         run.saved.epoch = epoch
+        for hook in run.hooks:
+            hook(run.history[-1], run.optimizer.param_groups[0]["lr"])
 
 
 def _resumed(config: TrainConfig, dist: Dist, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

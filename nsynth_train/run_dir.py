@@ -124,7 +124,9 @@ def clear(out: Path) -> None:
     for name in (*RUN_FILES, CONFIG):
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
-    for path in [*out.glob("metrics-*.json"), *out.glob("figures"), *out.glob("figures-*")]:
+    # What train and report derive from the run: its HTML reports and TensorBoard events too.
+    for path in [*out.glob("metrics-*.json"), *out.glob("figures"), *out.glob("figures-*"), *out.glob("report"),
+                 *out.glob("report-*"), *out.glob("tensorboard")]:
         if path.is_dir():
             shutil.rmtree(path)
         else:

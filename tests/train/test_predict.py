@@ -218,3 +218,20 @@ def test_predict_refuses_truncated_and_non_finite_wavs(run: Path, tmp_path: Path
     _one_line(run, tmp_path / "nan.wav", "float samples that are NaN or infinite")
     write_wav(tmp_path / "low.wav", np.zeros((16_000, 1)), 3, "pcm16")
     _one_line(run, tmp_path / "low.wav", "a sample rate of 3 Hz")
+
+
+def test_predict_on_a_labelled_split_ends_with_accuracy_and_confusion_counts(run: Path, corpus: Path) -> None:
+    from nsynth_train.predict_score import format_scores, score_results
+
+    results = predict_files(run, [corpus / "nsynth-test"], top=1)
+    scored = score_results(results)
+    assert set(scored) == {"family", "source"}
+    for head, s in scored.items():
+        field = 0 if head == "family" else 1
+        right = sum(r["predictions"][head][0]["class"] == r["truth"].split()[field] for r in results)
+        assert s["files"] == 30 and s["correct"] == right and s["accuracy"] == right / 30
+        assert sum(n for row in s["confusion"].values() for n in row.values()) == 30
+    assert score_results([{k: v for k, v in r.items() if k != "truth"} for r in results]) == {}  # unlabelled
+    out = CliRunner().invoke(main, ["predict", str(run), str(corpus / "nsynth-test")]).stdout
+    text = format_scores(scored)
+    assert out.rstrip().endswith(text) and f"({scored['family']['correct']} of 30 labelled files)" in text
