@@ -45,6 +45,21 @@ class CacheLocation(click.ParamType):
 CACHE = CacheLocation()
 
 
+class TaskName(click.ParamType):
+    """A --task value: a task name or a comma list of heads, checked by the vocabulary (no torch)."""
+
+    name = "task"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        heads, problem = vocab.task_heads(str(value))
+        if problem:
+            self.fail(problem, param, ctx)
+        return ",".join(heads)
+
+
+TASK = TaskName()
+
+
 class NsynthGroup(click.Group):
     """The top-level group: the project's own errors (bad data, bad settings) become one line
     and exit status 1; Ctrl-C one line and 130 (the shell's convention for SIGINT); anything
@@ -232,9 +247,12 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(vocab.TASK_NAMES), default="family", show_default=True,
+@click.option("--task", type=TASK, default="family", show_default=True,
               help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic; both: one "
-                   "network with a head for each, loss the sum.")
+                   "network with a head for each, loss the sum; pitch: the MIDI pitches of train; velocity: 5 "
+                   "classes; qualities: 10 yes/no labels (sigmoid, BCE); a comma list (family,source,pitch): "
+                   "one network, a head for each. instrument is refused (NSynth's splits share no instrument).")
+@click.option("--head-weights", help="Several heads: each head's loss weight, in order (e.g. 1,1,0.5). Default: 1 each.")
 @click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
                                       "a log-mel spectrogram made on the device from trimmed.")
@@ -280,7 +298,7 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
 @click.pass_obj
-def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
+def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
@@ -303,7 +321,7 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
                        lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
                        num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
                        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                       balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
+                       balance=balance, gain_db=gain_db, shift=shift, head_weights=head_weights, seed=seed, out=out,
                        resume=resume, overwrite=overwrite, progress=obj["progress"])
     if result["report"]:  # empty on torchrun's ranks other than 0
         click.echo(result["report"])
