@@ -135,7 +135,7 @@ def score(ckpt_path: Path, cache_dir: Where | None, split: str, device: str = "a
               "seed": config.seed, split: summaries[0]}
     if task.parts:  # each head's metrics by its name; the first is also under the split's name
         result["heads"] = {h.head.name: m for h, m in zip(heads, summaries, strict=True)}
-        result["head_weights"] = config.weights() or [1.0] * len(heads)
+        result["head_weights"] = list(config.weights() or [1.0] * len(heads))
     if task.second:
         result["source_head"] = summaries[1]
         result["consistency"] = consistency(heads[0].probs.argmax(1), heads[1].probs.argmax(1),

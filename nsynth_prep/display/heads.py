@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from nsynth_prep.display.training import Context
 
@@ -36,10 +37,10 @@ def breakdown_figure(metrics: dict[str, Any], ctx: Context) -> Figure:
         ax.set_xticks(range(len(names)), [f"{n}\n{bins[n]['notes']} notes" for n in names], fontsize=7,
                       rotation=45 if key == "by_pitch_range" else 0, ha="right" if key == "by_pitch_range" else "center")
         ax.axhline(100 * metrics[overall_key], color="k", ls="--", lw=1, label=f"overall {100 * metrics[overall_key]:.1f} %")
-        ax.set_ylim(0, 112)
+        ax.set_ylim(0, 125)  # room above the bars for the legend
         ax.set_xlabel(what)
         ax.set_ylabel(f"{'accuracy' if overall_key == 'accuracy' else 'micro-F1 at p >= 0.5'} (%)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"Score by pitch range and by velocity, {ctx.split} split\n{ctx.tag(split=False)}", fontsize=10)
     return fig
@@ -114,7 +115,8 @@ def pitch_figure(cm: np.ndarray, class_ids: tuple[int, ...], metrics: dict[str, 
     shown = np.ma.masked_equal(full, 0)
     im = ax_cm.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(2, int(cm.max()))), origin="lower",
                       extent=(lo, hi, lo, hi), interpolation="nearest")
-    fig.colorbar(im, ax=ax_cm, fraction=0.046, pad=0.04, label="notes")
+    bar = fig.colorbar(im, ax=ax_cm, fraction=0.046, pad=0.04, label="notes")
+    bar.ax.yaxis.set_major_formatter(ScalarFormatter())  # 3, not 3 x 10^0
     ax_cm.set_xlabel("predicted MIDI pitch")
     ax_cm.set_ylabel("true MIDI pitch")
     ax_cm.set_title("Confusion matrix (log colour)", fontsize=9)
@@ -124,6 +126,7 @@ def pitch_figure(cm: np.ndarray, class_ids: tuple[int, ...], metrics: dict[str, 
                                                          "#dd8452" if abs(e) == 1 else
                                                          "#c44e52" if e % 12 == 0 else "#8c8c8c" for e in errors])
     ax_err.set_yscale("log")
+    ax_err.yaxis.set_major_formatter(ScalarFormatter())
     ax_err.set_xlabel("predicted - true (semitones); red: octave errors, orange: +-1")
     ax_err.set_ylabel("notes")
     ax_err.set_title(f"Errors: exact {100 * metrics['accuracy']:.1f} %, within +-1 {100 * metrics['within_1_semitone']:.1f} %, "
