@@ -194,6 +194,9 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--split", help="Split name when the source's name does not say (nsynth-<split>...).")
 @click.option("--families", help="Keep only these families (comma-separated names).")
 @click.option("--exclude-families", help="Drop these families (comma-separated), e.g. synth_lead.")
+@click.option("--exclude-notes", metavar="FILE|nsynth-noise",
+              help="Leave out the notes a file names (one note_str a line, # comments); recorded in the cache as "
+                   "skipped. nsynth-noise: the shipped list of NSynth test's noise notes (magenta issue 2092).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffled row order.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes.")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="fail", show_default=True,
@@ -207,7 +210,8 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
                    "Needs pip install -e '.[dask]'.")
 @click.pass_obj
 def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, features: tuple[str, ...],
-                     split: str | None, families: str | None, exclude_families: str | None, seed: int,
+                     split: str | None, families: str | None, exclude_families: str | None,
+                     exclude_notes: str | None, seed: int,
                      workers: int, on_error: str, allow_empty: bool, wait: bool, dask: str | None) -> None:
     """Build zarr caches from NSynth SOURCES.
 
@@ -218,9 +222,11 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
     from the same source content and options.
     """
     from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+    from nsynth_prep.exclusions import read_note_list
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                         seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None)
+                         seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None,
+                         exclude_notes=read_note_list(exclude_notes) if exclude_notes else None)
     for source in sources:
         for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
             click.echo(summary.report())
@@ -417,18 +423,27 @@ def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as
 @click.option("--silent-peak", default=1e-3, show_default=True, help="Peak |amplitude| below which a note is silent.")
 @click.option("--clip-samples", default=16, show_default=True, help="Full-scale samples that make a note clipped.")
 @click.option("--pitch-range", default="21,108", show_default=True, help="Usual MIDI pitch range LOW,HIGH.")
+@click.option("--noise-flatness", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Spectral flatness of the sustained part above which a note is noise-like (white noise ~1, "
+                   "a tone ~0).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the figure of the most noise-like note found (noise_like.png) here.")
 def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
-              pitch_range: str) -> None:
-    """Data-quality checks on CACHES: silent, clipped and identical notes, odd pitches, NaN/inf,
-    and (given several splits) instruments that leak between splits."""
+              pitch_range: str, noise_flatness: float, plot_dir: Path | None) -> None:
+    """Data-quality checks on CACHES: silent, clipped, noise-like and identical notes, odd
+    pitches, NaN/inf, and (given several splits) instruments that leak between splits."""
     import json
 
-    from nsynth_prep.tools.audit import AuditConfig, audit
+    from nsynth_prep.tools.audit import AuditConfig, audit, plot_noise_like
 
     low, high = _int_pair(pitch_range, "--pitch-range")
     report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
-                                             pitch_range=(low, high)))
+                                             pitch_range=(low, high), noise_flatness=noise_flatness))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    if plot_dir is not None:
+        written = plot_noise_like(report, plot_dir)
+        message = f"figure: {', '.join(map(str, written))}" if written else "no noise-like note: no figure written"
+        click.echo(message, err=as_json)  # --json keeps stdout JSON
     sys.exit(1 if strict and report.problem_count() else 0)
 
 
