@@ -150,7 +150,7 @@ def test_run_artifacts_and_eval(caches: Path, tmp_path: Path) -> None:
     assert lines[0].endswith(",train_notes") and [line.split(",")[-1] for line in lines[1:]] == ["48", "48"]
     figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
     assert figures == {"learning_curves.png", "confusion_counts.png", "confusion_normalized.png",
-                       "per_class_accuracy.png", "examples_confident.png", "examples_boundary.png"}
+                       "per_class_accuracy.png", "examples_confident.png", "examples_boundary.png", "breakdown.png"}
     valid = evaluate_run(tmp_path / "run", None, "valid", progress=False)
     assert valid["valid"]["notes"] == 30 and (tmp_path / "run" / "metrics-valid.json").exists()
     assert (tmp_path / "run" / "figures-valid" / "confusion_counts.png").exists()
