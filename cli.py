@@ -185,6 +185,21 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
     click.echo(summary.report())
 
 
+@prep.command("combine")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def prep_combine(sources: tuple[Path, ...], out: Path) -> None:
+    """Combine corpora (prep render, prep synth: JSON+WAV) into one at OUT, split by split.
+
+    Instruments are renumbered so that none of two corpora share a name; the WAVs are
+    hard-linked (or copied); OUT/combined.json records every note's name before and after.
+    """
+    from nsynth_prep.corpus.combine import combine_corpora
+
+    counts = combine_corpora(list(sources), out)
+    click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} (jsonwav)")
+
+
 @prep.command("build-cache")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
