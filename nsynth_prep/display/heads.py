@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from nsynth_prep.display.training import Context
 
@@ -116,7 +116,7 @@ def pitch_figure(cm: np.ndarray, class_ids: tuple[int, ...], metrics: dict[str, 
     im = ax_cm.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(2, int(cm.max()))), origin="lower",
                       extent=(lo, hi, lo, hi), interpolation="nearest")
     bar = fig.colorbar(im, ax=ax_cm, fraction=0.046, pad=0.04, label="notes")
-    bar.ax.yaxis.set_major_formatter(ScalarFormatter())  # 3, not 3 x 10^0
+    _plain_log_ticks(bar.ax.yaxis)
     ax_cm.set_xlabel("predicted MIDI pitch")
     ax_cm.set_ylabel("true MIDI pitch")
     ax_cm.set_title("Confusion matrix (log colour)", fontsize=9)
@@ -126,9 +126,9 @@ def pitch_figure(cm: np.ndarray, class_ids: tuple[int, ...], metrics: dict[str, 
                                                          "#dd8452" if abs(e) == 1 else
                                                          "#c44e52" if e % 12 == 0 else "#8c8c8c" for e in errors])
     ax_err.set_yscale("log")
-    ax_err.yaxis.set_major_formatter(ScalarFormatter())
+    _plain_log_ticks(ax_err.yaxis)
     ax_err.set_xlabel("predicted - true (semitones); red: octave errors, orange: +-1")
-    ax_err.set_ylabel("notes")
+    ax_err.set_ylabel("notes (log scale)")
     ax_err.set_title(f"Errors: exact {100 * metrics['accuracy']:.1f} %, within +-1 {100 * metrics['within_1_semitone']:.1f} %, "
                      f"octave errors {100 * metrics['octave_error_rate']:.1f} %", fontsize=9)
     acc = metrics["per_class_accuracy"]
@@ -146,3 +146,10 @@ def pitch_figure(cm: np.ndarray, class_ids: tuple[int, ...], metrics: dict[str, 
     ax_acc.grid(alpha=0.3)
     fig.suptitle(f"Pitch, {ctx.split} split ({int(cm.sum()):,} notes)\n{ctx.tag(split=False)}", fontsize=10)
     return fig
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Ticks of a log axis at 1, 2, 5, 10, 20, ... written as plain numbers (not 2 x 10^0)."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
