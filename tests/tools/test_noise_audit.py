@@ -50,6 +50,7 @@ def test_audit_finds_the_planted_noise_notes(noisy_corpus: Path, tmp_path: Path,
     found = report.caches[0].noise_like
     assert sorted(n["note"] for n in found) == sorted(PLANTED) and all(n["flatness"] > 0.9 for n in found)
     assert report.problem_count() == 2  # and nothing else: the 34 tones are not noise
+    assert report.caches[0].flattest is not None and report.caches[0].flattest["note"] in PLANTED
     assert plot_noise_like(report, tmp_path / "fig") == [tmp_path / "fig" / "noise_like.png"]
     r = cli("audit", tmp_path / "test.zarr", "--strict", "--plot", tmp_path / "fig2")
     assert r.exit_code == 1 and "noise-like (spectral flatness > 0.5): 2" in r.output
@@ -68,7 +69,9 @@ def test_exclude_notes_leaves_them_out_and_records_which(noisy_corpus: Path, tmp
     assert len(c) == 34 and not set(PLANTED) & set(c.labels().note_str.tolist())
     assert sorted(s.note for s in skipped_notes(c)) == sorted(PLANTED)
     assert c.meta.build.rows.exclude_notes.startswith(f"{listed} (3 names, sha256 ")
-    assert audit([c.path]).problem_count() == 0
+    clean = audit([c.path])
+    assert clean.problem_count() == 0 and clean.caches[0].flattest is not None
+    assert clean.caches[0].flattest["flatness"] < 0.05  # the flattest of the tones left
     # The same cache from another list is refused, naming the option.
     listed.write_text(f"{PLANTED[0]}\n")
     r = cli("prep", "build-cache", noisy_corpus, "--cache", tmp_path / "c", "--feature", "pooled",
