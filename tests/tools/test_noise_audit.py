@@ -15,6 +15,7 @@ from nsynth_prep.cache.skipped import skipped_notes
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.exclusions import known_list_path, read_note_list
 from nsynth_prep.tools.audit import audit, plot_noise_like
+from nsynth_prep.tools.inspect import describe
 from nsynth_prep.tools.noise import spectral_flatness
 
 PLANTED = ["keyboard_acoustic_006-060-075", "guitar_acoustic_007-067-127"]
@@ -69,6 +70,7 @@ def test_exclude_notes_leaves_them_out_and_records_which(noisy_corpus: Path, tmp
     assert len(c) == 34 and not set(PLANTED) & set(c.labels().note_str.tolist())
     assert sorted(s.note for s in skipped_notes(c)) == sorted(PLANTED)
     assert c.meta.build.rows.exclude_notes.startswith(f"{listed} (3 names, sha256 ")
+    assert describe(c.path)["filters"]["exclude_notes"] == c.meta.build.rows.exclude_notes  # inspect says so
     clean = audit([c.path])
     assert clean.problem_count() == 0 and clean.caches[0].flattest is not None
     assert clean.caches[0].flattest["flatness"] < 0.05  # the flattest of the tones left
