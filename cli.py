@@ -45,6 +45,21 @@ class CacheLocation(click.ParamType):
 CACHE = CacheLocation()
 
 
+class TaskName(click.ParamType):
+    """A --task value: a task name or a comma list of heads, checked by the vocabulary (no torch)."""
+
+    name = "task"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        heads, problem = vocab.task_heads(str(value))
+        if problem:
+            self.fail(problem, param, ctx)
+        return ",".join(heads)
+
+
+TASK = TaskName()
+
+
 class NsynthGroup(click.Group):
     """The top-level group: the project's own errors (bad data, bad settings) become one line
     and exit status 1; Ctrl-C one line and 130 (the shell's convention for SIGINT); anything
@@ -172,6 +187,21 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
     click.echo(summary.report())
 
 
+@prep.command("combine")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def prep_combine(sources: tuple[Path, ...], out: Path) -> None:
+    """Combine corpora (prep render, prep synth: JSON+WAV) into one at OUT, split by split.
+
+    Instruments are renumbered so that none of two corpora share a name; the WAVs are
+    hard-linked (or copied); OUT/combined.json records every note's name before and after.
+    """
+    from nsynth_prep.corpus.combine import combine_corpora
+
+    counts = combine_corpora(list(sources), out)
+    click.echo(f"wrote {', '.join(f'{k} {v:,}' for k, v in counts.items())} notes to {out} (jsonwav)")
+
+
 @prep.command("build-cache")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
@@ -181,6 +211,9 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
 @click.option("--split", help="Split name when the source's name does not say (nsynth-<split>...).")
 @click.option("--families", help="Keep only these families (comma-separated names).")
 @click.option("--exclude-families", help="Drop these families (comma-separated), e.g. synth_lead.")
+@click.option("--exclude-notes", metavar="FILE|nsynth-noise",
+              help="Leave out the notes a file names (one note_str a line, # comments); recorded in the cache as "
+                   "skipped. nsynth-noise: the shipped list of NSynth test's noise notes (magenta issue 2092).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffled row order.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes.")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="fail", show_default=True,
@@ -194,7 +227,8 @@ def prep_render(obj: dict, soundfonts: tuple[Path, ...], out: Path, splits: tupl
                    "Needs pip install -e '.[dask]'.")
 @click.pass_obj
 def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, features: tuple[str, ...],
-                     split: str | None, families: str | None, exclude_families: str | None, seed: int,
+                     split: str | None, families: str | None, exclude_families: str | None,
+                     exclude_notes: str | None, seed: int,
                      workers: int, on_error: str, allow_empty: bool, wait: bool, dask: str | None) -> None:
     """Build zarr caches from NSynth SOURCES.
 
@@ -205,9 +239,11 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
     from the same source content and options.
     """
     from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+    from nsynth_prep.exclusions import read_note_list
 
     config = BuildConfig(tuple(dict.fromkeys(features)), _names(families), _names(exclude_families),
-                         seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None)
+                         seed, workers, on_error, allow_empty=allow_empty, wait=wait, dask=dask or None,
+                         exclude_notes=read_note_list(exclude_notes) if exclude_notes else None)
     for source in sources:
         for summary in build_cache(source, cache_dir, config, split, obj["progress"]):
             click.echo(summary.report())
@@ -234,9 +270,12 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(vocab.TASK_NAMES), default="family", show_default=True,
+@click.option("--task", type=TASK, default="family", show_default=True,
               help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic; both: one "
-                   "network with a head for each, loss the sum.")
+                   "network with a head for each, loss the sum; pitch: the MIDI pitches of train; velocity: 5 "
+                   "classes; qualities: 10 yes/no labels (sigmoid, BCE); a comma list (family,source,pitch): "
+                   "one network, a head for each. instrument is refused (NSynth's splits share no instrument).")
+@click.option("--head-weights", help="Several heads: each head's loss weight, in order (e.g. 1,1,0.5). Default: 1 each.")
 @click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
                                       "a log-mel spectrogram made on the device from trimmed.")
@@ -287,7 +326,7 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
               "confusion matrix to <run>/tensorboard/ (pip install -e '.[tensorboard]').")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (RUN/report/index.html) at the end.")
 @click.pass_obj
-def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
+def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
@@ -310,9 +349,9 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
     options = dict(task=task, model=model, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, l1=l1,
                    l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers, patience=patience,
                    compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
-                   label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift, out=out,
-                   resume=resume, overwrite=overwrite, progress=obj["progress"], tensorboard=tensorboard,
-                   html_report=False if no_report else None)  # None: with the figures
+                   label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift,
+                   head_weights=head_weights, out=out, resume=resume, overwrite=overwrite, progress=obj["progress"],
+                   tensorboard=tensorboard, html_report=False if no_report else None)  # None: with the figures
     results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
     for result in results:
         if result["report"]:  # empty on torchrun's ranks other than 0
@@ -472,18 +511,27 @@ def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as
 @click.option("--silent-peak", default=1e-3, show_default=True, help="Peak |amplitude| below which a note is silent.")
 @click.option("--clip-samples", default=16, show_default=True, help="Full-scale samples that make a note clipped.")
 @click.option("--pitch-range", default="21,108", show_default=True, help="Usual MIDI pitch range LOW,HIGH.")
+@click.option("--noise-flatness", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Spectral flatness of the sustained part above which a note is noise-like (white noise ~1, "
+                   "a tone ~0).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the figure of the most noise-like note found (noise_like.png) here.")
 def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
-              pitch_range: str) -> None:
-    """Data-quality checks on CACHES: silent, clipped and identical notes, odd pitches, NaN/inf,
-    and (given several splits) instruments that leak between splits."""
+              pitch_range: str, noise_flatness: float, plot_dir: Path | None) -> None:
+    """Data-quality checks on CACHES: silent, clipped, noise-like and identical notes, odd
+    pitches, NaN/inf, and (given several splits) instruments that leak between splits."""
     import json
 
-    from nsynth_prep.tools.audit import AuditConfig, audit
+    from nsynth_prep.tools.audit import AuditConfig, audit, plot_noise_like
 
     low, high = _int_pair(pitch_range, "--pitch-range")
     report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
-                                             pitch_range=(low, high)))
+                                             pitch_range=(low, high), noise_flatness=noise_flatness))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    if plot_dir is not None:
+        written = plot_noise_like(report, plot_dir)
+        message = f"figure: {', '.join(map(str, written))}" if written else "no noise-like note: no figure written"
+        click.echo(message, err=as_json)  # --json keeps stdout JSON
     sys.exit(1 if strict and report.problem_count() else 0)
 
 

@@ -20,18 +20,36 @@ def report(result: dict[str, Any], out: Path) -> str:
     """A short, readable summary of a metrics dict."""
     split = result["split"]
     m = result[split]
-    per_class = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["per_class_accuracy"].items() if v is not None)
     lines = [result["run"]] if result.get("run") else []
     lines += [f"{result['model']} / {result['task']} task, {split} split ({m['notes']:,} notes, "
-             f"checkpoint of epoch {result['epoch']}):",
-             f"  accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.3f}   "
-             f"chance {100 / len(result['classes']):.0f}%",
-             f"  per class: {per_class}",
-             *_second_head(result),
+              f"checkpoint of epoch {result['epoch']}):"]
+    heads = result.get("heads") or {result["task"]: m}
+    for name, h in heads.items():
+        lines += _head_lines(h, f"{name} head: " if "heads" in result else "")
+    lines += [*_second_head(result),
              f"  metrics: {out / ('metrics.json' if split == 'test' else f'metrics-{split}.json')}"]
     if "figures" in result:
         lines.append(f"  figures: {result['figures']}")
     return "\n".join(lines)
+
+
+def _head_lines(m: dict[str, Any], prefix: str) -> list[str]:
+    """A head's report lines: accuracy, macro-F1 and per class (with pitch's near misses), or
+    for the qualities mAP, micro-F1 and AP per quality."""
+    if "per_quality" in m:
+        aps = ", ".join(f"{k} {100 * v['ap']:.0f}%" for k, v in m["per_quality"].items() if v["ap"] is not None)
+        return [f"  {prefix}mAP {100 * (m['mAP'] or 0):.2f}%   micro-F1 {m['micro_f1']:.3f}   "
+                f"macro-F1 {m['macro_f1']:.3f} (at p >= {m['threshold']:g})",
+                f"  AP per quality: {aps}"]
+    per_class = ", ".join(f"{k} {100 * v:.0f}%" for k, v in m["per_class_accuracy"].items() if v is not None)
+    lines = [f"  {prefix}accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.3f}   "
+             f"chance {100 / len(m['per_class_accuracy']):.0f}%"]
+    if "within_1_semitone" in m:
+        lines.append(f"  within +-1 semitone {100 * m['within_1_semitone']:.2f}%   octave errors "
+                     f"{100 * m['octave_error_rate']:.2f}%")
+    if len(m["per_class_accuracy"]) > 20:  # pitch: dozens of classes, a line no one reads
+        return [*lines, "  per class: in metrics.json"]
+    return [*lines, f"  per class: {per_class}"]
 
 
 def _second_head(result: dict[str, Any]) -> list[str]:
@@ -51,7 +69,8 @@ def default_out(config: TrainConfig) -> Path:
     """``runs/<task>-<model>-<hash of every resolved setting>``: other settings, another folder;
     the same command, the same folder (where ``--resume`` finds it)."""
     resolved = config.resolved()
-    return Path("runs") / f"{resolved.task}-{resolved.model}-{resolved.fingerprint()}"
+    task = resolved.task.replace(",", "+")  # family,source,pitch -> family+source+pitch
+    return Path("runs") / f"{task}-{resolved.model}-{resolved.fingerprint()}"
 
 
 def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from nsynth_prep.errors import CheckpointError
+from nsynth_prep.errors import CheckpointError, ConfigError
 from nsynth_prep.storage.atomic import atomic_path
 from nsynth_prep.storage.store import storage_errors
-from nsynth_train.tasks import TASKS
+from nsynth_train.tasks import canonical
 
 FORMAT = "nsynth-checkpoint"
 VERSION = 1
@@ -144,13 +144,14 @@ def _refuse(path: Path, what: str, why: str) -> None:
 
 
 def check_task(path: Path, task: dict[str, Any]) -> None:
-    """Raise :class:`CheckpointError` unless ``task`` is one of :data:`TASKS` as this version
-    defines it (name, label column, class ids and names, second head): a class list one short,
-    or renamed, would score or predict under the wrong names."""
+    """Raise :class:`CheckpointError` unless ``task`` is a task as this version defines it (name,
+    label column, class ids and names, heads; :func:`~nsynth_train.tasks.canonical`): a class
+    list one short, or renamed, would score or predict under the wrong names."""
     name = task.get("name")
-    known = TASKS.get(name) if isinstance(name, str) else None
-    if known is None:
-        raise CheckpointError(f"{path}: damaged checkpoint (task {name!r} is not one of {', '.join(TASKS)})")
+    try:
+        known = canonical(task)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint (task {name!r}: {exc})") from None
     if task != known.to_dict():
         theirs = task.get("class_names")
         count = len(theirs) if isinstance(theirs, list) else "no"

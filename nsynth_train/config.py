@@ -15,7 +15,6 @@ import torch
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import is_url
 from nsynth_train.models import get_preset
-from nsynth_train.tasks import get_task
 from nsynth_train.vocabulary import (
     AMP,
     BALANCE,
@@ -29,11 +28,12 @@ from nsynth_train.vocabulary import (
     RESIDENT,
     SCHEDULES,
     SHIFT_MAX,
-    TASK_NAMES,
+    head_weights,
     number,
+    task_heads,
 )
 
-CHOICES = {"task": TASK_NAMES, "model": tuple(PRESETS), "device": DEVICES, "amp": AMP, "resident": RESIDENT}
+CHOICES = {"model": tuple(PRESETS), "device": DEVICES, "amp": AMP, "resident": RESIDENT}
 # Options whose None means "the preset's" (validated only when set)
 OPTIONAL_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "balance": BALANCE}
 
@@ -71,8 +71,17 @@ class TrainConfig:
     balance: str | None = None  # off | loss (inverse class frequency weights)
     gain_db: float | None = None  # random gain in +-gain_db dB
     shift: float | None = None  # random time shift, fraction of the input in [0, 0.5]
+    # Several heads (both, family,source,pitch): each head's loss weight, "1,1,0.5" (None: 1 each).
+    # A sequence of numbers is accepted and stored as that text (what config.json and --resume compare).
+    head_weights: str | None = None
 
     def __post_init__(self) -> None:
+        heads, problem = task_heads(self.task)
+        if problem:
+            raise ConfigError(problem)
+        object.__setattr__(self, "task", ",".join(heads))  # "family, pitch" -> "family,pitch"
+        if self.head_weights is not None:
+            self._check_head_weights(2 if heads == ("both",) else len(heads))
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
@@ -99,11 +108,29 @@ class TrainConfig:
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile must be true or false, not {self.compile!r}")
 
+    def _check_head_weights(self, heads: int) -> None:
+        given: Any = self.head_weights  # a str, or from Python a sequence of numbers
+        if heads < 2:
+            raise ConfigError(f"--head-weights is for a task with several heads (both, family,source,...), not {self.task!r}")
+        if not isinstance(given, str):
+            ok = isinstance(given, tuple | list) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                        for v in given)
+            if not ok:
+                raise ConfigError(f"head_weights must be a text like '1,0.5' or a sequence of numbers, not {given!r}")
+            given = ",".join(f"{float(v):g}" for v in given)
+        values, problem = head_weights(given, heads)
+        if problem:
+            raise ConfigError(problem)
+        object.__setattr__(self, "head_weights", ",".join(f"{v:g}" for v in values))  # one spelling per value
+
+    def weights(self) -> tuple[float, ...] | None:
+        """Each head's loss weight, or None (1 each)."""
+        return tuple(float(v) for v in self.head_weights.split(",")) if self.head_weights else None
+
     def resolved(self) -> TrainConfig:
         """The config with every ``None`` filled from the model's preset, and an absolute cache
         folder (so ``nsynth eval`` finds it from anywhere)."""
         p = get_preset(self.model)
-        get_task(self.task)
         # A URL (s3://...) stays as it is; a path is made absolute.
         cache_dir = self.cache_dir if is_url(self.cache_dir) else str(Path(self.cache_dir).resolve())
         return replace(self, cache_dir=cache_dir,
@@ -127,13 +154,15 @@ class TrainConfig:
         for name in PRESET_OPTIONS:  # options at the reference recipe (or unset) leave the hash as it was
             if d[name] is None or d[name] == REFERENCE_OPTIONS[name]:  # before they existed
                 del d[name]
+        if d["head_weights"] is None:  # likewise
+            del d["head_weights"]
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def with_options_of(self, saved: dict[str, Any]) -> dict[str, Any]:
         """``saved`` (a checkpoint's config) with the training options it predates filled in at
         the reference recipe, which is how it was trained: for comparing it with this config."""
-        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, **saved}
+        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, "head_weights": None, **saved}
 
     def resume_command(self, out: Path) -> str:
         """The ``nsynth train`` command that continues this (resolved) config's run in ``out``:

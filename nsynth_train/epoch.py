@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -20,7 +21,7 @@ from nsynth_train.config import TrainConfig
 from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
 from nsynth_train.models import CNN, forward
-from nsynth_train.options import augment, class_weights, lr_factor
+from nsynth_train.options import augment, class_weights, lr_factor, positive_weights
 from nsynth_train.tasks import Task
 
 SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often
@@ -32,17 +33,31 @@ class Diverged(RunError):
 
 
 @dataclass
+class HeadObjective:
+    """One head's share of the loss.
+
+    ``part``: its slice of the logits; ``weight``: class weights of its cross-entropy (for a
+    multi-label head, BCE's ``pos_weight``), None = unweighted; ``targets``: every cache row's
+    target on the device ((N,) classes, -1 = none; (N, 10) flags for a multi-label head), None
+    = the batch's own classes (the first head's); ``scale``: its weight in the summed loss.
+    """
+
+    part: slice
+    weight: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    multilabel: bool = False
+    scale: float = 1.0
+
+
+@dataclass
 class Objective:
     """What a training step optimises beyond plain cross-entropy on one head.
 
-    ``heads``: each head's slice of the logits and its class weights (None = unweighted).
-    ``second``: (N,) second-head class of every cache row of the split, on the device (the
-    ``both`` task's source), or None. ``step``/``total``: optimizer steps done and planned,
-    for the lr schedule.
+    ``heads``: each head's loss (:class:`HeadObjective`). ``step``/``total``: optimizer steps
+    done and planned, for the lr schedule.
     """
 
-    heads: list[tuple[slice, torch.Tensor | None]]
-    second: torch.Tensor | None = None
+    heads: list[HeadObjective]
     label_smoothing: float = 0.0
     gain_db: float = 0.0
     shift: float = 0.0
@@ -53,11 +68,41 @@ class Objective:
 
 
 def head_targets(objective: Objective, y: torch.Tensor, rows: torch.Tensor) -> list[torch.Tensor]:
-    """The target classes of each head for a batch: ``y`` itself, and for ``both`` the second
-    head's classes looked up by cache row."""
-    if objective.second is None:
-        return [y]
-    return [y, objective.second[rows.to(objective.second.device)]]
+    """The targets of each head for a batch: ``y`` itself for the first head, the others' looked
+    up by cache row."""
+    return [y if h.targets is None else h.targets[rows.to(h.targets.device)] for h in objective.heads]
+
+
+def head_loss(h: HeadObjective, logits: torch.Tensor, target: torch.Tensor, training: bool,
+              label_smoothing: float) -> torch.Tensor:
+    """One head's loss on a batch (unscaled). Smoothing and class weights shape the training
+    objective only; the reported validation loss is plain, comparable across runs."""
+    if h.multilabel:  # (B, 10) logits and flags
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=h.weight if training else None)
+    loss = F.cross_entropy(logits, target, weight=h.weight if training else None,
+                           label_smoothing=label_smoothing if training else 0.0, ignore_index=-1)
+    # A looked-up head may have no target in a batch (every note -1): its mean is 0/0, taken as 0.
+    return loss if h.targets is None else torch.nan_to_num(loss, nan=0.0)
+
+
+def head_counts(h: HeadObjective, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(3,) int64 counts a head's score is made of: hits, scored notes, 0 for a class head
+    (its accuracy); true positives, false positives, false negatives at p >= 0.5 for a
+    multi-label head (its micro-F1)."""
+    if h.multilabel:
+        said, true = logits >= 0, target > 0.5
+        return torch.stack([(said & true).sum(), (said & ~true).sum(), (~said & true).sum()])
+    scored = target >= 0
+    hits = ((logits.argmax(1) == target) & scored).sum()
+    return torch.stack([hits, scored.sum(), torch.zeros_like(hits)])
+
+
+def head_scores(counts: torch.Tensor, objective: Objective) -> list[float]:
+    """Each head's score from its (3,) counts: accuracy, or micro-F1 for a multi-label head."""
+    out = []
+    for h, (a, b, c) in zip(objective.heads, counts.tolist(), strict=True):
+        out.append(2 * a / max(2 * a + b + c, 1) if h.multilabel else a / max(b, 1))
+    return out
 
 
 def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: int,
@@ -66,8 +111,9 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
               objective: Objective | None = None, dist: Dist | None = None) -> tuple[float, float, int]:
     """One pass: trains when given an optimizer, else evaluates. Returns (loss, accuracy, notes).
 
-    With two heads (``both``) the loss is the sum of the heads' cross-entropies and the
-    accuracy the mean of the heads' accuracies.
+    With several heads (``both``, ``family,source,pitch``) the loss is the sum of the heads'
+    losses, each times its weight, and the accuracy the plain mean of the heads' scores (a
+    class head's accuracy; a multi-label head's micro-F1 at p >= 0.5).
 
     Under torchrun (``dist``) each rank goes through its share of ``split``; the returned loss,
     accuracy and notes are over all ranks (summed with an all-reduce). Training runs the same
@@ -84,13 +130,13 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
     if scaler is None:  # made once per run by train(): its scale adapts over the whole run
         scaler = make_scaler(split.device, amp)
     if objective is None:
-        objective = Objective(heads=[(slice(None), None)])
+        objective = Objective(heads=[HeadObjective(slice(None))])
     training = optimizer is not None
     dist = dist or Dist()
     # The sums stay on the device: reading them every batch would make the host wait for the GPU
     # at every step. They are read (and checked) every SYNC_SECONDS and at the end.
     total_loss = torch.zeros((), device=split.device)
-    correct = torch.zeros((), dtype=torch.int64, device=split.device)
+    counts = torch.zeros((len(objective.heads), 3), dtype=torch.int64, device=split.device)
     seen, synced = 0, time.perf_counter()
     drop_last = bool(config.drop_last) and training
     shares = split.shares(epoch)
@@ -106,13 +152,11 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
             logits = forward(model, x, amp)  # (B, outputs) float32
             targets = head_targets(objective, y, rows)
             loss = torch.zeros((), device=logits.device)
-            for (part, weight), target in zip(objective.heads, targets, strict=True):
-                # Smoothing and class weights shape the training objective only; the reported
-                # validation loss is the plain cross-entropy, comparable across runs.
-                loss = loss + F.cross_entropy(logits[:, part], target, weight=weight if training else None,
-                                              label_smoothing=objective.label_smoothing if training else 0.0)
+            for i, (h, target) in enumerate(zip(objective.heads, targets, strict=True)):
+                part_loss = head_loss(h, logits[:, h.part], target, training, objective.label_smoothing)
+                loss = loss + (part_loss if h.scale == 1.0 else h.scale * part_loss)
                 if n:  # not a padding step
-                    correct += (logits[:, part].argmax(1) == target).sum()
+                    counts[i] += head_counts(h, logits[:, h.part], target)
             if optimizer is not None:
                 # Under torchrun: this rank's share of the step's notes (0 on a padding step); the
                 # penalty below is the same on every rank and stays unweighted.
@@ -132,19 +176,18 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
             seen += n
             bar.update(n)
             if time.perf_counter() - synced > SYNC_SECONDS:
-                bar.postfix = f"loss {_finite(total_loss, desc) / max(seen, 1):.3f} acc {_acc(correct, seen, objective):.1%}"
+                bar.postfix = f"loss {_finite(total_loss, desc) / max(seen, 1):.3f} acc {_acc(counts, objective):.1%}"
                 synced = time.perf_counter()
     if dist.enabled:  # every rank's sums, so every rank gets the whole split's numbers
-        loss_sum, hits, seen_all = dist.all_sum([float(total_loss), float(correct), float(seen)])
-        seen = int(seen_all)
-        total_loss = torch.tensor(loss_sum)
-        correct = torch.tensor(int(hits))
-    return _finite(total_loss, desc) / max(seen, 1), _acc(correct, seen, objective), seen
+        summed = dist.all_sum([float(total_loss), float(seen), *(float(v) for v in counts.flatten().tolist())])
+        total_loss, seen = torch.tensor(summed[0]), int(summed[1])
+        counts = torch.tensor([int(v) for v in summed[2:]], dtype=torch.int64).reshape(counts.shape)
+    return _finite(total_loss, desc) / max(seen, 1), _acc(counts, objective), seen
 
 
-def _acc(correct: torch.Tensor, seen: int, objective: Objective) -> float:
-    """Mean accuracy over the heads (correct counts every head's hits)."""
-    return int(correct) / max(seen * len(objective.heads), 1)
+def _acc(counts: torch.Tensor, objective: Objective) -> float:
+    """The plain mean of the heads' scores (accuracy; micro-F1 for a multi-label head)."""
+    return float(np.mean(head_scores(counts.cpu(), objective)))
 
 
 def make_scaler(device: torch.device, amp: torch.dtype | None) -> torch.amp.GradScaler:
@@ -162,19 +205,21 @@ def _finite(total: torch.Tensor, desc: str) -> float:
 def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, device: torch.device,
                   total_steps: int) -> Objective:
     """The training objective of ``config`` on one split's cache: heads, class weights (from this
-    cache's labels, used for the train split), the second head's labels, schedule, augmentation."""
-    heads: list[tuple[slice, torch.Tensor | None]] = []
-    for head, part in task.heads():
+    cache's labels, used for the train split), the other heads' targets, their loss weights,
+    schedule, augmentation."""
+    heads: list[HeadObjective] = []
+    scales = config.weights() or (1.0,) * len(task.heads())
+    for i, ((head, part), scale) in enumerate(zip(task.heads(), scales, strict=True)):
+        labels = cache.label(head.column)
         weight = None
         if config.balance == "loss":
-            w = class_weights(head.classes_of(cache.label(head.column)), head.num_classes)
+            w = positive_weights(labels) if head.multilabel else class_weights(head.classes_of(labels), head.num_classes)
             weight = torch.from_numpy(w).to(device)
-        heads.append((part, weight))
-    second = None
-    if task.second:
-        head = task.heads()[1][0]
-        second = torch.from_numpy(head.classes_of(cache.label(head.column))).to(device)
-    return Objective(heads=heads, second=second, label_smoothing=config.label_smoothing or 0.0,
+        # The first head's targets are the batch's classes; the others' (and multi-label flags)
+        # are looked up by cache row.
+        targets = None if i == 0 and not head.multilabel else torch.from_numpy(head.targets(labels)).to(device)
+        heads.append(HeadObjective(part, weight, targets, head.multilabel, float(scale)))
+    return Objective(heads=heads, label_smoothing=config.label_smoothing or 0.0,
                      gain_db=config.gain_db or 0.0, shift=config.shift or 0.0,
                      schedule=config.schedule or "constant", base_lr=config.lr or 0.0, total=total_steps)
 

@@ -13,10 +13,12 @@ import torch
 
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.errors import CheckpointError, ConfigError
+from nsynth_prep.labels import FAMILIES
 from nsynth_prep.storage.store import Where
 from nsynth_train import checkpoint, run_dir
 from nsynth_train.config import TrainConfig, amp_dtype, pick_device
 from nsynth_train.data import Split
+from nsynth_train.head_metrics import breakdown, multilabel_confusion, multilabel_summary, note_counts, pitch_summary
 from nsynth_train.metrics import confusion_matrix, summarize
 from nsynth_train.models import build_model, forward
 from nsynth_train.tasks import Task
@@ -25,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def head_softmax(logits: torch.Tensor, task: Task) -> torch.Tensor:
-    """(B, outputs) logits -> (B, outputs) probabilities, a softmax over each head's slice."""
-    return torch.cat([torch.softmax(logits[:, part], 1) for _, part in task.heads()], 1)
+    """(B, outputs) logits -> (B, outputs) probabilities, a softmax over each head's slice (a
+    sigmoid of each output of a multi-label head)."""
+    return torch.cat([torch.sigmoid(logits[:, part]) if head.multilabel else torch.softmax(logits[:, part], 1)
+                      for head, part in task.heads()], 1)
 
 
 def predict(model: torch.nn.Module, split: Split, amp: torch.dtype | None,
@@ -63,7 +67,8 @@ def evaluate_run(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path
 @dataclass(frozen=True)
 class HeadScores:
     """One head's share of a scored split: its probabilities (N, classes), true classes (N,)
-    and confusion matrix."""
+    (-1: a note the head does not score, e.g. a pitch absent from train) and confusion matrix
+    (C, C) of the scored notes; for a multi-label head (N, L) flags and (L, 2, 2) matrices."""
 
     head: Task
     probs: np.ndarray
@@ -118,17 +123,53 @@ def score(ckpt_path: Path, cache_dir: Where | None, split: str, device: str = "a
     # Each head: its probabilities, true classes (the second head's looked up by cache row), matrix.
     heads = []
     for i, (head, part) in enumerate(task.heads()):
-        y_head = y if i == 0 else head.classes_of(cache.label(head.column))[rows]
-        p_head = probs[:, part]
-        heads.append(HeadScores(head, p_head, y_head, confusion_matrix(y_head, p_head.argmax(1), head.num_classes)))
+        y_head = y if i == 0 and not head.multilabel else head.targets(cache.label(head.column))[rows]
+        heads.append(head_scores(head, probs[:, part], y_head))
+    summaries = [head_summary(h, cache, rows) for h in heads]
+    first = task.heads()[0][0]
+    outside = 0 if first.multilabel else int(np.sum(first.classes_of(cache.label(first.column)) < 0))
+    if outside:  # notes the split leaves out: a pitch train never had, a velocity outside NSynth's five
+        summaries[0]["notes_not_scored"] = outside
     result = {"task": task.name, "model": config.model, "classes": list(task.class_names),
               "split": split, "cache": str(path), "checkpoint": str(ckpt_path), "epoch": state["epoch"],
-              "seed": config.seed, split: summarize(heads[0].cm, task.class_names)}
+              "seed": config.seed, split: summaries[0]}
+    if task.parts:  # each head's metrics by its name; the first is also under the split's name
+        result["heads"] = {h.head.name: m for h, m in zip(heads, summaries, strict=True)}
+        result["head_weights"] = list(config.weights() or [1.0] * len(heads))
     if task.second:
-        result["source_head"] = summarize(heads[1].cm, heads[1].head.class_names)
+        result["source_head"] = summaries[1]
         result["consistency"] = consistency(heads[0].probs.argmax(1), heads[1].probs.argmax(1),
                                             state["extra"].get("train_pairs", []), task)
     return Scores(result, ckpt_path, state, config.model, task, cache, probs, y, rows, heads)
+
+
+def head_scores(head: Task, probs: np.ndarray, y: np.ndarray) -> HeadScores:
+    """A head's scores from its probabilities (N, C) and targets (N,) classes or (N, L) flags."""
+    if head.multilabel:
+        return HeadScores(head, probs, y, multilabel_confusion(y, probs))
+    keep = y >= 0
+    return HeadScores(head, probs, y, confusion_matrix(y[keep], probs[keep].argmax(1), head.num_classes))
+
+
+def head_summary(h: HeadScores, cache: cache_format.Cache, rows: np.ndarray) -> dict[str, Any]:
+    """What ``metrics.json`` says of one head: accuracy, per-class accuracy and F1, macro-F1 and
+    the confusion matrix (:func:`~.metrics.summarize`), or for a multi-label head AP, F1 and mAP
+    (:func:`~.head_metrics.multilabel_summary`); for pitch its near misses; for every head its
+    score by pitch range and by velocity. ``rows`` (N,): the notes' cache rows."""
+    pitch, velocity = cache.label("pitch")[rows], cache.label("velocity")[rows]
+    if h.head.multilabel:
+        out = multilabel_summary(h.y, h.probs, h.head.class_names)
+    else:
+        out = summarize(h.cm, h.head.class_names)
+        unscored = int(np.sum(h.y < 0))
+        if unscored:  # notes of the split whose class the head does not have (a pitch absent from train)
+            out["notes_not_scored"] = unscored
+        if h.head.column == "pitch":
+            keep = h.y >= 0
+            family = cache.label("family")[rows][keep]
+            out.update(pitch_summary(h.y[keep], h.probs[keep].argmax(1), h.head.class_ids, family, FAMILIES))
+    out.update(breakdown(note_counts(h.y, h.probs, h.head.multilabel), pitch, velocity, h.head.multilabel))
+    return out
 
 
 def write_scores(scores: Scores, out: Path | None = None, figures: bool = True) -> dict[str, Any]:
@@ -141,8 +182,13 @@ def write_scores(scores: Scores, out: Path | None = None, figures: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     run_dir.write_json(out / ("metrics.json" if split == "test" else f"metrics-{split}.json"), result)
     result["run"] = run_dir.summary(scores.ckpt_path.parent, scores.state["config"])
-    log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", scores.model, split,
-             100 * result[split]["accuracy"], result[split]["macro_f1"], len(scores.y))
+    first = result[split]
+    if "accuracy" in first:
+        log.info("%s on %s: accuracy %.1f%%, macro-F1 %.3f over %d notes", scores.model, split,
+                 100 * first["accuracy"], first["macro_f1"], len(scores.y))
+    else:  # a multi-label head first (qualities)
+        log.info("%s on %s: mAP %.3f, micro-F1 %.3f over %d notes", scores.model, split,
+                 first["mAP"] or 0.0, first["micro_f1"], len(scores.y))
     if figures:
         fig_dir = out / ("figures" if split == "test" else f"figures-{split}")
         write_figures(scores, fig_dir)
@@ -153,24 +199,32 @@ def write_scores(scores: Scores, out: Path | None = None, figures: bool = True) 
 def write_figures(scores: Scores, fig_dir: Path) -> None:
     """Every figure of ``scores`` into ``fig_dir``: learning curves, and per head the confusion
     matrices, per-class accuracy and example notes."""
-    from nsynth_train import plots
+    from nsynth_train import plots, task_plots
 
     split, epoch, model, result = scores.result["split"], scores.state["epoch"], scores.model, scores.result
     history = _full_history(scores.ckpt_path, scores.state)
-    if not scores.task.second:
-        plots.write_all(fig_dir, history, scores.heads[0].cm, scores.task, split, result[split], scores.probs,
-                        scores.y, scores.rows, scores.cache, model=model, best_epoch=epoch)
+    if not scores.task.second and not scores.task.parts:
+        task_plots.write_head(fig_dir, history, scores.heads[0], split, result[split], scores.rows, scores.cache,
+                              model, epoch)
         return
     # One set of curves for the network, one folder of figures per head.
     chance = float(np.mean([1 / h.head.num_classes for h in scores.heads]))
-    if history:
+    if history and scores.task.second:
         plots.write_learning_curves(
             fig_dir, history, f"{model}, both task", split, epoch, chance,
             "loss: the sum of the family and source heads' cross-entropies; accuracy: the mean of "
             "the two heads' accuracies")
-    for h, key in zip(scores.heads, (split, "source_head"), strict=True):
-        plots.write_all(fig_dir / f"{h.head.name}_head", [], h.cm, replace(h.head, name=f"{h.head.name} head of the both"),
-                        split, result[key], h.probs, h.y, scores.rows, scores.cache, model=model, best_epoch=epoch)
+    elif history:
+        plots.write_learning_curves(
+            fig_dir, history, f"{model}, {scores.task.name} task", split, epoch, chance,
+            "loss: the sum of the heads' losses times their weights; accuracy: the mean of the heads' scores "
+            "(accuracy; micro-F1 for qualities)")
+    keys = (split, "source_head") if scores.task.second else tuple(h.head.name for h in scores.heads)
+    for h, key in zip(scores.heads, keys, strict=True):
+        metrics = result[key] if scores.task.second else result["heads"][key]
+        named = replace(h, head=replace(h.head, name=f"{h.head.name} head of the {scores.task.name}"))
+        task_plots.write_head(fig_dir / f"{h.head.name}_head", [], named, split, metrics, scores.rows,
+                              scores.cache, model, epoch)
 
 
 def consistency(family: np.ndarray, source: np.ndarray, train_pairs: list[list[int]], task: Task) -> dict[str, Any]:

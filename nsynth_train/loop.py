@@ -35,7 +35,7 @@ from nsynth_train.epoch import Diverged, Objective, make_scaler, objective_for, 
 from nsynth_train.evaluate import score, write_scores
 from nsynth_train.models import build_model, count_parameters
 from nsynth_train.options import make_optimizer
-from nsynth_train.tasks import Task, get_task
+from nsynth_train.tasks import Task, head_names, make_task
 
 __all__ = ["Diverged", "Interrupted", "Objective", "TrainConfig", "run_epoch", "train"]
 
@@ -150,22 +150,23 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     config = config.resolved()
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
-    task = get_task(config.task)
+    head_names(config.task)  # a refused task fails here, before any process group
     dist = distributed.setup(config.device)
     try:
-        return _train(config, task, dist, Path(out), resume, overwrite, progress and dist.main, figures,
+        return _train(config, dist, Path(out), resume, overwrite, progress and dist.main, figures,
                       hooks if dist.main else None)
     finally:
         dist.close()
 
 
-def _train(config: TrainConfig, task: Task, dist: Dist, out: Path, resume: bool, overwrite: bool,
+def _train(config: TrainConfig, dist: Dist, out: Path, resume: bool, overwrite: bool,
            progress: bool, figures: bool, hooks: list[EpochHook] | None = None) -> dict[str, Any]:
     cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
                                                                 (config.feature,))
                                  for split in SPLITS})  # fail before touching the run folder
     assert caches is not None
+    task = make_task(config.task, caches["train"])  # pitch: the pitches the train split holds
     with contextlib.ExitStack() as held:
         def take() -> None:  # rank 0: one writer at a time; stale temporary files removed
             held.enter_context(run_dir.locked(out))

@@ -53,6 +53,15 @@ def class_weights(classes: np.ndarray, num_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def positive_weights(flags: np.ndarray) -> np.ndarray:
+    """(L,) float32 ``pos_weight`` of a multi-label head from its train flags (N, L): negatives
+    over positives of each label (BCE then weighs a label's yes as much as its no); 1 for a label
+    with no positives."""
+    positives = np.asarray(flags, np.float64).sum(0)
+    negatives = len(flags) - positives
+    return np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0).astype(np.float32)
+
+
 def augment(x: torch.Tensor, gain_db: float, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random gain and time shift of a batch of audio features, on x's device.
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-TASK_NAMES = ("family", "source", "both")  # keys of nsynth_train.tasks.TASKS
+# The one-word task names (pitch is made from the train split, the rest are nsynth_train.tasks.TASKS);
+# a comma list of HEAD_NAMES (family,source,pitch) trains one network with a head for each.
+TASK_NAMES = ("family", "source", "both", "pitch", "velocity", "qualities")
+HEAD_NAMES = ("family", "source", "pitch", "velocity", "qualities")
+# Why --task instrument is refused (docs/training.md#instrument).
+INSTRUMENT_REFUSED = ("--task instrument is not offered: NSynth's train, valid and test splits hold disjoint "
+                      "instruments, so no instrument of valid or test is ever seen in training and instrument "
+                      "identity cannot be scored on them (docs/training.md#instrument)")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 BALANCE = ("off", "loss")
@@ -69,7 +76,7 @@ CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "ep
                "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
                "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
                "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
-               "gain_db": "--gain-db", "shift": "--shift"}
+               "gain_db": "--gain-db", "shift": "--shift", "head_weights": "--head-weights"}
 
 
 def number(value: float) -> str:
@@ -83,3 +90,40 @@ def number(value: float) -> str:
 def preset_values(field: str, models: tuple[str, ...] = ("cnn", "lstm")) -> str:
     """``cnn 20, lstm 30``: the presets' values of ``field`` (a :class:`ModelPreset` field), for ``--help``."""
     return ", ".join(f"{m} {number(getattr(PRESETS[m], field))}" for m in models)
+
+
+def task_heads(spec: str) -> tuple[tuple[str, ...], str | None]:
+    """The heads a ``--task`` value names and None, or () and the one line saying what is wrong.
+
+    ``family`` -> ("family",); ``both`` -> ("both",); ``family,source,pitch`` -> the three.
+    """
+    if not isinstance(spec, str):
+        return (), f"the task must be a name, not {spec!r}"
+    heads = tuple(h.strip() for h in spec.split(",") if h.strip())
+    expected = f"expected one of {', '.join(TASK_NAMES)}, or a comma list of {', '.join(HEAD_NAMES)}"
+    if "instrument" in heads:
+        return (), INSTRUMENT_REFUSED
+    if not heads:
+        return (), f"no task named; {expected}"
+    if len(heads) == 1:
+        return (heads, None) if heads[0] in TASK_NAMES else ((), f"unknown task {spec!r}; {expected}")
+    unknown = [h for h in heads if h not in HEAD_NAMES]
+    if unknown:
+        return (), f"unknown head {unknown[0]!r} in the task {spec!r}; {expected}"
+    if len(set(heads)) < len(heads):
+        return (), f"the task {spec!r} names a head twice"
+    return heads, None
+
+
+def head_weights(text: str, heads: int) -> tuple[tuple[float, ...], str | None]:
+    """``"1,1,0.5"`` for ``heads`` heads -> the weights and None, or () and what is wrong: one
+    finite number >= 0 per head, at least one above 0."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        return (), f"--head-weights must be numbers separated by commas, not {text!r}"
+    if len(values) != heads:
+        return (), f"--head-weights gives {len(values)} weight(s) for a task with {heads} heads"
+    if any(not (v >= 0 and v != float("inf")) for v in values) or not any(values):
+        return (), f"--head-weights must be finite numbers >= 0, at least one above 0, not {text!r}"
+    return values, None

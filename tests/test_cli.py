@@ -113,7 +113,7 @@ def test_the_cli_offers_exactly_the_library_s_names() -> None:
     from nsynth_train.config import CHOICES, OPTIONAL_CHOICES, TrainConfig
     from nsynth_train.models import PRESETS
     from nsynth_train.tasks import TASKS
-    from nsynth_train.vocabulary import CLI_OPTIONS
+    from nsynth_train.vocabulary import CLI_OPTIONS, TASK_NAMES
 
     def choices(command: click.Command) -> dict[str, tuple[str, ...]]:
         return {p.name: tuple(p.type.choices) for p in command.params
@@ -124,8 +124,13 @@ def test_the_cli_offers_exactly_the_library_s_names() -> None:
     prep = group.commands["prep"]
     assert isinstance(prep, click.Group)
     train = group.commands["train"]
-    registries = {"task": tuple(TASKS), "model": tuple(PRESETS), **CHOICES, **OPTIONAL_CHOICES}
+    registries = {"model": tuple(PRESETS), **CHOICES, **OPTIONAL_CHOICES}
     assert choices(train) == registries
+    # --task takes a name or a comma list of heads (checked by the same vocabulary as TrainConfig):
+    # the fixed tasks, and pitch, whose classes come from the train split.
+    task = next(p for p in train.params if p.name == "task")
+    assert set(TASK_NAMES) == {*TASKS, "pitch"} and all(task.type.convert(n, None, None) == n for n in TASK_NAMES)
+    assert task.type.convert("family, pitch", None, None) == TrainConfig(task="family, pitch").task == "family,pitch"
     assert choices(prep.commands["build-cache"])["features"] == tuple(FEATURES)
     assert choices(prep.commands["build-cache"])["on_error"] == ON_ERROR
     with pytest.raises(ConfigError, match="on_error"):

@@ -29,6 +29,7 @@ from nsynth_prep.builder.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRu
 from nsynth_prep.cache import format as cache
 from nsynth_prep.cache import skipped as skipped_table
 from nsynth_prep.errors import CacheError, ConfigError, SourceError, StorageError
+from nsynth_prep.exclusions import NoteList
 from nsynth_prep.features import FeatureSpec, feature_spec
 from nsynth_prep.labels import LabelTable, family_id
 from nsynth_prep.progress import Progress
@@ -59,6 +60,8 @@ class BuildConfig:
     # "local:N" (a Dask LocalCluster of N processes); see .dask_cluster. Not recorded: where a cache was
     # computed is not part of what it is (a Dask build and a local one write the same bytes).
     dask: str | None = None
+    # Notes to leave out, by name (--exclude-notes); recorded as skipped notes with the list's name
+    exclude_notes: NoteList | None = None
 
     def __post_init__(self) -> None:
         for name in self.features:
@@ -76,7 +79,8 @@ class BuildConfig:
 
     def rows(self) -> cache.RowOptions:
         """What decides which notes are in the cache and in which order."""
-        return cache.RowOptions(self.families, self.exclude_families, self.seed, self.on_error)
+        return cache.RowOptions(self.families, self.exclude_families, self.seed, self.on_error,
+                                self.exclude_notes.digest() if self.exclude_notes else "")
 
 
 @dataclass
@@ -190,19 +194,22 @@ def _build_locked(src: Source, path: Location, config: BuildConfig, progress: bo
         with Progress(src.path.stat().st_size, f"{src.split} {verb}", unit="B", enabled=progress) as bar:
             catalog = src.scan(todo, config.on_error, spool, bar.update, config.workers)
     keep = _family_filter(catalog.labels, config)
+    keep, excluded = _note_filter(catalog.labels, keep, config.exclude_notes, path)
     if not len(keep) and not config.allow_empty and existing is None:
         _remove_work(work, spool)  # nothing worth resuming
         raise SourceError(f"{src.path}: no notes to build ({len(catalog.labels)} read, {len(catalog.skipped)} "
                           f"skipped{_first_skip(catalog.skipped)}, {len(catalog.labels) - len(keep)} left out by "
-                          "--families/--exclude-families); pass --allow-empty to write an empty cache")
+                          f"--families/--exclude-families{' and --exclude-notes' if excluded else ''}); pass "
+                          "--allow-empty to write an empty cache")
     order = keep[order_rows(catalog.labels.take(keep), config.seed)]
     labels = catalog.labels.take(order)
     if existing is None:
-        head, count, crc, table = skipped_table.plan(catalog.skipped)  # a long list goes beside the attrs
+        # A long list goes beside the attrs; excluded notes are recorded as skipped, with the list as reason.
+        head, count, crc, table = skipped_table.plan([*catalog.skipped, *excluded])
         build = cache.BuildMeta(src.split, source_info, config.rows(), config.workers, config.allow_empty, head,
                                 count, crc)
         group = cache.create(path, labels, build, fp.columns(), table)
-        log.info("%s: %d notes planned (%d skipped)", path, len(labels), len(catalog.skipped))
+        log.info("%s: %d notes planned (%d skipped, %d excluded)", path, len(labels), len(catalog.skipped), len(excluded))
     else:
         group = cache.open_group(path, "r+")
         if existing.meta.label_checksums["note_str"] != cache.checksum(labels.note_str):
@@ -249,6 +256,21 @@ def _family_filter(labels: LabelTable, config: BuildConfig) -> np.ndarray:
     if config.exclude_families:
         keep &= ~np.isin(labels.family, [family_id(f) for f in config.exclude_families])
     return np.flatnonzero(keep)
+
+
+def _note_filter(labels: LabelTable, keep: np.ndarray, notes: NoteList | None, path: Location
+                 ) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """``keep`` (catalog positions) less the notes on the list, and those notes as skipped-note
+    records (``note``, ``reason``), by name."""
+    if notes is None:
+        return keep, []
+    names = labels.note_str[keep].astype(str)
+    out = notes.left_out(names)
+    reason = f"excluded: listed in {notes.source}"
+    excluded = [{"note": n, "reason": reason} for n in sorted(names[out].tolist())]
+    log.info("%s: %d notes left out as listed in %s (%d of its %d names are not in this split)", path,
+             len(excluded), notes.source, len(notes.notes) - len(excluded), len(notes.notes))
+    return keep[~out], excluded
 
 
 def _summary(src: Source, path: Location, group: zarr.Group, config: BuildConfig, built_now: list[str],

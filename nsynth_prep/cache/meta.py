@@ -129,6 +129,8 @@ class RowOptions:
     exclude_families: tuple[str, ...] = ()
     seed: int = 0  # row-order seed
     on_error: str = "fail"  # "fail" or "skip"
+    # --exclude-notes: the list's source, size and hash (nsynth_prep.exclusions.NoteList.digest); "" for none
+    exclude_notes: str = ""
 
     def differences(self, now: RowOptions) -> list[str]:
         """``--option was X, now Y`` for each option that differs between ``self`` and ``now``."""
@@ -174,7 +176,9 @@ class BuildMeta:
                 "exclude_families": list(self.rows.exclude_families), "seed": self.rows.seed,
                 "on_error": self.rows.on_error, "workers": self.workers, "allow_empty": self.allow_empty,
                 "skipped": [{"note": s.note, "reason": s.reason} for s in self.skipped],
-                "skipped_count": self.skipped_count, **crc}
+                "skipped_count": self.skipped_count, **crc,
+                # only when given: a cache built without a list has the attrs it always had
+                **({"exclude_notes": self.rows.exclude_notes} if self.rows.exclude_notes else {})}
 
     @classmethod
     def from_attrs(cls, value: Any, where: str = "build") -> BuildMeta:
@@ -184,7 +188,8 @@ class BuildMeta:
         for name in (*families, *excluded):
             parse_str(name, f"{where}.families", FAMILIES)
         rows = RowOptions(families, excluded, parse_int(d.get("seed"), f"{where}.seed"),
-                          parse_str(d.get("on_error"), f"{where}.on_error", ON_ERROR))
+                          parse_str(d.get("on_error"), f"{where}.on_error", ON_ERROR),
+                          parse_str(d.get("exclude_notes", ""), f"{where}.exclude_notes"))
         skipped = d.get("skipped")
         if not isinstance(skipped, list):
             raise MetaError(f"{where}.skipped is {_show(skipped)}, not a list")

@@ -43,7 +43,8 @@ def describe(path: Where) -> dict[str, Any]:
         "path": str(c.path), "split": meta.split, "format_version": cache_format.FORMAT_VERSION,
         "notes": len(c), "disk_bytes": disk_bytes(c.path), "features": features,
         "building": list(meta.building), "source": dataclasses.asdict(build.source), "seed": build.rows.seed,
-        "filters": {"families": list(build.rows.families), "exclude_families": list(build.rows.exclude_families)},
+        "filters": {"families": list(build.rows.families), "exclude_families": list(build.rows.exclude_families),
+                    **({"exclude_notes": build.rows.exclude_notes} if build.rows.exclude_notes else {})},
         "families": list(meta.families), "sources": list(meta.sources),
         "family_source": [list(row) for row in counts.family_source],
         "pitch": [int(labels.pitch.min()), int(labels.pitch.max())] if len(c) else None,
@@ -81,6 +82,7 @@ def format_description(info: dict[str, Any]) -> str:
         f"built from {src['format']} {src['path']} (row-order seed {info['seed']}"
         + (f", families {','.join(info['filters']['families'])}" if info["filters"]["families"] else "")
         + (f", excluding {','.join(info['filters']['exclude_families'])}" if info["filters"]["exclude_families"] else "")
+        + (f", excluding the notes of {info['filters']['exclude_notes']}" if "exclude_notes" in info["filters"] else "")
         + ")",
         "",
         f"{'feature':<9} {'shape':<20} {'dtype':<8} {'scale':<8} {'chunk':<18} {'compression':<26} {'on disk':>10}",

@@ -99,7 +99,7 @@ def test_inspect_works_with_only_pooled(corpus: Path, tmp_path: Path) -> None:
     assert list(inspect_lib.describe(tmp_path / "test.zarr")["features"]) == ["pooled"]
     assert len(write_overview(open_cache(tmp_path / "test.zarr"), tmp_path / "fig")) == 4
     report = audit([tmp_path / "test.zarr"])
-    assert report.caches[0].audio_feature is None and "silence and clipping" in report.caches[0].not_checked[0]
+    assert report.caches[0].audio_feature is None and "silence, clipping and noise" in report.caches[0].not_checked[0]
 
 
 def test_clean_cache_audits_clean(clean: Path) -> None:

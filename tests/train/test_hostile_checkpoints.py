@@ -131,6 +131,11 @@ def test_a_class_list_one_short_of_the_tasks(finished_run: Path, tmp_path: Path,
     refused(cli, crafted(finished_run, tmp_path, "renamed.pt", renamed), "other class ids or names")
 
     def unknown(state: dict[str, Any]) -> None:
-        state["task"] = json.dumps({**json.loads(state["task"]), "name": "pitch"})
+        state["task"] = json.dumps({**json.loads(state["task"]), "name": "tempo"})
 
-    refused(cli, crafted(finished_run, tmp_path, "unknown.pt", unknown), "task 'pitch' is not one of")
+    refused(cli, crafted(finished_run, tmp_path, "unknown.pt", unknown), "task 'tempo': unknown task 'tempo'")
+
+    def as_pitch(state: dict[str, Any]) -> None:  # pitch's classes vary, but its names are its MIDI numbers
+        state["task"] = json.dumps({**json.loads(state["task"]), "name": "pitch", "column": "pitch"})
+
+    refused(cli, crafted(finished_run, tmp_path, "as_pitch.pt", as_pitch), "pitch task has 10 classes or other")

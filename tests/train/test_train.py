@@ -71,7 +71,7 @@ def test_tasks_map_nsynth_ids() -> None:
     np.testing.assert_array_equal(family.classes_of(np.array([0, 8, 9, 10, 42])), [0, 8, -1, 9, -1])
     assert get_task("source").classes_of(np.array([2, 0])).tolist() == [2, 0]
     with pytest.raises(ConfigError, match="unknown task"):
-        get_task("pitch")
+        get_task("tempo")
 
 
 def test_metrics_by_hand() -> None:
@@ -150,7 +150,7 @@ def test_run_artifacts_and_eval(caches: Path, tmp_path: Path) -> None:
     assert lines[0].endswith(",train_notes") and [line.split(",")[-1] for line in lines[1:]] == ["48", "48"]
     figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
     assert figures == {"learning_curves.png", "confusion_counts.png", "confusion_normalized.png",
-                       "per_class_accuracy.png", "examples_confident.png", "examples_boundary.png"}
+                       "per_class_accuracy.png", "examples_confident.png", "examples_boundary.png", "breakdown.png"}
     valid = evaluate_run(tmp_path / "run", None, "valid", progress=False)
     assert valid["valid"]["notes"] == 30 and (tmp_path / "run" / "metrics-valid.json").exists()
     assert (tmp_path / "run" / "figures-valid" / "confusion_counts.png").exists()
