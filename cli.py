@@ -269,11 +269,26 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
               help=PRESET_DEFAULT["label_smoothing"])
 @click.option("--balance", type=click.Choice(vocab.BALANCE),
-              help=f"loss: weight the cross-entropy by inverse train class frequency. {PRESET_DEFAULT['balance']}")
+              help=f"loss: weight the cross-entropy by inverse train class frequency; sample: draw each epoch's "
+                   f"notes class-balanced, with replacement. {PRESET_DEFAULT['balance']}")
 @click.option("--gain-db", type=click.FloatRange(min=0, max=vocab.GAIN_DB_MAX),
               help=f"Augmentation: random gain in +-N dB per note. {PRESET_DEFAULT['gain_db']}")
 @click.option("--shift", type=click.FloatRange(min=0, max=vocab.SHIFT_MAX),
               help=f"Augmentation: random time shift up to this fraction of the input. {PRESET_DEFAULT['shift']}")
+@click.option("--freq-mask", type=click.IntRange(min=0),
+              help=f"SpecAugment (mel- models): two frequency masks of up to N mel bands. {PRESET_DEFAULT['freq_mask']}")
+@click.option("--time-mask", type=click.IntRange(min=0),
+              help=f"SpecAugment (mel- models): two time masks of up to N frames. {PRESET_DEFAULT['time_mask']}")
+@click.option("--mixup", type=click.FloatRange(min=0),
+              help=f"Mixup with Beta(A, A) mixing weights (0: off). {PRESET_DEFAULT['mixup']}")
+@click.option("--eq-db", type=click.FloatRange(min=0, max=vocab.EQ_DB_MAX),
+              help=f"Robustness: random EQ, three bands of up to +-N dB (audio models). {PRESET_DEFAULT['eq_db']}")
+@click.option("--noise-snr", type=click.FloatRange(min=0),
+              help=f"Robustness: white noise at an SNR of N to N+{vocab.NOISE_SNR_SPAN} dB (audio models; 0: off). "
+                   f"{PRESET_DEFAULT['noise_snr']}")
+@click.option("--pitch-shift", type=click.FloatRange(min=0, max=vocab.PITCH_SHIFT_MAX),
+              help=f"Robustness: pitch shift by resampling, up to +-N semitones (audio models). "
+                   f"{PRESET_DEFAULT['pitch_shift']}")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
@@ -284,8 +299,9 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
-              gain_db: float | None, shift: float | None, seed: int, out: Path | None, resume: bool,
-              overwrite: bool) -> None:
+              gain_db: float | None, shift: float | None, freq_mask: int | None, time_mask: int | None,
+              mixup: float | None, eq_db: float | None, noise_snr: float | None, pitch_shift: float | None,
+              seed: int, out: Path | None, resume: bool, overwrite: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json and figures/
@@ -303,7 +319,8 @@ def train_cmd(obj: dict, task: str, model: str, cache_dir: Location, epochs: int
                        lr=lr, l1=l1, l2=l2, device=device, amp=amp, resident=resident,
                        num_workers=num_workers, patience=patience, compile=compile_model, optimizer=optimizer,
                        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                       balance=balance, gain_db=gain_db, shift=shift, seed=seed, out=out,
+                       balance=balance, gain_db=gain_db, shift=shift, freq_mask=freq_mask, time_mask=time_mask,
+                       mixup=mixup, eq_db=eq_db, noise_snr=noise_snr, pitch_shift=pitch_shift, seed=seed, out=out,
                        resume=resume, overwrite=overwrite, progress=obj["progress"])
     if result["report"]:  # empty on torchrun's ranks other than 0
         click.echo(result["report"])

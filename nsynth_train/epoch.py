@@ -21,6 +21,7 @@ from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
 from nsynth_train.models import CNN, forward
 from nsynth_train.options import augment, class_weights, lr_factor
+from nsynth_train.recipe import mixed_cross_entropy, mixup, robust
 from nsynth_train.tasks import Task
 
 SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often
@@ -46,6 +47,10 @@ class Objective:
     label_smoothing: float = 0.0
     gain_db: float = 0.0
     shift: float = 0.0
+    mixup: float = 0.0  # the recipe's (nsynth_train.recipe); 0 = off
+    eq_db: float = 0.0
+    noise_snr: float = 0.0
+    pitch_shift: float = 0.0
     schedule: str = "constant"
     base_lr: float = 0.0
     step: int = 0
@@ -101,16 +106,24 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
              else ((b, len(b[1])) for b in split.batches(epoch, drop_last)))
     with Progress(shares[dist.rank], desc, enabled=progress) as bar, torch.set_grad_enabled(training):
         for k, ((x, y, rows), n) in enumerate(steps):
+            mix: tuple[torch.Tensor, torch.Tensor] | None = None  # mixup's partners and lambdas
             if training:
+                x = robust(x, objective.eq_db, objective.noise_snr, objective.pitch_shift)
                 x = augment(x, objective.gain_db, objective.shift)
+                if objective.mixup:
+                    x, perm, lam = mixup(x, objective.mixup)
+                    mix = (perm, lam)
             logits = forward(model, x, amp)  # (B, outputs) float32
             targets = head_targets(objective, y, rows)
             loss = torch.zeros((), device=logits.device)
             for (part, weight), target in zip(objective.heads, targets, strict=True):
                 # Smoothing and class weights shape the training objective only; the reported
                 # validation loss is the plain cross-entropy, comparable across runs.
-                loss = loss + F.cross_entropy(logits[:, part], target, weight=weight if training else None,
-                                              label_smoothing=objective.label_smoothing if training else 0.0)
+                if mix:  # training with mixup: the loss of both partners' classes
+                    loss = loss + mixed_cross_entropy(logits[:, part], target, *mix, weight, objective.label_smoothing)
+                else:
+                    loss = loss + F.cross_entropy(logits[:, part], target, weight=weight if training else None,
+                                                  label_smoothing=objective.label_smoothing if training else 0.0)
                 if n:  # not a padding step
                     correct += (logits[:, part].argmax(1) == target).sum()
             if optimizer is not None:
@@ -175,7 +188,9 @@ def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, de
         head = task.heads()[1][0]
         second = torch.from_numpy(head.classes_of(cache.label(head.column))).to(device)
     return Objective(heads=heads, second=second, label_smoothing=config.label_smoothing or 0.0,
-                     gain_db=config.gain_db or 0.0, shift=config.shift or 0.0,
+                     gain_db=config.gain_db or 0.0, shift=config.shift or 0.0, mixup=config.mixup or 0.0,
+                     eq_db=config.eq_db or 0.0, noise_snr=config.noise_snr or 0.0,
+                     pitch_shift=config.pitch_shift or 0.0,
                      schedule=config.schedule or "constant", base_lr=config.lr or 0.0, total=total_steps)
 
 

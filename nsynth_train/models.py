@@ -98,6 +98,10 @@ def build_model(name: str, num_classes: int) -> nn.Module:
         from nsynth_train.mel_models import MelCNN
 
         return MelCNN(num_classes)
+    if name == "mel-cnn2":
+        from nsynth_train.mel_models import CHANNELS2, MelCNN
+
+        return MelCNN(num_classes, channels=CHANNELS2, convs=2)
     if name in ("cnn", "cnn-reg"):
         return CNN(num_classes)
     return RNN(num_classes, bidirectional=name == "blstm")
