@@ -237,7 +237,8 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
                    "network with a head for each, loss the sum.")
 @click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
-                                      "a log-mel spectrogram made on the device from trimmed.")
+                                      "(and the deeper mel-cnn2) a log-mel spectrogram made on the device from "
+                                      "trimmed.")
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder (or s3://, file:// URL) holding train.zarr, valid.zarr and "
               "test.zarr.")

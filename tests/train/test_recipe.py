@@ -4,6 +4,7 @@ mel-cnn2 preset; each off by default and, when off, training bit for bit as with
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -180,7 +181,7 @@ def test_mel_cnn2_shapes_and_parameters() -> None:
     for outputs in (10, 3):
         model = build_model("mel-cnn2", outputs)
         chans = (1, *CHANNELS2)
-        convs = sum(9 * a * b + 9 * b * b for a, b in zip(chans, chans[1:], strict=False))
+        convs = sum(9 * a * b + 9 * b * b for a, b in itertools.pairwise(chans))
         norms = 2 + sum(2 * 2 * c for c in CHANNELS2)
         assert count_parameters(model) == convs + norms + CHANNELS2[-1] * 4 * outputs + outputs
         model.eval()
