@@ -73,6 +73,34 @@ def table(runs: Path, rows: list[str], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def speed(models: list[str], batch_size: int, steps: int = 5) -> str:
+    """Parameters and training notes/s (forward, backward, Adam step on random audio, one thread,
+    the first step left out) of each model, as markdown rows."""
+    import time
+
+    import torch
+
+    from nsynth_train.models import build_model, count_parameters
+
+    torch.set_num_threads(1)
+    lines = ["| model | parameters (10 classes) | training notes/s, 1 thread |", "|---|---|---|"]
+    for name in models:
+        torch.manual_seed(0)
+        model = build_model(name, 10)
+        opt = torch.optim.Adam(model.parameters())
+        x, y = torch.randn(batch_size, 51_200) * 0.1, torch.randint(0, 10, (batch_size,))
+        for k in range(steps + 1):
+            if k == 1:
+                start = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rate = batch_size * steps / (time.perf_counter() - start)
+        lines.append(f"| {name} | {count_parameters(model):,} | {rate:,.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, required=True)
@@ -83,12 +111,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds.")
     ap.add_argument("--only", help=f"Comma-separated rows (default: all of {', '.join(ROWS)}).")
     ap.add_argument("--table-only", action="store_true", help="Print the table of the finished runs; train nothing.")
+    ap.add_argument("--speed", action="store_true", help="Only time a training step of each row's model.")
     args = ap.parse_args()
     rows = args.only.split(",") if args.only else list(ROWS)
     seeds = [int(s) for s in args.seeds.split(",")]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         ap.error(f"unknown rows {', '.join(unknown)}; expected some of {', '.join(ROWS)}")
+    if args.speed:
+        print(speed(sorted({ROWS[r][0] for r in rows}), args.batch_size))
+        return
     if not args.table_only:
         for seed in seeds:
             for name in rows:
