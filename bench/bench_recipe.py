@@ -14,6 +14,7 @@ table of fewer seeds; a finished run (metrics.json) is not run again and an inte
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -55,21 +56,26 @@ def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def table(runs: Path, rows: list[str], seeds: list[int]) -> str:
-    lines = ["| row | model | options | test accuracy % | macro-F1 | per seed (accuracy %) | best epochs | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| row | model | options | test accuracy % | macro-F1 | per seed (accuracy %) | best valid % | "
+             "last train % | best epochs | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in rows:
         model, options = ROWS[name]
-        acc, f1, best = [], [], []
+        acc, f1, valid, trained, best = [], [], [], [], []
         for seed in seeds:
-            path = runs / f"{name}-s{seed}" / "metrics.json"
-            if path.is_file():
-                metrics = json.loads(path.read_text())
+            run = runs / f"{name}-s{seed}"
+            if (run / "metrics.json").is_file():
+                metrics = json.loads((run / "metrics.json").read_text())
                 acc.append(metrics["test"]["accuracy"])
                 f1.append(metrics["test"]["macro_f1"])
                 best.append(str(metrics["epoch"]))
+                with open(run / "history.csv") as f:
+                    history = list(csv.DictReader(f))
+                valid.append(max(float(h["valid_accuracy"]) for h in history))
+                trained.append(float(history[-1]["train_accuracy"]))  # mixup's: against each note's own class
         per_seed = ", ".join(f"{100 * a:.1f}" for a in acc)
         lines.append(f"| {name} | {model} | {options_text(options)} | {cell(acc)} | {cell(f1, 1.0, 3)} | "
-                     f"{per_seed} | {', '.join(best)} | {len(acc)} |")
+                     f"{per_seed} | {cell(valid)} | {cell(trained)} | {', '.join(best)} | {len(acc)} |")
     return "\n".join(lines)
 
 
