@@ -6,8 +6,9 @@ batch norm - four blocks of conv 3x3, batch norm, ReLU, max-pool 2x2 (16, 32, 64
 linear. Small on purpose: it has to train in minutes on 2 CPU cores.
 
 ``mel-cnn2``: the same with two conv-BN-ReLU layers in each block before the pool (the VGG /
-PANNs CNN6-10 shape) and wider blocks (24, 48, 96, 192 channels): a deeper, stronger model at
-about 4x ``mel-cnn``'s compute (docs/benchmarks.md).
+PANNs CNN6-10 shape) and wider blocks (24, 48, 96, 192 channels): deeper and wider, training
+about 3.6x slower than ``mel-cnn`` on a CPU; at the recipe table's budget it scored lower
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations

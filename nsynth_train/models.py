@@ -5,6 +5,7 @@
 These four reproduce the reference projects: every training option is off for them.
 ``mel-cnn``: a 2-D CNN on a log-mel spectrogram made on the device from ``trimmed``
 (:mod:`nsynth_train.mel_models`); the training options are off for it too (measured better).
+``mel-cnn2``: the same front end with two convs a block and wider blocks (about 3.6x the compute).
 The presets themselves (:data:`PRESETS`) are :mod:`nsynth_train.vocabulary`'s, which the CLI reads
 without torch.
 """
