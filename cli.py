@@ -278,7 +278,8 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--head-weights", help="Several heads: each head's loss weight, in order (e.g. 1,1,0.5). Default: 1 each.")
 @click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
               show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
-                                      "a log-mel spectrogram made on the device from trimmed.")
+                                      "(and the deeper mel-cnn2) a log-mel spectrogram made on the device from "
+                                      "trimmed.")
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder (or s3://, file:// URL) holding train.zarr, valid.zarr and "
               "test.zarr.")
@@ -310,11 +311,26 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
               help=PRESET_DEFAULT["label_smoothing"])
 @click.option("--balance", type=click.Choice(vocab.BALANCE),
-              help=f"loss: weight the cross-entropy by inverse train class frequency. {PRESET_DEFAULT['balance']}")
+              help=f"loss: weight the cross-entropy by inverse train class frequency; sample: draw each epoch's "
+                   f"notes class-balanced, with replacement. {PRESET_DEFAULT['balance']}")
 @click.option("--gain-db", type=click.FloatRange(min=0, max=vocab.GAIN_DB_MAX),
               help=f"Augmentation: random gain in +-N dB per note. {PRESET_DEFAULT['gain_db']}")
 @click.option("--shift", type=click.FloatRange(min=0, max=vocab.SHIFT_MAX),
               help=f"Augmentation: random time shift up to this fraction of the input. {PRESET_DEFAULT['shift']}")
+@click.option("--freq-mask", type=click.IntRange(min=0),
+              help=f"SpecAugment (mel- models): two frequency masks of up to N mel bands. {PRESET_DEFAULT['freq_mask']}")
+@click.option("--time-mask", type=click.IntRange(min=0),
+              help=f"SpecAugment (mel- models): two time masks of up to N frames. {PRESET_DEFAULT['time_mask']}")
+@click.option("--mixup", type=click.FloatRange(min=0),
+              help=f"Mixup with Beta(A, A) mixing weights (0: off). {PRESET_DEFAULT['mixup']}")
+@click.option("--eq-db", type=click.FloatRange(min=0, max=vocab.EQ_DB_MAX),
+              help=f"Robustness: random EQ, three bands of up to +-N dB (audio models). {PRESET_DEFAULT['eq_db']}")
+@click.option("--noise-snr", type=click.FloatRange(min=0),
+              help=f"Robustness: white noise at an SNR of N to N+{vocab.NOISE_SNR_SPAN} dB (audio models; 0: off). "
+                   f"{PRESET_DEFAULT['noise_snr']}")
+@click.option("--pitch-shift", type=click.FloatRange(min=0, max=vocab.PITCH_SHIFT_MAX),
+              help=f"Robustness: pitch shift by resampling, up to +-N semitones (audio models). "
+                   f"{PRESET_DEFAULT['pitch_shift']}")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seeds", metavar="N,N,...", help="Train the same settings once per seed, into sibling folders "
               "(<out>-seed<N>, or each seed's default folder), then print the runs grouped: mean +- std.")
@@ -330,8 +346,10 @@ def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
               num_workers: int, patience: int, compile_model: bool, optimizer: str | None,
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
-              gain_db: float | None, shift: float | None, seed: int, seeds: str | None, out: Path | None,
-              resume: bool, overwrite: bool, tensorboard: bool, no_report: bool) -> None:
+              gain_db: float | None, shift: float | None, freq_mask: int | None, time_mask: int | None,
+              mixup: float | None, eq_db: float | None, noise_snr: float | None, pitch_shift: float | None,
+              seed: int, seeds: str | None, out: Path | None, resume: bool, overwrite: bool, tensorboard: bool,
+              no_report: bool) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
@@ -350,8 +368,10 @@ def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_
                    l2=l2, device=device, amp=amp, resident=resident, num_workers=num_workers, patience=patience,
                    compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
                    label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift,
-                   head_weights=head_weights, out=out, resume=resume, overwrite=overwrite, progress=obj["progress"],
-                   tensorboard=tensorboard, html_report=False if no_report else None)  # None: with the figures
+                   freq_mask=freq_mask, time_mask=time_mask, mixup=mixup, eq_db=eq_db, noise_snr=noise_snr,
+                   pitch_shift=pitch_shift, head_weights=head_weights, out=out, resume=resume, overwrite=overwrite,
+                   progress=obj["progress"], tensorboard=tensorboard,
+                   html_report=False if no_report else None)  # None: with the figures
     results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
     for result in results:
         if result["report"]:  # empty on torchrun's ranks other than 0

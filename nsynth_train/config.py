@@ -20,8 +20,10 @@ from nsynth_train.vocabulary import (
     BALANCE,
     CLI_OPTIONS,
     DEVICES,
+    EQ_DB_MAX,
     GAIN_DB_MAX,
     OPTIMIZERS,
+    PITCH_SHIFT_MAX,
     PRESET_OPTIONS,
     PRESETS,
     REFERENCE_OPTIONS,
@@ -74,6 +76,13 @@ class TrainConfig:
     # Several heads (both, family,source,pitch): each head's loss weight, "1,1,0.5" (None: 1 each).
     # A sequence of numbers is accepted and stored as that text (what config.json and --resume compare).
     head_weights: str | None = None
+    # The recipe's options (nsynth_train.recipe); None = the preset's, 0 = off
+    freq_mask: int | None = None  # SpecAugment: 2 frequency masks of up to N mel bands
+    time_mask: int | None = None  # SpecAugment: 2 time masks of up to N frames
+    mixup: float | None = None  # Beta(alpha, alpha) of mixup
+    eq_db: float | None = None  # random EQ, bands of up to +-eq_db dB
+    noise_snr: float | None = None  # added white noise, SNR uniform in [noise_snr, noise_snr + 30] dB
+    pitch_shift: float | None = None  # pitch shift by resampling, up to +-N semitones
 
     def __post_init__(self) -> None:
         heads, problem = task_heads(self.task)
@@ -97,8 +106,15 @@ class TrainConfig:
         for name, allowed in OPTIONAL_CHOICES.items():
             if getattr(self, name) is not None and getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
-        for name in ("weight_decay", "label_smoothing", "gain_db", "shift"):
+        for name in ("weight_decay", "label_smoothing", "gain_db", "shift", "mixup", "eq_db", "noise_snr",
+                     "pitch_shift"):
             _check_float(self, name, positive=False)
+        _check_int(self, "freq_mask", 0, optional=True)
+        _check_int(self, "time_mask", 0, optional=True)
+        if self.eq_db is not None and self.eq_db > EQ_DB_MAX:
+            raise ConfigError(f"eq_db must be at most {number(EQ_DB_MAX)}, not {self.eq_db!r}")
+        if self.pitch_shift is not None and self.pitch_shift > PITCH_SHIFT_MAX:
+            raise ConfigError(f"pitch_shift must be at most {number(PITCH_SHIFT_MAX)} semitones, not {self.pitch_shift!r}")
         if self.label_smoothing is not None and self.label_smoothing >= 1:
             raise ConfigError(f"label_smoothing must be below 1, not {self.label_smoothing!r}")
         if self.shift is not None and self.shift > SHIFT_MAX:
@@ -133,7 +149,7 @@ class TrainConfig:
         p = get_preset(self.model)
         # A URL (s3://...) stays as it is; a path is made absolute.
         cache_dir = self.cache_dir if is_url(self.cache_dir) else str(Path(self.cache_dir).resolve())
-        return replace(self, cache_dir=cache_dir,
+        out = replace(self, cache_dir=cache_dir,
                        epochs=p.epochs if self.epochs is None else self.epochs,
                        batch_size=p.batch_size if self.batch_size is None else self.batch_size,
                        lr=p.lr if self.lr is None else self.lr,
@@ -142,6 +158,8 @@ class TrainConfig:
                        drop_last=p.drop_last if self.drop_last is None else self.drop_last,
                        **{name: getattr(p, name) if getattr(self, name) is None else getattr(self, name)
                           for name in PRESET_OPTIONS})
+        check_recipe(out, p.feature)
+        return out
 
     @property
     def feature(self) -> str:
@@ -185,6 +203,19 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown settings {', '.join(sorted(unknown))}")
         return TrainConfig(**d)
+
+
+def check_recipe(config: TrainConfig, feature: str) -> None:
+    """The recipe's options that the model's input cannot take are an error, not silently off:
+    SpecAugment needs a log-mel model, the robustness transforms audio (``trimmed``, ``framed``)."""
+    if (config.freq_mask or config.time_mask) and not config.model.startswith("mel-"):
+        raise ConfigError(f"--freq-mask/--time-mask mask a log-mel spectrogram; model {config.model} has none "
+                          "(use a mel- model)")
+    if (config.eq_db or config.noise_snr or config.pitch_shift) and feature == "pooled":
+        raise ConfigError(f"--eq-db/--noise-snr/--pitch-shift transform audio; model {config.model} reads the "
+                          "pooled spectrum")
+    if config.pitch_shift and "pitch" in config.task.split(","):
+        raise ConfigError("--pitch-shift changes the pitch the pitch task predicts; leave it off for that task")
 
 
 def _check_int(config: TrainConfig, name: str, low: int, optional: bool = False) -> None:

@@ -52,6 +52,7 @@ from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import NsynthError
 from nsynth_prep.storage.store import Where
 from nsynth_train.config import TrainConfig
+from nsynth_train.recipe import balanced_counts
 from nsynth_train.tasks import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features (B, ...), classes (B,), rows (B,)
@@ -102,16 +103,21 @@ class ChunkStream(IterableDataset):
         to the next, until :meth:`close` or the stream is garbage collected.
     prefetch
         Groups of chunks read ahead of the one being yielded.
+    balanced
+        Class-balanced sampling (``--balance sample``): each epoch uses each row the number of
+        times :func:`~nsynth_train.recipe.balanced_counts` draws for it (0, 1 or more) instead of
+        exactly once; chunks are still read once an epoch, a row's copies shuffled with its group.
     """
 
     def __init__(self, path: Where, feature: str, task: Task, batch_size: int, shuffle: bool = True,
                  seed: int = 0, buffer_chunks: int = 4, check: bool = True, threads: int | None = None,
-                 prefetch: int = 1) -> None:
+                 prefetch: int = 1, balanced: bool = False) -> None:
         super().__init__()
         c = cache_format.open_cache(path, (feature,))
         meta = c.feature(feature)
         self.path, self.feature, self.task = c.path, feature, task  # a Path, or a URL's Remote (picklable)
         self.batch_size, self.shuffle, self.seed, self.check = batch_size, shuffle, seed, check
+        self.balanced = balanced
         self.buffer_chunks = max(1, buffer_chunks)
         self.threads, self.prefetch = threads, max(0, prefetch)
         self.chunk_rows = meta.chunk_rows
@@ -145,7 +151,18 @@ class ChunkStream(IterableDataset):
     def shares(self) -> list[int]:
         """Rows each rank yields this epoch (``world`` counts summing to ``len(self)``)."""
         order = self.chunk_order()
-        return [int(self._chunk_rows_in_task[order[r :: self.world]].sum()) for r in range(self.world)]
+        per_chunk = self._chunk_rows_in_task
+        if self.balanced:
+            per_chunk = np.bincount(np.arange(len(self.classes)) // self.chunk_rows, weights=self.row_counts(),
+                                    minlength=self.num_chunks).astype(np.int64)
+        return [int(per_chunk[order[r :: self.world]].sum()) for r in range(self.world)]
+
+    def row_counts(self) -> np.ndarray:
+        """(N,) times each row is used this epoch: 1 for the task's rows (0 for the rest), or the
+        class-balanced draw's counts (``balanced``)."""
+        if self.balanced:
+            return balanced_counts(self.classes, self.seed, self.epoch)
+        return (self.classes >= 0).astype(np.int64)
 
     def chunk_order(self) -> np.ndarray:
         if not self.shuffle:
@@ -163,6 +180,7 @@ class ChunkStream(IterableDataset):
         key = [self.seed, self.epoch, 1 + (info.id if info else 0)]
         rng = np.random.default_rng([*key, self.rank] if self.world > 1 else key)  # 1 rank: as before
         groups = [order[g : g + self.buffer_chunks] for g in range(0, len(order), self.buffer_chunks)]
+        counts = self.row_counts() if self.balanced else None
         # Unencoded chunks are used in place, over their mapped files; encoded ones are decoded into
         # one buffer per group in flight (the one being yielded and those read ahead). Batches are
         # gathered copies, so a buffer is free again once its group is yielded.
@@ -190,7 +208,7 @@ class ChunkStream(IterableDataset):
                 # A chunk no reader has started yet is read here rather than waited for: the first
                 # group, and any the readers fall behind on, get this thread too.
                 parts = _finish(array, reads)  # a damaged chunk raises here
-                local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng)
+                local, rows = self._shuffled(groups[k], [len(p) for p in parts], rng, counts)
                 # Exact batches across groups: a batch begun with one group's last rows is
                 # finished with the next group's first, each row gathered once (no join copy).
                 yield from batch.fill(parts, local, rows, self.classes[rows])
@@ -229,14 +247,17 @@ class ChunkStream(IterableDataset):
         spare, self._spare = self._spare, []  # a second iteration running at once gets its own
         return [spare.pop() if spare else array.buffer(self.buffer_chunks) for _ in range(count)]
 
-    def _shuffled(self, group: np.ndarray, counts: list[int], rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _shuffled(self, group: np.ndarray, counts: list[int], rng: np.random.Generator,
+                  uses: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The task's rows of one group of chunks, shuffled: their places in the group (chunk ``i``'s
-        row ``r`` is ``i * chunk_rows + r``) and their cache rows, both (n,) int64."""
+        row ``r`` is ``i * chunk_rows + r``) and their cache rows, both (n,) int64. ``uses``: (N,)
+        times each cache row is taken (the balanced draw); None = once each."""
         local = np.concatenate([i * self.chunk_rows + np.arange(n) for i, n in enumerate(counts)])
         rows = np.concatenate([int(c) * self.chunk_rows + np.arange(n) for c, n in zip(group, counts, strict=True)])
         keep = self.classes[rows] >= 0
         local, rows = local[keep], rows[keep]
+        if uses is not None:
+            local, rows = np.repeat(local, uses[rows]), np.repeat(rows, uses[rows])
         perm = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
         return local[perm], rows[perm]
 
@@ -357,9 +378,11 @@ class DeviceSplit:
     is 9 GB, its ``trimmed`` 29 GB) and each batch is made float32 there.
     """
 
-    def __init__(self, path: Where, feature: str, task: Task, device: torch.device) -> None:
+    def __init__(self, path: Where, feature: str, task: Task, device: torch.device, balanced: bool = False) -> None:
         c = cache_format.open_cache(path, (feature,))
         classes = task.classes_of(c.label(task.column))
+        self.balanced = balanced  # class-balanced draw when shuffling (see ChunkStream)
+        self.classes = classes[classes >= 0]
         array = CheckedArray(c, feature)
         self.scale = array.scale
         self.rows = torch.from_numpy(np.flatnonzero(classes >= 0)).to(device)
@@ -383,7 +406,10 @@ class DeviceSplit:
         n = len(self.y)
         if shuffle:
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            order = torch.randperm(n, generator=gen).to(self.device)
+            order = torch.randperm(n, generator=gen)
+            if self.balanced:  # n draws in all: the permutation orders each row's copies
+                order = torch.from_numpy(np.repeat(np.arange(n), balanced_counts(self.classes, seed, epoch)))[order]
+            order = order.to(self.device)
         else:
             order = torch.arange(n, device=self.device)
         order = order[rank::world]
@@ -414,11 +440,12 @@ class Split:
             torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MIN)
             self.resident = bool(vote.item())
         assert config.batch_size is not None
+        balanced = shuffle and config.balance == "sample"  # the train split's epochs only
         if self.resident:
-            self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device)
+            self.data: DeviceSplit | ChunkStream = DeviceSplit(path, config.feature, task, device, balanced)
         else:
             self.data = ChunkStream(path, config.feature, task, config.batch_size, shuffle, config.seed,
-                                    config.buffer_chunks, threads=threads)
+                                    config.buffer_chunks, threads=threads, balanced=balanced)
             self.data.shard(self.rank, self.world)
             self.loader = loader(self.data, config.num_workers, pin_memory=device.type == "cuda")
 

@@ -22,6 +22,7 @@ from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
 from nsynth_train.models import CNN, forward
 from nsynth_train.options import augment, class_weights, lr_factor, positive_weights
+from nsynth_train.recipe import mixed_cross_entropy, mixed_flags, mixup, robust
 from nsynth_train.tasks import Task
 
 SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often
@@ -61,6 +62,10 @@ class Objective:
     label_smoothing: float = 0.0
     gain_db: float = 0.0
     shift: float = 0.0
+    mixup: float = 0.0  # the recipe's (nsynth_train.recipe); 0 = off
+    eq_db: float = 0.0
+    noise_snr: float = 0.0
+    pitch_shift: float = 0.0
     schedule: str = "constant"
     base_lr: float = 0.0
     step: int = 0
@@ -74,9 +79,14 @@ def head_targets(objective: Objective, y: torch.Tensor, rows: torch.Tensor) -> l
 
 
 def head_loss(h: HeadObjective, logits: torch.Tensor, target: torch.Tensor, training: bool,
-              label_smoothing: float) -> torch.Tensor:
+              label_smoothing: float, mix: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """One head's loss on a batch (unscaled). Smoothing and class weights shape the training
-    objective only; the reported validation loss is plain, comparable across runs."""
+    objective only; the reported validation loss is plain, comparable across runs. ``mix``:
+    mixup's partner index and lambda (B,) each, when the batch was mixed (training only)."""
+    if mix is not None:
+        if h.multilabel:  # the mixed notes' flags, mixed in the same proportions
+            return F.binary_cross_entropy_with_logits(logits, mixed_flags(target, *mix), pos_weight=h.weight)
+        return mixed_cross_entropy(logits, target, *mix, h.weight, label_smoothing)
     if h.multilabel:  # (B, 10) logits and flags
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=h.weight if training else None)
     loss = F.cross_entropy(logits, target, weight=h.weight if training else None,
@@ -147,13 +157,18 @@ def run_epoch(model: torch.nn.Module, split: Split, config: TrainConfig, epoch: 
              else ((b, len(b[1])) for b in split.batches(epoch, drop_last)))
     with Progress(shares[dist.rank], desc, enabled=progress) as bar, torch.set_grad_enabled(training):
         for k, ((x, y, rows), n) in enumerate(steps):
+            mix: tuple[torch.Tensor, torch.Tensor] | None = None  # mixup's partners and lambdas
             if training:
+                x = robust(x, objective.eq_db, objective.noise_snr, objective.pitch_shift)
                 x = augment(x, objective.gain_db, objective.shift)
+                if objective.mixup:
+                    x, perm, lam = mixup(x, objective.mixup)
+                    mix = (perm, lam)
             logits = forward(model, x, amp)  # (B, outputs) float32
             targets = head_targets(objective, y, rows)
             loss = torch.zeros((), device=logits.device)
             for i, (h, target) in enumerate(zip(objective.heads, targets, strict=True)):
-                part_loss = head_loss(h, logits[:, h.part], target, training, objective.label_smoothing)
+                part_loss = head_loss(h, logits[:, h.part], target, training, objective.label_smoothing, mix)
                 loss = loss + (part_loss if h.scale == 1.0 else h.scale * part_loss)
                 if n:  # not a padding step
                     counts[i] += head_counts(h, logits[:, h.part], target)
@@ -220,7 +235,9 @@ def objective_for(config: TrainConfig, task: Task, cache: cache_format.Cache, de
         targets = None if i == 0 and not head.multilabel else torch.from_numpy(head.targets(labels)).to(device)
         heads.append(HeadObjective(part, weight, targets, head.multilabel, float(scale)))
     return Objective(heads=heads, label_smoothing=config.label_smoothing or 0.0,
-                     gain_db=config.gain_db or 0.0, shift=config.shift or 0.0,
+                     gain_db=config.gain_db or 0.0, shift=config.shift or 0.0, mixup=config.mixup or 0.0,
+                     eq_db=config.eq_db or 0.0, noise_snr=config.noise_snr or 0.0,
+                     pitch_shift=config.pitch_shift or 0.0,
                      schedule=config.schedule or "constant", base_lr=config.lr or 0.0, total=total_steps)
 
 

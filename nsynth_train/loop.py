@@ -27,7 +27,7 @@ from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where, location
-from nsynth_train import checkpoint, distributed, resume_state, run_dir
+from nsynth_train import checkpoint, distributed, recipe, resume_state, run_dir
 from nsynth_train.config import TrainConfig, amp_dtype
 from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep_sizes
@@ -198,6 +198,7 @@ def setup(config: TrainConfig, task: Task, dist: Dist, caches: dict[str, cache_f
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model = build_model(config.model, task.outputs).to(device)
+    recipe.configure(model, config.freq_mask or 0, config.time_mask or 0)  # SpecAugment, when asked
     optimizer = make_optimizer(list(model.parameters()), config.optimizer or "adam", config.lr or 0.0,
                                config.weight_decay or 0.0)
     scaler = make_scaler(device, amp)

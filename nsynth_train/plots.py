@@ -100,7 +100,7 @@ def write_examples(out: Path, cache: cache_format.Cache, probs: np.ndarray, y: n
         grid = pick_examples(probs, y, kind)  # (C, k), one row per true class
         waves = _read_waves(cache, shown, rows[grid[grid >= 0]], width)
         mels = None
-        if ctx.model == "mel-cnn" and shown == "trimmed" and len(waves):  # the model's input, beside the audio
+        if ctx.model.startswith("mel-") and shown == "trimmed" and len(waves):  # the model's input, beside the audio
             mels = log_mels(waves)
         examples = Examples(kind, grid, waves, t, xlabel, shown, probs, y, note_str, pitch, CONFIDENT, mels)
         save(examples_figure(examples, names, ctx), out / f"examples_{kind}.png")

@@ -23,12 +23,15 @@ INSTRUMENT_REFUSED = ("--task instrument is not offered: NSynth's train, valid a
                       "identity cannot be scored on them (docs/training.md#instrument)")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-BALANCE = ("off", "loss")
+BALANCE = ("off", "loss", "sample")
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("auto", "bf16", "fp16", "off")  # auto: bf16 on CUDA
 RESIDENT = ("auto", "yes", "no")  # hold whole splits in device memory
 GAIN_DB_MAX = 40  # augmentation: the largest random gain, in dB
 SHIFT_MAX = 0.5  # augmentation: the largest random time shift, a fraction of the input (half of it)
+EQ_DB_MAX = 40  # robustness: the largest gain of a random EQ band, in dB
+PITCH_SHIFT_MAX = 12  # robustness: the largest pitch shift by resampling, in semitones
+NOISE_SNR_SPAN = 30  # robustness: added noise's SNR is uniform in [--noise-snr, --noise-snr + this] dB
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,13 @@ class ModelPreset:
     balance: str = "off"  # off | loss: cross-entropy weighted by inverse train class frequency
     gain_db: float = 0.0  # augmentation: random gain, uniform in +-gain_db dB
     shift: float = 0.0  # augmentation: random time shift, up to this fraction of the input
+    # The recipe's options (nsynth_train.recipe); 0 = off
+    freq_mask: int = 0  # SpecAugment: two frequency masks of up to this many mel bands (log-mel models)
+    time_mask: int = 0  # SpecAugment: two time masks of up to this many frames (log-mel models)
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter
+    eq_db: float = 0.0  # robustness: random EQ, three bands of up to +-eq_db dB (audio features)
+    noise_snr: float = 0.0  # robustness: white noise at an SNR from this many dB up (audio features)
+    pitch_shift: float = 0.0  # robustness: pitch shift by resampling, up to +-this many semitones
 
 
 PRESETS = {
@@ -62,11 +72,14 @@ PRESETS = {
     # Every training option off: with AdamW, one-cycle, label smoothing, class-balanced loss and
     # gain/shift augmentation together it scored lower on the rendered corpus (docs/benchmarks.md).
     "mel-cnn": ModelPreset("mel-cnn", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
+    # Two convs a block, wider (nsynth_train.mel_models); the training options as mel-cnn's (off).
+    "mel-cnn2": ModelPreset("mel-cnn2", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
 }
 REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")
 
 # The training options a preset sets (None in a TrainConfig: the preset's)
-PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift")
+PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift",
+                  "freq_mask", "time_mask", "mixup", "eq_db", "noise_snr", "pitch_shift")
 # Their values in the reference recipe (every option off): what runs made before they existed used
 REFERENCE_OPTIONS: dict[str, Any] = {f.name: f.default for f in fields(ModelPreset) if f.name in PRESET_OPTIONS}
 
@@ -76,7 +89,9 @@ CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "ep
                "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
                "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
                "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
-               "gain_db": "--gain-db", "shift": "--shift", "head_weights": "--head-weights"}
+               "gain_db": "--gain-db", "shift": "--shift", "head_weights": "--head-weights",
+               "freq_mask": "--freq-mask", "time_mask": "--time-mask", "mixup": "--mixup", "eq_db": "--eq-db",
+               "noise_snr": "--noise-snr", "pitch_shift": "--pitch-shift"}
 
 
 def number(value: float) -> str:

@@ -264,6 +264,31 @@ def test_without_torchrun_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> No
         setup("cpu")
 
 
+@pytest.mark.slow  # rank processes (torchrun, DDP), each importing torch
+@pytest.mark.parametrize("resident", ["no", "yes"])
+def test_two_ranks_share_the_class_balanced_draw(small_chunks: Path, tmp_path: Path, resident: str) -> None:
+    """--balance sample under DDP: the ranks together use each note its drawn count of times."""
+    from nsynth_prep.cache.format import cache_path, open_cache
+    from nsynth_train.recipe import balanced_counts
+    from nsynth_train.tasks import get_task
+
+    record = tmp_path / "record"
+    record.mkdir()
+    done = _ranks(_train_args(small_chunks, tmp_path / "run", "--resident", resident, "--balance", "sample"), record)
+    assert [p.returncode for p in done] == [0, 0], done[0].stderr + done[1].stderr
+    task = get_task("family")
+    classes = task.classes_of(open_cache(cache_path(small_chunks, "train"), ("pooled",)).label(task.column))
+    for epoch in (1, 2):
+        want = balanced_counts(classes, 0, epoch)
+        if resident == "yes":  # the resident split draws over the task's rows only
+            want = np.zeros(len(classes), np.int64)
+            want[classes >= 0] = balanced_counts(classes[classes >= 0], 0, epoch)
+        seen = np.concatenate([np.load(record / f"rows-r{r}-e{epoch}.npy") for r in range(2)])
+        np.testing.assert_array_equal(np.bincount(seen, minlength=len(classes)), want)
+        steps = [json.loads((record / f"steps-r{r}-e{epoch}.json").read_text()) for r in range(2)]
+        assert steps[0]["steps"] == steps[1]["steps"] and steps[0]["notes"] == int(want.sum())
+
+
 def _worker() -> None:
     """One rank of the tests' jobs: the nsynth command line, recording what the rank trains on.
 
