@@ -48,16 +48,26 @@ def read_history(run: Path) -> list[dict[str, float]]:
 
 
 def head_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``{head: {"accuracy", "macro_f1"}}`` of a metrics.json: the first head under its split
-    (named by the task), others under ``<head>_head`` keys."""
+    """``{head: {"accuracy" or "mAP", "macro_f1"}}`` of a metrics.json: the first head under its
+    split (named by the task), others under ``<head>_head`` keys, or every head under ``heads``
+    (a run of several heads). A multi-label head (qualities) has its mAP instead of an accuracy."""
     if not metrics:
         return {}
     split = metrics.get("split", "test")
-    first = metrics.get("task", "task") if metrics.get("task") != "both" else "family"
-    heads = {first: metrics.get(split, {})}
-    heads.update({k.removesuffix("_head"): v for k, v in metrics.items()
-                  if k.endswith("_head") and isinstance(v, dict) and "accuracy" in v})
-    return {h: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for h, m in heads.items() if "accuracy" in m}
+    if isinstance(metrics.get("heads"), dict):
+        heads = dict(metrics["heads"])
+    else:
+        first = metrics.get("task", "task") if metrics.get("task") != "both" else "family"
+        heads = {first: metrics.get(split, {})}
+        heads.update({k.removesuffix("_head"): v for k, v in metrics.items()
+                      if k.endswith("_head") and isinstance(v, dict) and "accuracy" in v})
+    out = {}
+    for h, m in heads.items():
+        if "accuracy" in m:
+            out[h] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        elif m.get("mAP") is not None:
+            out[h] = {"mAP": m["mAP"], "macro_f1": m["macro_f1"]}
+    return out
 
 
 def run_row(run: Path) -> dict[str, Any]:
@@ -75,7 +85,8 @@ def run_row(run: Path) -> dict[str, Any]:
                            "epochs": c.get("epochs"), "batch": c.get("batch_size"), "lr": c.get("lr"),
                            "seed": c.get("seed")}
     for head, m in head_metrics(metrics).items():
-        row[f"acc {head}"], row[f"F1 {head}"] = m["accuracy"], m["macro_f1"]
+        score = "acc" if "accuracy" in m else "mAP"
+        row[f"{score} {head}"], row[f"F1 {head}"] = m.get("accuracy", m.get("mAP")), m["macro_f1"]
     speeds = [h["notes_per_s"] for h in history if "notes_per_s" in h]
     row.update({"epochs_run": len(history), "train_notes": info.get("data", {}).get("train", {}).get("notes"),
                 "notes_per_s": statistics.fmean(speeds) if speeds else None,
@@ -97,7 +108,7 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {k: first[k] for k in SETTINGS if k != "seed"}
         row["seed"] = ",".join(str(m["seed"]) for m in sorted(members, key=lambda m: m["seed"] or 0))
         row["n"] = len(members)
-        for key in [k for k in first if k.startswith(("acc ", "F1 "))] + list(NUMERIC_TAIL):
+        for key in [k for k in first if k.startswith(("acc ", "mAP ", "F1 "))] + list(NUMERIC_TAIL):
             values = [m[key] for m in members if isinstance(m.get(key), int | float)]
             if values and key in NUMERIC_TAIL[:2] and len(set(values)) == 1:
                 row[key] = values[0]  # the same epochs and train notes in every run: one number
@@ -130,8 +141,8 @@ def table(folders: Iterable[Path], group: bool = True, sort: str | None = None) 
 
 
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:
-    heads = sorted({k for r in rows for k in r if k.startswith(("acc ", "F1 "))},
-                   key=lambda k: (k.partition(" ")[2], not k.startswith("acc ")))  # per head: acc, then F1
+    heads = sorted({k for r in rows for k in r if k.startswith(("acc ", "mAP ", "F1 "))},
+                   key=lambda k: (k.partition(" ")[2], k.startswith("F1 ")))  # per head: acc or mAP, then F1
     extra = ["n"] if any("n" in r for r in rows) else []
     return [*SETTINGS, *extra, *heads, *TAIL]
 

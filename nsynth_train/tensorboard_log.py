@@ -45,10 +45,15 @@ class TensorBoardLog:
         from nsynth_prep.display.training import Context, confusion_figure
 
         split = result["split"]
-        heads = [(result["task"] if result["task"] != "both" else "family", result[split], result["classes"])]
+        if isinstance(result.get("heads"), dict):  # several heads
+            heads = [(name, m, list(m.get("per_class_accuracy", {}))) for name, m in result["heads"].items()]
+        else:
+            heads = [(result["task"] if result["task"] != "both" else "family", result[split], result["classes"])]
         if "source_head" in result:
             heads.append(("source", result["source_head"], list(result["source_head"]["per_class_accuracy"])))
         for name, metrics, classes in heads:
+            if "confusion_matrix" not in metrics:  # a multi-label head (qualities): its AP is in metrics.json
+                continue
             cm = np.asarray(metrics["confusion_matrix"])
             names = tuple(classes[: cm.shape[0]])
             fig = confusion_figure(cm, names, True, Context(model, result["task"], split, result["epoch"]))

@@ -31,10 +31,14 @@ from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_prep.storage.store import Where
 from nsynth_train import run_dir
 from nsynth_train.evaluate import HeadScores, Scores, _full_history, resolve_checkpoint, score
+from nsynth_train.head_metrics import THRESHOLD, multilabel_summary
 from nsynth_train.metrics import summarize
 
 log = logging.getLogger(__name__)
 INDEX = "index.html"
+# A head with more classes than this (pitch: up to 88) gets no clickable matrix and no notes per
+# cell (its matrix is figures/pitch.png); its errors and boundary notes are still listed.
+MATRIX_MAX_CLASSES = 24
 
 
 def resolve(target: Path, split: str | None, cache_dir: Where | None) -> tuple[Path, str, Where | None, Path]:
@@ -152,11 +156,42 @@ def _notes(files: NoteFiles, head: HeadScores, indices: np.ndarray, top: int = 3
     return out
 
 
-def _head(files: NoteFiles, head: HeadScores, metrics: dict[str, Any], per_cell: int) -> page.Head:
+def _head(files: NoteFiles, head: HeadScores, per_cell: int) -> page.Head:
+    names = list(head.head.class_names)
+    if head.head.multilabel:
+        return _flags_head(files, head, per_cell)
+    metrics = summarize(head.cm, names)  # from the head's own matrix, whatever metrics.json calls it
+    if len(names) > MATRIX_MAX_CLASSES:
+        return page.Head(head.head.name, names, head.cm.tolist(), metrics, {},
+                         _notes(files, head, select.confident_errors(head.probs, head.y)),
+                         {-1: _notes(files, head, select.nearest_boundary(head.probs, head.y))}, matrix=False)
     cells = {k: _notes(files, head, v) for k, v in select.cell_notes(head.probs, head.y, per_cell).items()}
-    return page.Head(head.head.name, list(head.head.class_names), head.cm.tolist(), metrics, cells,
+    return page.Head(head.head.name, names, head.cm.tolist(), metrics, cells,
                      _notes(files, head, select.confident_errors(head.probs, head.y)),
                      {c: _notes(files, head, v) for c, v in select.boundary_notes(head.probs, head.y).items()})
+
+
+def _flags_head(files: NoteFiles, head: HeadScores, per_cell: int) -> page.Head:
+    """A multi-label head (qualities): per label its AP and F1, and its most confident misses and
+    false alarms to listen to."""
+    names = list(head.head.class_names)
+    metrics = multilabel_summary(head.y, head.probs, names)
+
+    def listed(indices: np.ndarray) -> list[page.Note]:
+        out = []
+        for i in indices.tolist():
+            wav, png = files.files(i)
+            p, row = head.probs[i], int(files.rows[i])
+            true = ", ".join(n for n, f in zip(names, head.y[i], strict=True) if f > 0.5) or "none"
+            said = ", ".join(n for n, q in zip(names, p, strict=True) if q >= THRESHOLD) or "none"
+            best = np.argsort(-p, kind="stable")[:3]
+            out.append(page.Note(str(files.labels.note_str[row]), wav, png, true, said,
+                                 [(names[c], float(p[c])) for c in best],
+                                 f"pitch {int(files.labels.pitch[row])}, velocity {int(files.labels.velocity[row])}"))
+        return out
+
+    errors = {(q, kind): listed(v) for (q, kind), v in select.flag_errors(head.probs, head.y, per_cell).items()}
+    return page.Head(head.head.name, names, [], metrics, {}, [], {}, matrix=False, flag_errors=errors)
 
 
 def _settings(scores: Scores, info: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -181,8 +216,7 @@ def _settings(scores: Scores, info: dict[str, Any] | None) -> list[tuple[str, st
 def _page(scores: Scores, folder: Path, per_cell: int) -> page.Page:
     files = NoteFiles(scores, folder)
     result, split = scores.result, scores.result["split"]
-    # Each head's metrics from its own confusion matrix: whatever keys metrics.json gives the heads.
-    heads = [_head(files, h, summarize(h.cm, h.head.class_names), per_cell) for h in scores.heads]
+    heads = [_head(files, h, per_cell) for h in scores.heads]
     info = run_dir.read_config(scores.ckpt_path.parent)
     if info is not None and info.get("config") != scores.state["config"]:
         info = None  # a checkpoint copied away from its run: its own config only

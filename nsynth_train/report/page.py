@@ -58,7 +58,9 @@ class Head:
     metrics: dict[str, Any]
     cells: dict[tuple[int, int], list[Note]]
     errors: list[Note]
-    boundary: dict[int, list[Note]]
+    boundary: dict[int, list[Note]]  # -1: over all classes (a head too wide for one list per class)
+    matrix: bool = True  # False: too many classes for a clickable matrix (or a multi-label head)
+    flag_errors: dict[tuple[int, str], list[Note]] = field(default_factory=dict)  # multi-label: (label, kind)
 
 
 @dataclass
@@ -129,15 +131,43 @@ def per_class(head: Head) -> str:
 
 
 def head_section(head: Head, index: int) -> str:
+    if "per_quality" in head.metrics:
+        return flags_section(head, index)
     m = head.metrics
-    boundary = "".join(f"<h3>true {e(head.classes[c])}</h3>{cards(notes)}" for c, notes in head.boundary.items())
+    boundary = "".join(f"<h3>{'all classes' if c < 0 else 'true ' + e(head.classes[c])}</h3>{cards(notes)}"
+                       for c, notes in head.boundary.items())
+    matrix = (f"<div><h3>confusion matrix (click a cell to list its notes)</h3>{confusion(head, index)}</div>"
+              if head.matrix else f'<div><p class="muted">{len(head.classes)} classes: too many for a matrix '
+                                  f"to click through; it is drawn in the run's figures/ folder.</p></div>")
     return (f'<h2 id="head-{index}">{e(head.name)} head</h2>'
             f"<p>accuracy <b>{100 * m['accuracy']:.2f}%</b> · macro-F1 <b>{m['macro_f1']:.3f}</b> · "
             f"{m['notes']:,} notes · chance {100 / max(1, len(head.classes)):.0f}%</p>"
-            f'<div class="charts"><div><h3>per class</h3>{per_class(head)}</div>'
-            f"<div><h3>confusion matrix (click a cell to list its notes)</h3>{confusion(head, index)}</div></div>"
+            f'<div class="charts"><div><h3>per class</h3>{per_class(head)}</div>{matrix}</div>'
             f"<h3>most confident errors</h3>{cards(head.errors)}"
-            f"<h3>nearest the decision boundary, per true class (smallest top-two margin)</h3>{boundary}")
+            f"<h3>nearest the decision boundary{', per true class' if head.matrix else ''} "
+            f"(smallest top-two margin)</h3>{boundary}")
+
+
+def flags_section(head: Head, index: int) -> str:
+    """A multi-label head: per label AP, F1 and its misses and false alarms (p >= 0.5 is a yes)."""
+    m = head.metrics
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    rows = ['<tr><th class="l">quality</th><th>notes with it</th><th>AP</th><th>precision</th><th>recall</th>'
+            "<th>F1</th></tr>"]
+    for name, q in m["per_quality"].items():
+        rows.append(f'<tr><td class="l">{e(name)}</td><td>{q["positives"]}</td><td>{num(q["ap"], ".3f")}</td>'
+                    f'<td>{num(q["precision"], ".3f")}</td><td>{num(q["recall"], ".3f")}</td>'
+                    f'<td>{num(q["f1"], ".3f")}</td></tr>')
+    lists = "".join(f"<h3>{e(head.classes[q])}: {'missed (most confident no first)' if kind == 'missed' else 'false alarms (most confident yes first)'}</h3>"
+                    f"{cards(notes)}" for (q, kind), notes in sorted(head.flag_errors.items()))
+    return (f'<h2 id="head-{index}">{e(head.name)} head</h2>'
+            f"<p>mAP <b>{num(m['mAP'], '.3f')}</b> · micro-F1 <b>{m['micro_f1']:.3f}</b> · macro-F1 "
+            f"<b>{m['macro_f1']:.3f}</b> · every label right on {100 * m['subset_accuracy']:.1f}% of "
+            f"{m['notes']:,} notes · a label is said at p >= {m['threshold']}</p>"
+            f"<table>{''.join(rows)}</table>{lists or '<p class=muted>no errors</p>'}")
 
 
 def render(page: Page) -> str:

@@ -51,3 +51,28 @@ def boundary_notes(probs: np.ndarray, y: np.ndarray, per_class: int = BOUNDARY_P
         if len(idx):
             out[c] = idx[np.argsort(m[idx], kind="stable")[:per_class]]
     return out
+
+
+def flag_errors(probs: np.ndarray, flags: np.ndarray, per_kind: int = PER_CELL) -> dict[tuple[int, str], np.ndarray]:
+    """A multi-label head's listed notes: ``{(label, "missed" | "false"): indices}``, per label the
+    ``per_kind`` most confident misses (flag set, lowest probability first) and false alarms (flag
+    unset, highest probability first), only where there are any at p >= 0.5.
+
+    ``probs`` (N, L) probabilities, ``flags`` (N, L) 0/1 truth."""
+    out: dict[tuple[int, str], np.ndarray] = {}
+    said, true = probs >= 0.5, flags > 0.5
+    for q in range(probs.shape[1]):
+        missed = np.flatnonzero(true[:, q] & ~said[:, q])
+        false = np.flatnonzero(~true[:, q] & said[:, q])
+        if len(missed):
+            out[(q, "missed")] = missed[np.argsort(probs[missed, q], kind="stable")[:per_kind]]
+        if len(false):
+            out[(q, "false")] = false[np.argsort(-probs[false, q], kind="stable")[:per_kind]]
+    return out
+
+
+def nearest_boundary(probs: np.ndarray, y: np.ndarray, count: int = CONFIDENT_ERRORS) -> np.ndarray:
+    """The ``count`` scored notes with the smallest top-two margin over all classes (a head with
+    too many classes to list notes per class)."""
+    valid = np.flatnonzero(y >= 0)
+    return valid[np.argsort(margins(probs)[valid], kind="stable")[:count]]

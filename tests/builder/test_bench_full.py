@@ -45,7 +45,8 @@ def test_bench_full_small(tmp_path: Path) -> None:
         assert r["disk_bytes"] > 0 and r["files"] > 0 and r["zarr_json_bytes"] > 0
     build = steps["build train"]
     assert size["kills"] and build["resumes"] == len(build["segments_s"]) - 1 >= 1
-    assert all(k["unmarked"]["framed"] for k in size["kills"])  # what each kill left to write
+    # What each kill left to write: some chunk of some feature (which one depends on the machine's pace).
+    assert all(any(k["unmarked"].values()) for k in size["kills"])
     assert all(x is not None and x > 0 for x in build["first_mark_s"])  # every run wrote a chunk: its time to it
     assert all(r["anon_rss_mib"] > 10 for r in steps.values())
     ident = size["identity"]

@@ -132,3 +132,27 @@ def test_a_pooled_only_cache_plays_the_source_wav_or_the_held_means(caches_of: C
     held = files._audio(1, note)
     assert held.shape == (51_200,) and np.array_equal(held[::25], cache.floats("pooled", np.array([1]))[0])
     assert "held for 25 samples" in files.what
+
+
+def test_wide_and_multilabel_heads_list_notes_without_a_matrix_of_cells() -> None:
+    from nsynth_train.report import page, select
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(30), 50)
+    y = rng.integers(-1, 30, 50)
+    near = select.nearest_boundary(probs, y, 5)
+    assert len(near) == 5 and (y[near] >= 0).all()
+    assert select.margins(probs)[near].max() <= np.sort(select.margins(probs)[y >= 0])[4]
+    note = page.Note("n", "notes/n.wav", "notes/n.png", "c1", "c2", [("c2", 0.4)])
+    wide = page.Head("pitch", [f"c{i}" for i in range(30)], np.zeros((30, 30), int).tolist(),
+                     {"accuracy": 0.5, "macro_f1": 0.4, "notes": 50, "per_class_accuracy": {}}, {}, [note],
+                     {-1: [note]}, matrix=False)
+    html = page.head_section(wide, 0)
+    assert "button" not in html and "30 classes: too many" in html and "all classes" in html
+    flags = np.array([[1, 0], [1, 0], [0, 1], [0, 0], [1, 0]])
+    probs2 = np.array([[0.9, 0.1], [0.2, 0.7], [0.4, 0.1], [0.6, 0.2], [0.1, 0.0]])
+    errs = select.flag_errors(probs2, flags, 3)
+    # label 0: rows 4 (0.1) and 1 (0.2) missed, the most confident no first; row 3 a false alarm.
+    # Label 1: row 1 a false alarm (0.7), row 2 missed (0.1).
+    assert {k: v.tolist() for k, v in errs.items()} == {(0, "missed"): [4, 1], (0, "false"): [3],
+                                                       (1, "missed"): [2], (1, "false"): [1]}

@@ -15,7 +15,7 @@ import pytest
 from nsynth_prep.errors import ConfigError
 from nsynth_train.runs_table import table, to_csv, to_html
 
-pytestmark = pytest.mark.slow  # three 1-epoch trainings (about 15 s)
+# The fixture trains three 1-epoch runs (about 15 s): those tests are marked slow one by one.
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def seed_runs(run_caches: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
+@pytest.mark.slow
 def test_runs_differing_only_in_seed_are_one_row(seed_runs: Path) -> None:
     assert sorted(p.name for p in seed_runs.iterdir()) == ["cnn-seed0", "cnn-seed1", "fast"]
     single = table([seed_runs], group=False)
@@ -58,6 +59,7 @@ def test_runs_differing_only_in_seed_are_one_row(seed_runs: Path) -> None:
         table([seed_runs], sort="nope")
 
 
+@pytest.mark.slow
 def test_runs_command_formats(seed_runs: Path, tmp_path: Path, cli: Callable[..., object]) -> None:
     text = cli("runs", seed_runs, "--html", tmp_path / "runs.html").stdout  # type: ignore[attr-defined]
     header = text.splitlines()[0].split()
@@ -72,3 +74,19 @@ def test_runs_command_formats(seed_runs: Path, tmp_path: Path, cli: Callable[...
     assert cli("runs", tmp_path / "nowhere").exit_code == 1  # type: ignore[attr-defined]
     assert cli("train", "--seeds", "0,x").exit_code == 2  # type: ignore[attr-defined]
     assert cli("train", "--seeds", "0,1", "--seed", "3").exit_code == 2  # type: ignore[attr-defined]
+
+
+def test_a_run_of_several_heads_has_each_heads_column() -> None:
+    from nsynth_train.runs_table import columns_of, head_metrics
+
+    metrics = {"task": "family,qualities", "split": "test", "test": {"accuracy": 0.7, "macro_f1": 0.6},
+               "heads": {"family": {"accuracy": 0.7, "macro_f1": 0.6},
+                         "qualities": {"mAP": 0.4, "macro_f1": 0.3, "micro_f1": 0.5}}}
+    assert head_metrics(metrics) == {"family": {"accuracy": 0.7, "macro_f1": 0.6},
+                                     "qualities": {"mAP": 0.4, "macro_f1": 0.3}}
+    # A qualities-only run: its mAP where a class head has its accuracy.
+    assert head_metrics({"task": "qualities", "test": {"mAP": 0.4, "macro_f1": 0.3}}) == \
+        {"qualities": {"mAP": 0.4, "macro_f1": 0.3}}
+    rows = [{"acc family": 0.7, "F1 family": 0.6, "mAP qualities": 0.4, "F1 qualities": 0.3}]
+    heads = [c for c in columns_of(rows) if c in rows[0]]
+    assert heads == ["acc family", "F1 family", "mAP qualities", "F1 qualities"]

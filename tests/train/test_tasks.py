@@ -5,6 +5,7 @@ corpus whose every label can be heard (tests/hand_corpus.py)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,6 +166,13 @@ def test_heads_learn_from_python(hand_caches: Path, tmp_path: Path) -> None:
                         "qualities_head": ("qualities_ap", "qualities_confusion", "breakdown"),
                         "pitch_head": ("pitch", "breakdown")}.items():
         assert {f"{n}.png" for n in names} <= {p.name for p in (figures / head).iterdir()}, head
+    # The HTML report has a section per head; the qualities head's lists its misses and false alarms.
+    page = Path(result["html"]).read_text()
+    assert all(f"{h} head</h2>" in page for h in heads) and "mAP <b>" in page
+    qualities = page[page.index("qualities head</h2>"):page.index("pitch head</h2>")]
+    assert "bright" in qualities and ("missed" in qualities or "false alarms" in qualities)
+    for wav in re.findall(r'src="(notes/[^"]+\.wav)"', qualities):
+        assert (Path(result["html"]).parent / wav).is_file()
     # The best checkpoint was chosen by the mean of the heads' valid scores: scoring it on valid
     # again gives that mean (accuracy, micro-F1 for the qualities, accuracy).
     valid = api.eval_run(out, split="valid", device="cpu", progress=False)["heads"]
