@@ -276,10 +276,11 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
                    "classes; qualities: 10 yes/no labels (sigmoid, BCE); a comma list (family,source,pitch): "
                    "one network, a head for each. instrument is refused (NSynth's splits share no instrument).")
 @click.option("--head-weights", help="Several heads: each head's loss weight, in order (e.g. 1,1,0.5). Default: 1 each.")
-@click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default="cnn",
-              show_default=True, help="cnn/cnn-reg read the pooled feature; lstm/blstm the framed one; mel-cnn "
-                                      "(and the deeper mel-cnn2) a log-mel spectrogram made on the device from "
-                                      "trimmed.")
+@click.option("--model", type=click.Choice(tuple(vocab.PRESETS)), default=vocab.DEFAULT_MODEL,
+              show_default=True, help="mel-cnn (the best the project has; mel-cnn2 deeper) classifies a log-mel "
+                                      "spectrogram made on the device from the trimmed feature. To reproduce the "
+                                      "papers: cnn/cnn-reg (pooled feature) and lstm/blstm (framed), with their "
+                                      "published settings.")
 @click.option("--cache", "cache_dir", type=CACHE, default=DEFAULT_CACHE,
               show_default="data/cache", help="Folder (or s3://, file:// URL) holding train.zarr, valid.zarr and "
               "test.zarr.")
@@ -479,16 +480,16 @@ def export_model_cmd(run: Path, out: Path, overwrite: bool) -> None:
 
 
 @main.command("demo")
-@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="CNN epochs.")
-@click.option("--notes-per-split", show_default="2400,400,400", callback=_check_notes_per_split,
+@click.option("--epochs", type=click.IntRange(min=1), default=vocab.DEMO_EPOCHS, show_default=True, help="mel-cnn epochs.")
+@click.option("--notes-per-split", show_default="1200,200,200", callback=_check_notes_per_split,
               help="TRAIN,VALID,TEST notes of the synthetic corpus, made once in data/nsynth (to make "
                    "another size, remove data/nsynth and data/cache).")
 @click.pass_obj
 def demo_cmd(obj: dict, epochs: int, notes_per_split: str | None) -> None:
     """The whole tool on the embedded default: synthesize a corpus into data/ (once), build
-    its caches, train the CNN on the family task (on CPU, or a GPU when there is one) into a
-    new folder data/runs/demo-family-cnn-N (earlier demos are kept), and say where the
-    results are."""
+    its caches, train mel-cnn on the family task (on CPU, or a GPU when there is one) into a
+    new folder data/runs/demo-family-mel-cnn-N (earlier demos are kept), and say where the
+    results and the report are."""
     # The one place that knows both stages: prep makes the data, training never imports the corpus makers.
     from nsynth_prep.corpus.demo import demo_caches
     from nsynth_train.api import demo_run

@@ -12,6 +12,7 @@ from nsynth_prep.storage.store import Where
 from nsynth_train.distributed import is_main_process
 from nsynth_train.evaluate import evaluate_run
 from nsynth_train.loop import TrainConfig, train
+from nsynth_train.vocabulary import DEFAULT_MODEL, DEMO_EPOCHS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{task}-{resolved.model}-{resolved.fingerprint()}"
 
 
-def train_run(task: str = "family", model: str = "cnn", cache_dir: Where = Path("data/cache"),
+def train_run(task: str = "family", model: str = DEFAULT_MODEL, cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
               figures: bool = True, html_report: bool | None = None, tensorboard: bool = False,
               **options: Any) -> dict[str, Any]:
@@ -140,16 +141,16 @@ def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out
     return result
 
 
-def demo_run(data_dir: Path, caches: Where, epochs: int = 15, progress: bool = True) -> str:
-    """The training half of ``nsynth demo``: the CNN on the family task, trained on ``caches``
-    (:func:`nsynth_prep.demo_caches` makes them) into a new folder
-    ``data_dir/runs/demo-family-cnn-N``; returns its report and what to try next."""
-    out = _new_folder(data_dir / "runs" / "demo-family-cnn")  # never the folder of an earlier demo
-    # The reference batch of 1024 would give 2 steps an epoch on the small corpus; 32 gives the
-    # ~70 steps an epoch that the small-corpus warning asks for.
-    result = train_run("family", "cnn", caches, out, resume=False, progress=progress, epochs=epochs, batch_size=32)
-    text = f"{result['report']}\n\nNext: nsynth train --model lstm --epochs 10 --batch-size 32; " \
-           f"nsynth eval {out} --split valid"
+def demo_run(data_dir: Path, caches: Where, epochs: int = DEMO_EPOCHS, progress: bool = True) -> str:
+    """The training half of ``nsynth demo``: the default model (mel-cnn) on the family task,
+    trained on ``caches`` (:func:`nsynth_prep.demo_caches` makes them) into a new folder
+    ``data_dir/runs/demo-family-mel-cnn-N``; returns its report and what to try next."""
+    out = _new_folder(data_dir / "runs" / f"demo-family-{DEFAULT_MODEL}")  # never the folder of an earlier demo
+    # No batch size: on the demo's small corpus the preset's is made smaller (and said so), as
+    # `nsynth train` does.
+    result = train_run("family", DEFAULT_MODEL, caches, out, resume=False, progress=progress, epochs=epochs)
+    text = (f"{result['report']}\n\nNext: nsynth train --task source; nsynth train --model cnn (the reference "
+            f"CNN, as published); nsynth eval {out} --split valid")
     if "html" in result:  # the last line: where to look and listen
         text += f"\n\nThe report, to open in a browser: {result['html']}"
     return text

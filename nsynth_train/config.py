@@ -19,6 +19,7 @@ from nsynth_train.vocabulary import (
     AMP,
     BALANCE,
     CLI_OPTIONS,
+    DEFAULT_MODEL,
     DEVICES,
     EQ_DB_MAX,
     GAIN_DB_MAX,
@@ -49,7 +50,7 @@ class TrainConfig:
     """
 
     task: str = "family"
-    model: str = "cnn"
+    model: str = DEFAULT_MODEL
     cache_dir: str = "data/cache"
     epochs: int | None = None
     batch_size: int | None = None

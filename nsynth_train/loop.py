@@ -12,11 +12,11 @@ test with :func:`~nsynth_train.evaluate.score`, which ``nsynth eval`` also calls
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where, location
 from nsynth_train import checkpoint, distributed, recipe, resume_state, run_dir
+from nsynth_train.batch_size import auto_batch_line, fitting_batch, small_corpus_warning
 from nsynth_train.config import TrainConfig, amp_dtype
 from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep_sizes
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 # A per-epoch callback (rank 0): the epoch's history record and the learning rate it ended at.
 EpochHook = Callable[[dict[str, float], float], None]
-MIN_STEPS = 50  # fewer optimizer steps per epoch than this: warn (small corpus, large batch)
 SPLITS = ("train", "valid", "test")
 
 
@@ -104,22 +104,6 @@ class Run:
     hooks: list[EpochHook] = field(default_factory=list)  # called after each epoch is saved
 
 
-def steps_per_epoch(notes: int, batch_size: int, drop_last: bool) -> int:
-    return notes // batch_size if drop_last else -(-notes // batch_size)
-
-
-def small_corpus_warning(notes: int, batch_size: int, drop_last: bool) -> str | None:
-    """The warning line when an epoch would be fewer than MIN_STEPS optimizer steps, naming a
-    batch size (a power of two) that gives at least that many; None when the epoch is long enough."""
-    steps = steps_per_epoch(notes, batch_size, drop_last)
-    if steps >= MIN_STEPS:
-        return None
-    better = 2 ** max(0, int(math.log2(max(1, notes // MIN_STEPS))))
-    return (f"an epoch of {notes:,} notes at batch size {batch_size} is only {steps} optimizer steps; "
-            f"models learn little from so few: --batch-size {better} gives "
-            f"{steps_per_epoch(notes, better, drop_last)}")
-
-
 def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
           progress: bool = True, figures: bool = True, hooks: list[EpochHook] | None = None) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; returns the test metrics (also in metrics.json).
@@ -147,6 +131,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     Diverged
         The loss or weights became non-finite; ``last.pt`` keeps the last finite epoch.
     """
+    chosen_batch = config.batch_size is not None  # None: the preset's, made smaller on a small corpus
     config = config.resolved()
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
@@ -154,19 +139,22 @@ def train(config: TrainConfig, out: Path, resume: bool = False, overwrite: bool 
     dist = distributed.setup(config.device)
     try:
         return _train(config, dist, Path(out), resume, overwrite, progress and dist.main, figures,
-                      hooks if dist.main else None)
+                      hooks if dist.main else None, chosen_batch)
     finally:
         dist.close()
 
 
 def _train(config: TrainConfig, dist: Dist, out: Path, resume: bool, overwrite: bool,
-           progress: bool, figures: bool, hooks: list[EpochHook] | None = None) -> dict[str, Any]:
+           progress: bool, figures: bool, hooks: list[EpochHook] | None = None,
+           chosen_batch: bool = True) -> dict[str, Any]:
     cache_dir = location(config.cache_dir)  # a folder or a URL (s3://...)
     caches = dist.agree(lambda: {split: cache_format.open_cache(cache_format.cache_path(cache_dir, split),
                                                                 (config.feature,))
                                  for split in SPLITS})  # fail before touching the run folder
     assert caches is not None
     task = make_task(config.task, caches["train"])  # pitch: the pitches the train split holds
+    if not chosen_batch:
+        config = small_corpus_batch(config, task, caches["train"], dist)
     with contextlib.ExitStack() as held:
         def take() -> None:  # rank 0: one writer at a time; stale temporary files removed
             held.enter_context(run_dir.locked(out))
@@ -176,6 +164,13 @@ def _train(config: TrainConfig, dist: Dist, out: Path, resume: bool, overwrite: 
         try:
             run = setup(config, task, dist, caches, out, resume, progress, saved)
             run.hooks = list(hooks or [])
+            done = finished(run)
+            if done and (out / "metrics.json").exists():
+                log.info("nothing to train: %s %s; its test metrics are in %s (--epochs N, more, goes on)",
+                         out, done, out / "metrics.json")
+                kept = dist.agree(lambda: json.loads((out / "metrics.json").read_text()), where="main")
+                assert kept is not None
+                return kept
             fit(run)
             test = dist.agree(lambda: _test(out, cache_dir, config.device, figures), where="main")
             assert test is not None
@@ -187,6 +182,22 @@ def _train(config: TrainConfig, dist: Dist, out: Path, resume: bool, overwrite: 
                            f"(now {config.lr:g}) usually helps") from None
         except KeyboardInterrupt:
             raise Interrupted(config, out, saved.epoch, distributed.launcher(dist)) from None
+
+
+def small_corpus_batch(config: TrainConfig, task: Task, train_cache: cache_format.Cache, dist: Dist) -> TrainConfig:
+    """``config`` with a smaller batch than its preset's when the train split (this rank's share
+    under torchrun) would give fewer than :data:`~.batch_size.MIN_STEPS` steps an epoch; says so
+    in one line. The batch is recorded in config.json, so ``--resume`` continues with it."""
+    assert config.batch_size is not None
+    head = task.heads()[0][0]
+    notes = len(train_cache) if head.multilabel else int((head.classes_of(train_cache.label(head.column)) >= 0).sum())
+    notes //= dist.world
+    batch = fitting_batch(notes, config.batch_size, bool(config.drop_last))
+    if batch == config.batch_size:
+        return config
+    if dist.main:
+        log.info(auto_batch_line(notes, config.model, config.batch_size, batch, bool(config.drop_last)))
+    return replace(config, batch_size=batch)
 
 
 def setup(config: TrainConfig, task: Task, dist: Dist, caches: dict[str, cache_format.Cache], out: Path,
@@ -229,6 +240,18 @@ def setup(config: TrainConfig, task: Task, dist: Dist, caches: dict[str, cache_f
     return Run(config, task, dist, out, progress, amp, model, step_model, eval_model, optimizer, scaler,
                train_split, valid_split, train_objective, valid_objective, train_pairs(task, caches["train"]),
                history, best, start, saved)
+
+
+def finished(run: Run) -> str:
+    """Why a (resumed) run has no epoch left to train: its epochs all done, or it stopped early;
+    "" when it has."""
+    assert run.config.epochs is not None
+    if run.start > run.config.epochs:
+        return f"has trained its {run.config.epochs} epochs"
+    stale = _epochs_since_best(run.history)
+    if run.config.patience and run.history and stale >= run.config.patience:
+        return f"stopped early after epoch {run.start - 1} (--patience {run.config.patience})"
+    return ""
 
 
 def fit(run: Run) -> None:

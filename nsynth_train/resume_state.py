@@ -13,6 +13,7 @@ from nsynth_prep.errors import RunError
 from nsynth_train import checkpoint, run_dir
 from nsynth_train.config import TrainConfig
 from nsynth_train.distributed import Dist
+from nsynth_train.vocabulary import CLI_OPTIONS
 
 
 def read(path: Path, config: TrainConfig, world: int) -> dict[str, Any] | None:
@@ -23,10 +24,15 @@ def read(path: Path, config: TrainConfig, world: int) -> dict[str, Any] | None:
     state = checkpoint.load(path)  # refuses NaN weights: nothing to continue from
     checkpoint.require_finite(path, state, "optimizer state", state["optimizer"])
     saved = config.with_options_of(state["config"])  # a run from before the training options
-    if saved != asdict(config):
-        now = asdict(config)
-        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
-        raise RunError(f"{path.parent}: --resume with other settings than the run's (run vs now: {diff})")
+    now = asdict(config)
+    diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v and k != "epochs"}
+    if diff:
+        raise RunError(f"{path.parent}: --resume needs the run's own settings, and these differ: {differences(diff)}. "
+                       f"Leave them out (or pass the run's), or train another run (--out elsewhere, or --overwrite)")
+    if saved["epochs"] != now["epochs"] and (config.schedule or "constant") != "constant":
+        raise RunError(f"{path.parent}: --epochs {now['epochs']} would stretch the {config.schedule} learning-rate "
+                       f"schedule planned over the run's {saved['epochs']} epochs; a run with a schedule continues "
+                       f"to its own end only")
     # --batch-size is per rank: on another number of ranks the run would go on with another batch.
     was = int(state["extra"].get("world_size", 1))
     if was != world:
@@ -34,6 +40,12 @@ def read(path: Path, config: TrainConfig, world: int) -> dict[str, Any] | None:
                        f"{world}; the notes per step would change. Resume it with {was} (torchrun "
                        f"--nproc_per_node/--nnodes)" + (" or without torchrun" if was == 1 else ""))
     return state
+
+
+def differences(diff: dict[str, tuple[Any, Any]]) -> str:
+    """``--lr 0.001 (the run) vs 0.01 (now); ...``: the settings a resume would change, by option."""
+    return "; ".join(f"{CLI_OPTIONS.get(k, k)} {v!r} (the run) vs {w!r} (now)" if isinstance(v, str) or isinstance(w, str)
+                     else f"{CLI_OPTIONS.get(k, k)} {v} (the run) vs {w} (now)" for k, (v, w) in diff.items())
 
 
 def apply(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -154,7 +154,12 @@ def write_config(out: Path, config: dict[str, Any], task: dict[str, Any], run: d
             "versions": versions(), "git": git_commit(Path(__file__).resolve().parents[1])}
     previous = read_config(out) if resumed_after is not None else None
     if previous is not None:
-        data = {**previous, "resumed": [*previous.get("resumed", []), {**here, "after_epoch": resumed_after}]}
+        record = {**here, "after_epoch": resumed_after}
+        before = previous.get("config", {}).get("epochs")
+        if before is not None and before != config["epochs"]:  # --resume --epochs N: the run now has N
+            record["epochs"] = {"from": before, "to": config["epochs"]}
+            previous = {**previous, "config": {**previous["config"], "epochs": config["epochs"]}}
+        data = {**previous, "resumed": [*previous.get("resumed", []), record]}
     else:
         data = {"format": RUN_FORMAT, "version": RUN_VERSION, "created": here["at"], "command": here["command"],
                 "host": here["host"], "config": config, "seed": config["seed"], "task": task,
@@ -218,12 +223,18 @@ def data_record(cache: Cache, feature: str) -> dict[str, Any]:
             "format": source.format, "checksum": hashlib.sha256(crcs.encode()).hexdigest()[:12]}
 
 
+def same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two configs of one run: equal but for ``epochs`` (a resume may extend a run, and its best
+    checkpoint can predate that)."""
+    return {**a, "epochs": None} == {**b, "epochs": None}
+
+
 def summary(out: Path, checkpoint_config: dict[str, Any]) -> str:
     """One line saying where a run came from, for ``nsynth eval``: from config.json, or from
     the checkpoint's own config for a run folder without one."""
     info = read_config(out)
-    if info is not None and info.get("config") != checkpoint_config:  # a checkpoint copied elsewhere
-        info = None
+    if info is not None and not same_settings(info.get("config") or {}, checkpoint_config):
+        info = None  # a checkpoint copied elsewhere
     c = info["config"] if info else checkpoint_config
     line = (f"run {out}: {c['model']} on the {c['task']} task, {c['epochs']} epochs of batch {c['batch_size']}, "
             f"lr {c['lr']:g}, seed {c['seed']}, cache {c['cache_dir']}")

@@ -75,7 +75,11 @@ PRESETS = {
     # Two convs a block, wider (nsynth_train.mel_models); the training options as mel-cnn's (off).
     "mel-cnn2": ModelPreset("mel-cnn2", "trimmed", lr=3e-3, batch_size=128, epochs=10, drop_last=True),
 }
-REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")
+REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")  # the papers' models and settings, to reproduce them
+# What `nsynth train` trains without --model: the best model the project has measured
+# (docs/benchmarks.md: far past the reference models on held-out sample libraries).
+DEFAULT_MODEL = "mel-cnn"
+DEMO_EPOCHS = 6  # nsynth demo: the default model's epochs on the demo corpus (under a minute in all)
 
 # The training options a preset sets (None in a TrainConfig: the preset's)
 PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift",

@@ -75,7 +75,7 @@ def finished_run(run_caches: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from nsynth_train.loop import TrainConfig, train
 
     run = tmp_path_factory.mktemp("finished") / "run"
-    config = TrainConfig(cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu", seed=3)
+    config = TrainConfig(model="cnn", cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu", seed=3)
     train(config, run, progress=False, figures=False)
     return run
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from nsynth_prep import kernels
 from nsynth_prep.builder import resume
 from nsynth_prep.builder.blocks import ChunkJob, ChunkRunner, DoneMarks, LocalRunner, collect_checksums
 from nsynth_prep.cache import format as cache
@@ -121,6 +123,9 @@ def build_cache(source: Path, cache_dir: store.Where, config: BuildConfig, split
     With ``config.dask`` the chunks of every split are written by tasks on that Dask cluster
     (one client, or one LocalCluster, for all the splits); the scan stays in this process.
     """
+    if kernels.first_compile():
+        log.info("compiling numba kernels, once per install (up to ~20 s; kept in %s)",
+                 os.environ.get("NUMBA_CACHE_DIR", "the numba cache folder"))
     sources = discover(Path(source), split)
     with _cluster(config) as runner:
         return [build_split(s, store.location(cache_dir), config, progress, runner) for s in sources]

@@ -12,8 +12,10 @@ from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.corpus.synth import parse_notes_per_split, write_corpus
 from nsynth_prep.errors import ConfigError
 
-DEMO_NOTES = "2400,400,400"
-DEMO_FEATURES = ("pooled", "framed")  # what the CNN and the LSTMs read
+# Small enough that the whole demo takes under a minute on 2 cores (docs/benchmarks.md#the-demo),
+# large enough that mel-cnn learns the families well past chance.
+DEMO_NOTES = "1200,200,200"
+DEMO_FEATURES = ("trimmed", "pooled", "framed")  # what mel-cnn, the CNNs and the LSTMs read
 COMPLETE = ".complete"  # in the corpus folder once it is whole: the notes per split it was made with
 
 log = logging.getLogger(__name__)

@@ -169,10 +169,13 @@ def plot_examples(ex: Examples, names: tuple[str, ...], empty: list[str], title:
     per = grid.shape[1]
     cols = 3 if mels is not None else 2
     has = [bool((grid[c] >= 0).any()) for c in range(len(grid))]
-    fig = Figure(figsize=((3.4 + 1.6 * (cols == 3)) * per + 0.6, sum(1.55 if h else 0.32 for h in has) + 0.8),
-                 layout="constrained")
+    width, height = (3.4 + 1.6 * (cols == 3)) * per + 0.6, sum(1.55 if h else 0.32 for h in has) + 1.2
+    # Fixed margins, not a constrained layout: with ~100 small axes, the layout engine's bounding
+    # boxes took 6-8 s a figure (two per run); these spacings fit the 7-point titles and labels.
+    fig = Figure(figsize=(width, height))
     gs = fig.add_gridspec(len(grid), cols * per, width_ratios=[1, ZOOM_WIDTH, 0.8][:cols] * per,
-                          height_ratios=[1 if h else 0.2 for h in has])
+                          height_ratios=[1 if h else 0.2 for h in has], left=0.75 / width, right=1 - 0.15 / width,
+                          top=1 - 1.05 / height, bottom=0.45 / height, wspace=0.3, hspace=0.75)
     mel_range = ((float(mels.values.min()), float(mels.values.max())) if mels is not None and len(mels.values)
                  else (0.0, 1.0))
     ylim = 1.05 * float(np.abs(ex.waves).max(initial=0.0)) or 1e-3

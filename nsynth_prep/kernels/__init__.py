@@ -8,6 +8,7 @@ for an installed package means writing into site-packages.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,27 @@ def _use_user_cache_dir() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir())
     if "numba.core.config" in sys.modules:
         sys.modules["numba.core.config"].reload_config()
+
+
+def first_compile() -> bool:
+    """True the first time it is called for these kernels' sources, numba and Python (then
+    remembered by a stamp file in the cache folder): the caller says that the next minute of work
+    includes compiling them, which numba does silently. A cache folder that cannot be written
+    counts as compiled (numba then compiles every run, and says nothing either)."""
+    import numba
+
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + numba.__version__.encode()
+                         + sys.version.encode()).hexdigest()[:16]
+    stamp = Path(os.environ.get("NUMBA_CACHE_DIR") or numba_cache_dir()) / f"nsynth-compiled-{key}"
+    if stamp.exists():
+        return False
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    except OSError:
+        return False
+    return True
 
 
 _use_user_cache_dir()

@@ -218,7 +218,7 @@ def _page(scores: Scores, folder: Path, per_cell: int) -> page.Page:
     result, split = scores.result, scores.result["split"]
     heads = [_head(files, h, per_cell) for h in scores.heads]
     info = run_dir.read_config(scores.ckpt_path.parent)
-    if info is not None and info.get("config") != scores.state["config"]:
+    if info is not None and not run_dir.same_settings(info.get("config") or {}, scores.state["config"]):
         info = None  # a checkpoint copied away from its run: its own config only
     history = _full_history(scores.ckpt_path, scores.state)
     footer = (f"{len(files.written)} notes listed (per head: at most {per_cell} per confusion cell, "

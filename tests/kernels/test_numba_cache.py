@@ -64,3 +64,24 @@ def test_cache_folder_follows_xdg_and_respects_the_users_setting(tmp_path: Path,
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     _use_user_cache_dir()
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / ".cache" / "nsynth" / "numba")
+
+
+def test_the_first_build_says_it_compiles_the_kernels_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+    from nsynth_prep.corpus.synth import write_corpus
+    from nsynth_prep.kernels import first_compile
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    write_corpus(tmp_path / "corpus", {"train": 4, "valid": 2, "test": 2}, progress=False, workers=1)
+    said = []
+    for out in ("a", "b"):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            build_cache(tmp_path / "corpus" / "nsynth-valid", tmp_path / out, BuildConfig(features=("pooled",)),
+                        progress=False)
+        said.append(any("compiling numba kernels, once per install" in r.message for r in caplog.records))
+    assert said == [True, False]  # the second build finds the stamp
+    assert first_compile() is False
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "other"))
+    assert first_compile() is True  # another cache folder: compiled again there

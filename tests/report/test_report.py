@@ -78,7 +78,7 @@ def test_the_report_of_a_finished_run(finished_run: Path, tmp_path: Path) -> Non
 
 def test_one_section_per_head_and_the_report_of_an_eval_output(run_caches: Path, tmp_path: Path) -> None:
     run = tmp_path / "both"
-    config = TrainConfig(task="both", cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu")
+    config = TrainConfig(task="both", model="cnn", cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu")
     train(config, run, progress=False, figures=False)
     page = write_report(run, device="cpu")
     text = page.read_text()

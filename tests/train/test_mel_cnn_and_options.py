@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from nsynth_prep.errors import ConfigError
+from nsynth_train.batch_size import fitting_batch, small_corpus_warning
 from nsynth_train.frontend import HOP, N_FFT, SAMPLE_RATE, LogMel, log_mel_numpy, mel_filterbank, mel_to_hz
-from nsynth_train.loop import TrainConfig, small_corpus_warning, train
+from nsynth_train.loop import TrainConfig, train
 from nsynth_train.models import build_model, count_parameters
 from nsynth_train.options import augment, class_weights, lr_factor
 from nsynth_train.tasks import get_task
@@ -132,7 +133,44 @@ def test_small_corpus_warning() -> None:
     assert small_corpus_warning(100_000, 1024, False) is None
     text = small_corpus_warning(2400, 1024, False)
     assert text is not None and "3 optimizer steps" in text and "--batch-size 32 gives 75" in text
-    assert small_corpus_warning(10, 64, True) is not None and "--batch-size 1 gives 10" in small_corpus_warning(10, 64, True)  # type: ignore[operator]
+    one = small_corpus_warning(1000, 1024, False)
+    assert one is not None and "only 1 optimizer step;" in one and "--batch-size 16 gives 63" in one
+    # Never a batch under 8: a corpus too small for 50 steps at 8 is told to grow.
+    tiny = small_corpus_warning(100, 64, True)
+    assert tiny is not None and "--batch-size 8 gives 12; more notes would help more" in tiny
+    assert "needs more notes" in (small_corpus_warning(100, 8, True) or "")
+
+
+def test_fitting_batch_is_the_largest_power_of_two_with_enough_steps() -> None:
+    assert fitting_batch(289_205, 1024, False) == 1024  # NSynth's train split: the preset's batch
+    assert fitting_batch(2400, 1024, False) == 32 and fitting_batch(2400, 128, True) == 32
+    assert fitting_batch(1147, 128, True) == 16 and fitting_batch(100, 128, True) == 8
+    assert fitting_batch(5, 4, True) == 4  # a batch at or under the floor is kept
+    assert fitting_batch(10_000, 100, True) == 100  # enough steps already: not rounded to a power of two
+
+
+@pytest.mark.slow
+def test_train_takes_a_smaller_batch_on_a_small_corpus_unless_told(run_caches: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from nsynth_train import api
+
+    with caplog.at_level(logging.INFO):
+        api.train_run("family", "cnn", run_caches, tmp_path / "auto", progress=False, figures=False,
+                      html_report=False, epochs=1, device="cpu")
+    config = json.loads((tmp_path / "auto" / "config.json").read_text())["config"]
+    assert config["batch_size"] == 8  # the preset's 1024 gives 1 step on the shared caches' train split
+    lines = [r.message for r in caplog.records if "not cnn's 1024" in r.message]
+    assert len(lines) == 1 and lines[0].startswith("batch size 8, not cnn's 1024:")
+    # Resuming with the same command takes the same batch (config.json's), and finds nothing changed.
+    api.train_run("family", "cnn", run_caches, tmp_path / "auto", resume=True, progress=False, figures=False,
+                  html_report=False, epochs=2, device="cpu")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        api.train_run("family", "cnn", run_caches, tmp_path / "told", progress=False, figures=False,
+                      html_report=False, epochs=1, device="cpu", batch_size=512)
+    assert json.loads((tmp_path / "told" / "config.json").read_text())["config"]["batch_size"] == 512
+    assert not [r for r in caplog.records if "not cnn's" in r.message]
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "--batch-size 8 gives" in r.message]
 
 
 def test_both_task_end_to_end(mel_caches: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

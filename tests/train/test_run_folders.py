@@ -42,7 +42,7 @@ def finished(finished_run: Path) -> Path:
 
 
 def _config(caches: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    return TrainConfig(**{"cache_dir": str(caches), "epochs": 1, "batch_size": 16, "device": "cpu", **kw})
+    return TrainConfig(**{"model": "cnn", "cache_dir": str(caches), "epochs": 1, "batch_size": 16, "device": "cpu", **kw})
 
 
 def _train(config: TrainConfig, out: Path, **kw) -> dict:  # type: ignore[no-untyped-def, type-arg]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def test_stream_is_a_plain_iterable_dataset(caches: Path) -> None:
 
 
 def _config(caches: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    return TrainConfig(**{"cache_dir": str(caches), "epochs": 2, "batch_size": 16, "device": "cpu", **kw})
+    return TrainConfig(**{"model": "cnn", "cache_dir": str(caches), "epochs": 2, "batch_size": 16, "device": "cpu", **kw})
 
 
 def test_resume_reaches_the_same_result(caches: Path, tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_resume_reaches_the_same_result(caches: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
     assert len(b["extra"]["history"]) == 2
-    with pytest.raises(RunError, match="other settings"):
+    with pytest.raises(RunError, match="needs the run.s own settings"):
         train(_config(caches, resident="no", lr=0.5), tmp_path / "cut", resume=True, progress=False)
 
 
@@ -219,3 +220,29 @@ def test_run_records_an_absolute_cache_folder(caches: Path, tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     assert checkpoint.load(tmp_path / "run" / "best.pt")["config"]["cache_dir"] == str(caches)
     assert evaluate_run(tmp_path / "run", None, "valid", progress=False, figures=False)["valid"]["notes"] == 30
+
+
+@pytest.mark.slow
+def test_resume_of_a_finished_run_trains_nothing_and_epochs_extend_it(finished_run: Path, run_caches: Path,
+                                                                      tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config = TrainConfig(model="cnn", cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu", seed=3)
+    before = (run / "metrics.json").read_text()
+    with caplog.at_level(logging.INFO):
+        again = train(config, run, resume=True, progress=False, figures=False)
+    assert any(r.message.startswith(f"nothing to train: {run} has trained its 1 epochs") for r in caplog.records)
+    assert again == json.loads(before) and (run / "metrics.json").read_text() == before  # nothing rewritten
+    # --epochs 2: one epoch more, recorded in config.json.
+    train(replace(config, epochs=2), run, resume=True, progress=False, figures=False)
+    assert len(checkpoint.load(run / "last.pt")["extra"]["history"]) == 2
+    info = json.loads((run / "config.json").read_text())
+    assert info["config"]["epochs"] == 2 and info["resumed"][-1]["epochs"] == {"from": 1, "to": 2}
+    # Other settings are refused in one readable sentence naming the options.
+    with pytest.raises(RunError) as refused:
+        train(replace(config, epochs=2, lr=0.5, seed=4), run, resume=True, progress=False, figures=False)
+    text = str(refused.value)
+    assert "--lr 0.001 (the run) vs 0.5 (now); --seed 3 (the run) vs 4 (now)" in text and "{" not in text
