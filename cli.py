@@ -269,6 +269,23 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
+def _figure_formats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """``png,svg,pdf`` -> a tuple, checked here: a wrong format is an option error (exit 2)."""
+    if value is None:
+        return None
+    formats = tuple(f.strip().lower() for f in value.split(",") if f.strip())
+    bad = [f for f in formats if f not in vocab.FIGURE_FORMATS]
+    if bad or not formats:
+        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: expected one or more of png, svg, pdf, "
+                                 "comma-separated (e.g. png,svg)")
+    return formats
+
+
+FIGURE_FORMAT_OPTION = click.option(
+    "--figure-format", "figure_formats", callback=_figure_formats, metavar="png,svg,pdf",
+    help="Write every figure in these formats (comma-separated; default png); svg and pdf scale for papers.")
+
+
 @main.command("train")
 @click.option("--task", type=TASK, default="family", show_default=True,
               help="family: 10 classes (synth_lead dropped); source: acoustic/electronic/synthetic; both: one "
@@ -337,11 +354,16 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
               "(<out>-seed<N>, or each seed's default folder), then print the runs grouped: mean +- std.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder. Default: runs/<task>-<model>-<hash of the settings>, printed.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (--epochs N, "
+              "more, extends a finished run).")
+@click.option("--init", "init", type=click.Path(exists=True, path_type=Path),
+              help="Start from another run's weights (its folder: best.pt, or a checkpoint), e.g. fine-tune a family "
+                   "run on --task source; layers that do not fit, and the output layer for other classes, start new.")
 @click.option("--overwrite", is_flag=True, help="Replace the run --out holds (refused without this or --resume).")
 @click.option("--tensorboard", is_flag=True, help="Log each epoch (losses, accuracies, lr, notes/s) and the test "
               "confusion matrix to <run>/tensorboard/ (pip install -e '.[tensorboard]').")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (RUN/report/index.html) at the end.")
+@FIGURE_FORMAT_OPTION
 @click.pass_obj
 def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_dir: Location, epochs: int | None, batch_size: int | None,
               lr: float | None, l1: float | None, l2: float | None, device: str, amp: str, resident: str,
@@ -349,8 +371,8 @@ def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_
               weight_decay: float | None, schedule: str | None, label_smoothing: float | None, balance: str | None,
               gain_db: float | None, shift: float | None, freq_mask: int | None, time_mask: int | None,
               mixup: float | None, eq_db: float | None, noise_snr: float | None, pitch_shift: float | None,
-              seed: int, seeds: str | None, out: Path | None, resume: bool, overwrite: bool, tensorboard: bool,
-              no_report: bool) -> None:
+              seed: int, seeds: str | None, out: Path | None, resume: bool, init: Path | None, overwrite: bool,
+              tensorboard: bool, no_report: bool, figure_formats: tuple[str, ...] | None) -> None:
     """Train a model on <cache>/train.zarr, select on valid.zarr, score the best on test.zarr.
 
     Writes config.json, checkpoints (best.pt, last.pt), history.csv, metrics.json, figures/
@@ -370,8 +392,9 @@ def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_
                    compile=compile_model, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
                    label_smoothing=label_smoothing, balance=balance, gain_db=gain_db, shift=shift,
                    freq_mask=freq_mask, time_mask=time_mask, mixup=mixup, eq_db=eq_db, noise_snr=noise_snr,
-                   pitch_shift=pitch_shift, head_weights=head_weights, out=out, resume=resume, overwrite=overwrite,
-                   progress=obj["progress"], tensorboard=tensorboard,
+                   pitch_shift=pitch_shift, head_weights=head_weights, init=None if init is None else str(init),
+                   out=out, resume=resume, overwrite=overwrite,
+                   progress=obj["progress"], tensorboard=tensorboard, figure_formats=figure_formats,
                    html_report=False if no_report else None)  # None: with the figures
     results = train_seeds(seed_list, **options) if seeds else [train_run(seed=seed, **options)]
     for result in results:
@@ -387,13 +410,15 @@ def train_cmd(obj: dict, task: str, head_weights: str | None, model: str, cache_
 @click.option("--device", type=click.Choice(vocab.DEVICES), default="auto", show_default=True,
               help="Where to run the model (auto: a GPU when there is one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write (default: the run).")
+@FIGURE_FORMAT_OPTION
 @click.pass_obj
-def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, device: str, out: Path | None) -> None:
+def eval_cmd(obj: dict, run: Path, cache_dir: Location | None, split: str, device: str, out: Path | None,
+             figure_formats: tuple[str, ...] | None) -> None:
     """Recompute metrics and figures of RUN (a run folder or a checkpoint) on any split, and say
     where the run came from (its config.json)."""
     from nsynth_train.api import eval_run
 
-    result = eval_run(run, cache_dir, split, out, device, obj["progress"])
+    result = eval_run(run, cache_dir, split, out, device, obj["progress"], figure_formats)
     if result["report"]:  # empty on torchrun's ranks other than 0
         click.echo(result["report"])
 

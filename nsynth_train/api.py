@@ -9,6 +9,7 @@ from typing import Any
 
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.storage.store import Where
+from nsynth_train import plots
 from nsynth_train.distributed import is_main_process
 from nsynth_train.evaluate import evaluate_run
 from nsynth_train.loop import TrainConfig, train
@@ -26,7 +27,9 @@ def report(result: dict[str, Any], out: Path) -> str:
               f"checkpoint of epoch {result['epoch']}):"]
     heads = result.get("heads") or {result["task"]: m}
     for name, h in heads.items():
-        lines += _head_lines(h, f"{name} head: " if "heads" in result else "")
+        # A `both` run's first head is the family one: named as its source head is.
+        prefix = f"{name} head: " if "heads" in result else "family head: " if "source_head" in result else ""
+        lines += _head_lines(h, prefix)
     lines += [*_second_head(result),
              f"  metrics: {out / ('metrics.json' if split == 'test' else f'metrics-{split}.json')}"]
     if "figures" in result:
@@ -77,7 +80,7 @@ def default_out(config: TrainConfig) -> Path:
 def train_run(task: str = "family", model: str = DEFAULT_MODEL, cache_dir: Where = Path("data/cache"),
               out: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
               figures: bool = True, html_report: bool | None = None, tensorboard: bool = False,
-              **options: Any) -> dict[str, Any]:
+              figure_formats: tuple[str, ...] | None = None, **options: Any) -> dict[str, Any]:
     """Train and test one model; ``options`` are :class:`TrainConfig` fields (None = preset).
 
     ``out`` defaults to :func:`default_out`. A folder that holds a run is refused unless
@@ -85,8 +88,17 @@ def train_run(task: str = "family", model: str = DEFAULT_MODEL, cache_dir: Where
     split's figures out (metrics only). ``html_report``: write the HTML report (``out/report/``,
     :func:`nsynth_train.report.write_report`) at the end; default: when ``figures``.
     ``tensorboard``: log each epoch and the test confusion matrix to ``out/tensorboard/``
-    (:mod:`nsynth_train.tensorboard_log`; needs the ``tensorboard`` extra).
+    (:mod:`nsynth_train.tensorboard_log`; needs the ``tensorboard`` extra). ``figure_formats``:
+    the figures in each of these (``png``, ``svg``, ``pdf``; default PNG).
     """
+    with plots.figure_formats(figure_formats):
+        return _train_run(task, model, cache_dir, out, resume, overwrite, progress, figures, html_report, tensorboard,
+                          **options)
+
+
+def _train_run(task: str, model: str, cache_dir: Where, out: Path | None, resume: bool, overwrite: bool,
+               progress: bool, figures: bool, html_report: bool | None, tensorboard: bool,
+               **options: Any) -> dict[str, Any]:
     config = TrainConfig(task=task, model=model, cache_dir=str(cache_dir), **options)
     out = Path(out) if out else default_out(config)
     if is_main_process():
@@ -131,12 +143,14 @@ def train_seeds(seeds: list[int], out: Path | None = None, **kwargs: Any) -> lis
 
 
 def eval_run(run: Path, cache_dir: Where | None = None, split: str = "test", out: Path | None = None,
-             device: str = "auto", progress: bool = True) -> dict[str, Any]:
+             device: str = "auto", progress: bool = True, figure_formats: tuple[str, ...] | None = None
+             ) -> dict[str, Any]:
     """Score a run folder or checkpoint on any split. Under torchrun, rank 0 alone scores (the
     others return ``{"report": ""}``): evaluation is one process's work."""
     if not is_main_process():
         return {"report": ""}
-    result = evaluate_run(Path(run), cache_dir, split, out, device=device, progress=progress)
+    with plots.figure_formats(figure_formats):
+        result = evaluate_run(Path(run), cache_dir, split, out, device=device, progress=progress)
     result["report"] = report(result, Path(out) if out else Path(result["checkpoint"]).parent)
     return result
 

@@ -77,6 +77,8 @@ class TrainConfig:
     # Several heads (both, family,source,pitch): each head's loss weight, "1,1,0.5" (None: 1 each).
     # A sequence of numbers is accepted and stored as that text (what config.json and --resume compare).
     head_weights: str | None = None
+    # Start from another run's weights (a run folder or checkpoint; nsynth_train.init_weights)
+    init: str | None = None
     # The recipe's options (nsynth_train.recipe); None = the preset's, 0 = off
     freq_mask: int | None = None  # SpecAugment: 2 frequency masks of up to N mel bands
     time_mask: int | None = None  # SpecAugment: 2 time masks of up to N frames
@@ -150,7 +152,7 @@ class TrainConfig:
         p = get_preset(self.model)
         # A URL (s3://...) stays as it is; a path is made absolute.
         cache_dir = self.cache_dir if is_url(self.cache_dir) else str(Path(self.cache_dir).resolve())
-        out = replace(self, cache_dir=cache_dir,
+        out = replace(self, cache_dir=cache_dir, init=None if self.init is None else str(Path(self.init).resolve()),
                        epochs=p.epochs if self.epochs is None else self.epochs,
                        batch_size=p.batch_size if self.batch_size is None else self.batch_size,
                        lr=p.lr if self.lr is None else self.lr,
@@ -173,15 +175,17 @@ class TrainConfig:
         for name in PRESET_OPTIONS:  # options at the reference recipe (or unset) leave the hash as it was
             if d[name] is None or d[name] == REFERENCE_OPTIONS[name]:  # before they existed
                 del d[name]
-        if d["head_weights"] is None:  # likewise
-            del d["head_weights"]
+        for name in ("head_weights", "init"):  # likewise, for the settings added since
+            if d[name] is None:
+                del d[name]
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def with_options_of(self, saved: dict[str, Any]) -> dict[str, Any]:
         """``saved`` (a checkpoint's config) with the training options it predates filled in at
         the reference recipe, which is how it was trained: for comparing it with this config."""
-        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, "head_weights": None, **saved}
+        return {**{n: v for n, v in REFERENCE_OPTIONS.items() if n not in saved}, "head_weights": None, "init": None,
+                **saved}
 
     def resume_command(self, out: Path) -> str:
         """The ``nsynth train`` command that continues this (resolved) config's run in ``out``:

@@ -34,6 +34,7 @@ from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep_sizes
 from nsynth_train.epoch import Diverged, Objective, make_scaler, objective_for, run_epoch, train_pairs
 from nsynth_train.evaluate import score, write_scores
+from nsynth_train.init_weights import load_init
 from nsynth_train.models import build_model, count_parameters
 from nsynth_train.options import make_optimizer
 from nsynth_train.tasks import Task, head_names, make_task
@@ -213,6 +214,8 @@ def setup(config: TrainConfig, task: Task, dist: Dist, caches: dict[str, cache_f
     optimizer = make_optimizer(list(model.parameters()), config.optimizer or "adam", config.lr or 0.0,
                                config.weight_decay or 0.0)
     scaler = make_scaler(device, amp)
+    # Another run's weights first: a resume's last.pt, when there is one, replaces them.
+    init = dist.agree(lambda: load_init(model, config.init, config.model, task) if config.init else None)
     history, best, start = _resumed(config, dist, out, model, optimizer, saved) if resume else ([], -1.0, 1)
     # DDP (under torchrun) averages the gradients over the ranks; the compiled module shares
     # the model's parameters; checkpoints save the plain model (no "module." prefix).
@@ -223,6 +226,8 @@ def setup(config: TrainConfig, task: Task, dist: Dist, caches: dict[str, cache_f
     # ranks' shares of valid need not be the same number of batches.
     eval_model = model if dist.enabled else step_model
     info = _run_info(config, dist, model, amp, caches)
+    if init is not None:
+        info["init"] = init
     dist.agree(lambda: run_dir.write_config(out, asdict(config), task.to_dict(), info,
                                             resumed_after=start - 1 if start > 1 else None), where="main")
     shard = (dist.rank, dist.world)

@@ -6,6 +6,9 @@ saved atomically into the run folder. Nothing here feeds back into training.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +26,10 @@ from nsynth_prep.display.training import (
     per_class_figure,
 )
 from nsynth_prep.display.waveform import time_axis
+from nsynth_prep.errors import ConfigError
 from nsynth_train.run_dir import atomic
 from nsynth_train.tasks import Task
+from nsynth_train.vocabulary import FIGURE_FORMATS
 
 if TYPE_CHECKING:  # drawing is display's: only the type here
     from matplotlib.figure import Figure
@@ -33,10 +38,32 @@ EXAMPLES_PER_CLASS = 3
 CONFIDENT = 0.5  # "confident": the predicted class has at least this probability (more than all others together)
 
 
+# The formats every figure of a train or eval is written in (``--figure-format``): set for the
+# duration of one command by :func:`figure_formats`; PNG alone unless asked.
+_formats: ContextVar[tuple[str, ...]] = ContextVar("figure_formats", default=("png",))
+
+
+@contextlib.contextmanager
+def figure_formats(formats: tuple[str, ...] | None) -> Iterator[None]:
+    """Write the figures made inside the block in each of ``formats`` (None: PNG)."""
+    formats = tuple(dict.fromkeys(formats or ("png",)))
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"figure format {', '.join(bad) or '(none)'}: expected png, svg or pdf, comma-separated")
+    token = _formats.set(formats)
+    try:
+        yield
+    finally:
+        _formats.reset(token)
+
+
 def save(fig: Figure, path: Path) -> None:
-    """``fig`` as a PNG at ``path``, written atomically (the run folder's rule for every file)."""
-    with atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    """``fig`` at ``path`` (a ``.png`` name) in each figure format asked for (``.svg``, ``.pdf``
+    beside it), each written atomically (the run folder's rule for every file)."""
+    for fmt in _formats.get():
+        target = path.with_suffix(f".{fmt}")
+        with atomic(target) as tmp:
+            fig.savefig(tmp, dpi=110, format=fmt)
 
 
 def pick_examples(probs: np.ndarray, y: np.ndarray, kind: str, per_class: int = EXAMPLES_PER_CLASS) -> np.ndarray:

@@ -79,6 +79,7 @@ REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")  # the papers' models an
 # What `nsynth train` trains without --model: the best model the project has measured
 # (docs/benchmarks.md: far past the reference models on held-out sample libraries).
 DEFAULT_MODEL = "mel-cnn"
+FIGURE_FORMATS = ("png", "svg", "pdf")  # --figure-format: what run figures may be written as
 DEMO_EPOCHS = 6  # nsynth demo: the default model's epochs on the demo corpus (under a minute in all)
 
 # The training options a preset sets (None in a TrainConfig: the preset's)
@@ -93,7 +94,7 @@ CLI_OPTIONS = {"task": "--task", "model": "--model", "cache_dir": "--cache", "ep
                "amp": "--amp", "resident": "--resident", "num_workers": "--workers", "patience": "--patience",
                "seed": "--seed", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
                "schedule": "--schedule", "label_smoothing": "--label-smoothing", "balance": "--balance",
-               "gain_db": "--gain-db", "shift": "--shift", "head_weights": "--head-weights",
+               "gain_db": "--gain-db", "shift": "--shift", "head_weights": "--head-weights", "init": "--init",
                "freq_mask": "--freq-mask", "time_mask": "--time-mask", "mixup": "--mixup", "eq_db": "--eq-db",
                "noise_snr": "--noise-snr", "pitch_shift": "--pitch-shift"}
 

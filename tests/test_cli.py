@@ -35,18 +35,18 @@ def test_end_to_end(tmp_path: Path, cli: Callable[..., Result]) -> None:
                  "--exclude-families", "synth_lead").stdout
     assert "test:" in out and "30 notes" in out
     assert nsynth("prep", "verify", *(str(cache / f"{s}.zarr") for s in ("train", "valid", "test"))).stdout.count(": ok") == 3
-    out = nsynth("-q", "train", "--cache", str(cache), "--epochs", "2", "--batch-size", "32", "--out", str(run)).stdout
+    out = nsynth("-q", "train", "--model", "cnn", "--cache", str(cache), "--epochs", "2", "--batch-size", "32", "--out", str(run)).stdout
     assert "accuracy" in out and "metrics.json" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"] == "cnn" and len(metrics["classes"]) == 10
     assert (run / "best.pt").exists() and (run / "figures" / "confusion_normalized.png").exists()
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["epochs"] == 2 and config["config"]["batch_size"] == 32 and config["seed"] == 0
-    assert config["command"].startswith("nsynth -q train --cache")
+    assert config["command"].startswith("nsynth -q train --model cnn --cache")
     out = nsynth("-q", "eval", str(run), "--split", "valid").stdout
     assert "valid split (30 notes" in out and (run / "metrics-valid.json").exists()
     assert out.startswith(f"run {run}: cnn on the family task, 2 epochs of batch 32") and "trained on 80 notes" in out
-    assert "holds a run" in cli("-q", "train", "--cache", str(cache), "--out", str(run)).stderr
+    assert "holds a run" in cli("-q", "train", "--model", "cnn", "--cache", str(cache), "--out", str(run)).stderr
 
 
 def test_errors_are_one_clear_line(tmp_path: Path, cli: Callable[..., Result]) -> None:

@@ -107,15 +107,21 @@ def pitch_figure(labels: LabelTable, families: list[str]) -> Figure:
         width = span // cols if r < nrows - 1 else span // last
         ax = fig.add_subplot(gs[r, c * width : (c + 1) * width])
         ax.hist(labels.pitch[labels.family == f], bins=bins, color=color_of(families[f]))
-        ax.set_xlim(max(0, low - 6), min(127, high + 6))
+        # The whole piano range always in view, so its edges (and notes beyond them) show.
+        ax.set_xlim(max(0, min(low - 6, PIANO[0] - 6)), min(127, max(high + 6, PIANO[1] + 6)))
         ax.set_title(f"{families[f]} ({int((labels.family == f).sum()):,} notes)", fontsize=9)
         ax.set_xlabel("MIDI pitch", fontsize=8)
         ax.set_ylabel("notes", fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
         ax.tick_params(labelsize=7)
-        ax.axvspan(21, 108, color="grey", alpha=0.08)
-    fig.suptitle("Pitch per family (shaded: piano range 21-108)")
+        ax.axvspan(*PIANO, color="#d9e8f5", zorder=0)  # behind the bars, visible between them
+        for edge in PIANO:
+            ax.axvline(edge, color="#4a7fb0", lw=0.8, ls="--", zorder=0.5)
+    fig.suptitle(f"Pitch per family (shaded, dashed edges: the piano range {PIANO[0]}-{PIANO[1]})")
     return fig
+
+
+PIANO = (21, 108)  # MIDI pitches of an 88-key piano: NSynth's pitch range
 
 
 def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -123,7 +125,9 @@ def plot_confusion(cm: np.ndarray, names: list[str] | tuple[str, ...], normalize
     notes in its label."""
     support = cm.sum(1)
     data = cm / np.maximum(support[:, None], 1) if normalize else cm
-    im = ax.imshow(data, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, cm.max()))
+    # aspect "auto": square cells would shrink the axes inside the space the layout gave it, and
+    # long row labels then ran off the left edge with the axis label.
+    im = ax.imshow(data, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, cm.max()), aspect="auto")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "notes")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), [f"{n} ({s})" for n, s in zip(names, support, strict=True)])
@@ -169,12 +173,13 @@ def plot_examples(ex: Examples, names: tuple[str, ...], empty: list[str], title:
     per = grid.shape[1]
     cols = 3 if mels is not None else 2
     has = [bool((grid[c] >= 0).any()) for c in range(len(grid))]
-    width, height = (3.4 + 1.6 * (cols == 3)) * per + 0.6, sum(1.55 if h else 0.32 for h in has) + 1.2
+    bar = 0.8 if mels is not None else 0.0  # the log-mel panels' colour bar, at the right
+    width, height = (3.4 + 1.6 * (cols == 3)) * per + 0.6 + bar, sum(1.55 if h else 0.32 for h in has) + 1.2
     # Fixed margins, not a constrained layout: with ~100 small axes, the layout engine's bounding
     # boxes took 6-8 s a figure (two per run); these spacings fit the 7-point titles and labels.
     fig = Figure(figsize=(width, height))
     gs = fig.add_gridspec(len(grid), cols * per, width_ratios=[1, ZOOM_WIDTH, 0.8][:cols] * per,
-                          height_ratios=[1 if h else 0.2 for h in has], left=0.75 / width, right=1 - 0.15 / width,
+                          height_ratios=[1 if h else 0.2 for h in has], left=0.75 / width, right=1 - (0.15 + bar) / width,
                           top=1 - 1.05 / height, bottom=0.45 / height, wspace=0.3, hspace=0.75)
     mel_range = ((float(mels.values.min()), float(mels.values.max())) if mels is not None and len(mels.values)
                  else (0.0, 1.0))
@@ -202,6 +207,13 @@ def plot_examples(ex: Examples, names: tuple[str, ...], empty: list[str], title:
             _verdict(ex, int(i), names, ax, zoom)
         pairs[0][0].set_ylabel(f"true {names[c]}\namplitude", fontsize=8, color=color_of(names[c]))
         label_axes(pairs, ex.xlabel, bottom=c == last)
+    if mels is not None and k:  # one scale for every log-mel panel (they share mel_range)
+        top, bottom = 1 - 1.05 / height, 0.45 / height
+        cax = fig.add_axes((1 - (bar - 0.1) / width, bottom + 0.25 * (top - bottom), 0.12 / width,
+                            0.5 * (top - bottom)))
+        fig.colorbar(ScalarMappable(Normalize(*mel_range), "magma"), cax=cax)
+        cax.set_ylabel("log-mel: ln(mel power + 1e-6)", fontsize=7)
+        cax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -255,7 +267,11 @@ def learning_curves_figure(history: list[dict[str, float]], what: str, split: st
 
 def confusion_figure(cm: np.ndarray, names: tuple[str, ...], normalize: bool, ctx: Context) -> Figure:
     """The confusion matrix of ``ctx.split``, counts or row-normalised."""
-    fig = Figure(figsize=(1.0 + 0.6 * len(names) + 2.4, 0.6 * len(names) + 2.4), layout="constrained")
+    # Room for the longest label: the row labels ("name (notes)") on the left, the column labels
+    # rotated below (about 0.085 in a character at 10 points).
+    wide = max((len(n) for n in names), default=0)
+    fig = Figure(figsize=(max(6.0, 2.4 + 0.6 * len(names) + 0.085 * (wide + 8)),
+                          2.4 + 0.6 * len(names) + 0.06 * wide), layout="constrained")
     ax = fig.subplots()
     plot_confusion(cm, names, normalize, ax)
     ax.set_title(f"Confusion matrix, {ctx.split} split ({int(cm.sum()):,} notes"

@@ -45,9 +45,12 @@ def test_bench_full_small(tmp_path: Path) -> None:
         assert r["disk_bytes"] > 0 and r["files"] > 0 and r["zarr_json_bytes"] > 0
     build = steps["build train"]
     assert size["kills"] and build["resumes"] == len(build["segments_s"]) - 1 >= 1
-    # What each kill left to write: some chunk of some feature (which one depends on the machine's pace).
-    assert all(any(k["unmarked"].values()) for k in size["kills"])
-    assert all(x is not None and x > 0 for x in build["first_mark_s"])  # every run wrote a chunk: its time to it
+    # What a kill left to write: some chunk of some feature (which one, and whether a late kill
+    # found only the last metadata to write, depends on the machine's pace).
+    assert any(any(k["unmarked"].values()) for k in size["kills"])
+    # Every run with something left to write wrote a chunk: its time to it (the first run always).
+    left = [True] + [any(k["unmarked"].values()) for k in size["kills"]]
+    assert all(x is not None and x > 0 for x, todo in zip(build["first_mark_s"], left, strict=True) if todo)
     assert all(r["anon_rss_mib"] > 10 for r in steps.values())
     ident = size["identity"]
     assert ident["chunks_recomputed"] >= 1 and ident["differ"] == [] and ident["reference_identical"] is True

@@ -130,7 +130,7 @@ def test_train_stops_on_a_chunk_that_will_not_decompress(run_caches: Path, tmp_p
                                                           cli: Callable[..., Result]) -> None:
     shutil.copytree(run_caches, tmp_path / "c")  # the session's (read-only) caches, to damage
     _damage(tmp_path / "c" / "train.zarr", "garbage", "pooled", 0)
-    result = cli("-q", "train", "--cache", str(tmp_path / "c"), "--epochs", "1", "--batch-size", "16",
+    result = cli("-q", "train", "--model", "cnn", "--cache", str(tmp_path / "c"), "--epochs", "1", "--batch-size", "16",
                  "--resident", "no", "--out", str(tmp_path / "run"))
     assert result.exit_code == 1, result.stderr
     # One error line (the small-corpus warning, a log record, goes to pytest's log capture here);

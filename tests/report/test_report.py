@@ -107,7 +107,7 @@ def test_demo_ends_by_saying_where_its_report_is(run_caches: Path, tmp_path: Pat
     from nsynth_train.api import demo_run
 
     text = demo_run(tmp_path, run_caches, epochs=1, progress=False)
-    page = tmp_path / "runs" / "demo-family-cnn-1" / "report" / "index.html"
+    page = tmp_path / "runs" / "demo-family-mel-cnn-1" / "report" / "index.html"
     assert text.splitlines()[-1] == f"The report, to open in a browser: {page}"  # train_run's report, at the end
     assert f"  report: {page}" in text
     check_static(page)

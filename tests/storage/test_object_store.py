@@ -128,7 +128,7 @@ def test_build_verify_inspect_on_s3(built: str, s3: Any, tmp_path: Path) -> None
 
 def test_train_streams_from_s3(built: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = _cli("-q", "train", "--cache", built, "--epochs", "1", "--batch-size", "16", "--resident", "no",
+    out = _cli("-q", "train", "--model", "cnn", "--cache", built, "--epochs", "1", "--batch-size", "16", "--resident", "no",
                "--device", "cpu", "--out", str(run))
     assert "test" in out
     config = json.loads((run / "config.json").read_text())

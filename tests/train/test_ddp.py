@@ -81,7 +81,7 @@ def _ranks(args: list[str], record: Path, stop_after: int = 0, world: int = 2,
 
 
 def _train_args(caches: Path, out: Path, *extra: str) -> list[str]:
-    return ["-q", "train", "--cache", str(caches), "--epochs", "2", "--batch-size", "7", "--device", "cpu",
+    return ["-q", "train", "--model", "cnn", "--cache", str(caches), "--epochs", "2", "--batch-size", "7", "--device", "cpu",
             "--out", str(out), *extra]
 
 

@@ -154,7 +154,7 @@ def test_train_takes_a_smaller_batch_on_a_small_corpus_unless_told(run_caches: P
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from nsynth_train import api
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="nsynth_train"):
         api.train_run("family", "cnn", run_caches, tmp_path / "auto", progress=False, figures=False,
                       html_report=False, epochs=1, device="cpu")
     config = json.loads((tmp_path / "auto" / "config.json").read_text())["config"]
@@ -165,7 +165,7 @@ def test_train_takes_a_smaller_batch_on_a_small_corpus_unless_told(run_caches: P
     api.train_run("family", "cnn", run_caches, tmp_path / "auto", resume=True, progress=False, figures=False,
                   html_report=False, epochs=2, device="cpu")
     caplog.clear()
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="nsynth_train"):
         api.train_run("family", "cnn", run_caches, tmp_path / "told", progress=False, figures=False,
                       html_report=False, epochs=1, device="cpu", batch_size=512)
     assert json.loads((tmp_path / "told" / "config.json").read_text())["config"]["batch_size"] == 512

@@ -65,7 +65,7 @@ def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path, 
     process, is refused; Ctrl-C stops the first with status 130 and the exact command that
     resumes it, which is then accepted."""
     run = tmp_path / "run"
-    args = ["train", "--cache", str(caches), "--epochs", "100000", "--batch-size", "16", "--device", "cpu",
+    args = ["train", "--model", "cnn", "--cache", str(caches), "--epochs", "100000", "--batch-size", "16", "--device", "cpu",
             "--lr", "0.0005", "--out", str(run)]
     with subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as first:
         try:
@@ -138,7 +138,7 @@ def test_cli_refuses_a_finished_run_and_prints_the_default_folder(caches: Path, 
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   cli: Callable[..., Result]) -> None:
     monkeypatch.chdir(tmp_path)  # the default folder, runs/..., is relative to the working directory
-    args = ["-q", "train", "--cache", str(caches), "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    args = ["-q", "train", "--model", "cnn", "--cache", str(caches), "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
     folder = re.search(r"^run: (runs/family-cnn-[0-9a-f]{8})$", result.stdout, re.M)
@@ -156,8 +156,8 @@ def test_a_second_demo_keeps_the_first(tmp_path: Path, monkeypatch: pytest.Monke
     second = cli("-q", "demo", "--notes-per-split", "40,20,20", "--epochs", "1")
     assert first.exit_code == 0 and second.exit_code == 0, first.stderr + second.stderr
     runs = sorted(p.name for p in (data / "runs").iterdir())
-    assert runs == ["demo-family-cnn-1", "demo-family-cnn-2"]
-    assert "demo-family-cnn-1" in first.stdout and "demo-family-cnn-2" in second.stdout
+    assert runs == ["demo-family-mel-cnn-1", "demo-family-mel-cnn-2"]
+    assert "demo-family-mel-cnn-1" in first.stdout and "demo-family-mel-cnn-2" in second.stdout
     assert all((data / "runs" / r / "metrics.json").exists() for r in runs)
     third = cli("-q", "demo", "--notes-per-split", "80,20,20", "--epochs", "1")  # the corpus is made once: say so
     assert third.exit_code == 1 and "made with --notes-per-split 40,20,20; remove" in third.stderr

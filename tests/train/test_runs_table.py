@@ -29,7 +29,7 @@ def seed_runs(run_caches: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from nsynth_train import api
 
     out = tmp_path_factory.mktemp("runs")
-    common = ["train", "--cache", str(run_caches), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+    common = ["train", "--model", "cnn", "--cache", str(run_caches), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
               "--no-report"]
     with pytest.MonkeyPatch.context() as patch:  # no figures: seconds each (conftest's no_figures, per module)
         patch.setattr(api, "train_run", partial(api.train_run, figures=False))

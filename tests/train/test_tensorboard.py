@@ -19,7 +19,7 @@ pytest.importorskip("tensorboard", reason="pip install -e '.[test]' (tensorboard
 def test_tensorboard_logs_every_epoch_and_the_confusion_matrix(run_caches: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train_run(cache_dir=run_caches, out=tmp_path / "run", epochs=2, batch_size=16, device="cpu", progress=False,
+    train_run(model="cnn", cache_dir=run_caches, out=tmp_path / "run", epochs=2, batch_size=16, device="cpu", progress=False,
               figures=False, tensorboard=True)
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
     tags = events.Tags()

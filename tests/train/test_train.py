@@ -133,7 +133,7 @@ def test_resume_reaches_the_same_result(caches: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
     assert len(b["extra"]["history"]) == 2
-    with pytest.raises(RunError, match="needs the run.s own settings"):
+    with pytest.raises(RunError, match=r"needs the run.s own settings"):
         train(_config(caches, resident="no", lr=0.5), tmp_path / "cut", resume=True, progress=False)
 
 
@@ -232,7 +232,7 @@ def test_resume_of_a_finished_run_trains_nothing_and_epochs_extend_it(finished_r
     shutil.copytree(finished_run, run)
     config = TrainConfig(model="cnn", cache_dir=str(run_caches), epochs=1, batch_size=16, device="cpu", seed=3)
     before = (run / "metrics.json").read_text()
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="nsynth_train"):
         again = train(config, run, resume=True, progress=False, figures=False)
     assert any(r.message.startswith(f"nothing to train: {run} has trained its 1 epochs") for r in caplog.records)
     assert again == json.loads(before) and (run / "metrics.json").read_text() == before  # nothing rewritten
@@ -246,3 +246,57 @@ def test_resume_of_a_finished_run_trains_nothing_and_epochs_extend_it(finished_r
         train(replace(config, epochs=2, lr=0.5, seed=4), run, resume=True, progress=False, figures=False)
     text = str(refused.value)
     assert "--lr 0.001 (the run) vs 0.5 (now); --seed 3 (the run) vs 4 (now)" in text and "{" not in text
+
+
+@pytest.mark.slow
+def test_init_starts_from_another_runs_weights(finished_run: Path, run_caches: Path, tmp_path: Path) -> None:
+    from nsynth_prep.errors import ConfigError
+    from nsynth_train.init_weights import load_init
+    from nsynth_train.models import build_model
+    from nsynth_train.tasks import get_task
+
+    # The family run's weights into a source-task CNN: every layer but the output one (3 classes, not 10).
+    model = build_model("cnn", 3)
+    record = load_init(model, finished_run, "cnn", get_task("source"))
+    theirs = checkpoint.load(finished_run / "best.pt")["model"]
+    assert record["tensors_new"] == ["out.weight", "out.bias"] and record["task"] == "family"
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("out."):
+            torch.testing.assert_close(tensor, theirs[name], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="a cnn checkpoint cannot start a lstm run"):
+        load_init(build_model("lstm", 10), finished_run, "lstm", get_task("family"))
+    # Through train: recorded in config.json, and the run's own settings keep the path (absolute).
+    config = TrainConfig(model="cnn", task="source", cache_dir=str(run_caches), epochs=1, batch_size=16,
+                         device="cpu", init=str(finished_run))
+    train(config, tmp_path / "tuned", progress=False, figures=False)
+    info = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert info["init"]["from"] == str((finished_run / "best.pt").resolve()) and info["init"]["tensors_loaded"] > 0
+    assert info["config"]["init"] == str(finished_run.resolve())
+
+
+@pytest.mark.slow
+def test_figures_in_svg_and_pdf_on_request(finished_run: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    result = cli("eval", str(run), "--split", "valid", "--device", "cpu", "--figure-format", "svg,png,pdf")
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in (run / "figures-valid").iterdir()}
+    for stem in ("confusion_counts", "per_class_accuracy", "examples_boundary", "breakdown"):
+        assert {f"{stem}.png", f"{stem}.svg", f"{stem}.pdf"} <= written, stem
+    assert (run / "figures-valid" / "breakdown.svg").read_text().lstrip().startswith("<?xml")
+    assert (run / "figures-valid" / "breakdown.pdf").read_bytes()[:5] == b"%PDF-"
+    bad = cli("eval", str(run), "--figure-format", "png,gif")
+    assert bad.exit_code == 2 and "gif: expected one or more of png, svg, pdf" in bad.output
+
+
+def test_a_both_runs_first_head_is_named_family() -> None:
+    from nsynth_train.api import report
+
+    head = {"accuracy": 0.5, "macro_f1": 0.4, "notes": 10, "per_class_accuracy": {"bass": 0.5, "brass": 0.5}}
+    result = {"split": "test", "model": "cnn", "task": "both", "epoch": 1, "test": head,
+              "source_head": {**head, "per_class_accuracy": {"acoustic": 0.5}},
+              "consistency": {"pairs": [], "fraction_in_train": 1.0}}
+    lines = report(result, Path("run")).splitlines()
+    assert lines[1].startswith("  family head: accuracy 50.00%") and lines[3].startswith("  source head: accuracy")
