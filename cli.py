@@ -80,7 +80,12 @@ class NsynthGroup(click.Group):
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception:
+        except Exception as exc:
+            from nsynth_prep.errors import out_of_memory
+
+            if (line := out_of_memory(exc)) is not None:  # not a bug: say what ran out, in one line
+                click.secho(f"error: {line}", fg="red", err=True)
+                sys.exit(1)
             click.secho("nsynth hit an internal error: a bug in nsynth, not a problem with your data. "
                         "Please report it with the command you ran and the traceback below.", fg="red", err=True)
             raise

@@ -14,6 +14,7 @@ of ours holds (deep nesting, huge containers, overlapping tensor views, too many
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,12 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         "torch_rng": torch.get_rng_state(),
     }
     with storage_errors(path), atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's zip writer on a full disk: "unexpected pos N vs M"
+            if "unexpected pos" not in str(exc) and "write" not in str(exc).lower():
+                raise
+            raise OSError(errno.ENOSPC, "short write of a checkpoint", str(path)) from None
 
 
 def load(path: Path, check_finite: bool = True) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cpus import cpu_threads
-from nsynth_prep.errors import ConfigError
+from nsynth_prep.errors import ConfigError, StorageError
 from nsynth_prep.storage.store import Where, location
 from nsynth_train import checkpoint, distributed, recipe, resume_state, run_dir
 from nsynth_train.batch_size import auto_batch_line, fitting_batch, small_corpus_warning
@@ -183,6 +183,10 @@ def _train(config: TrainConfig, dist: Dist, out: Path, resume: bool, overwrite: 
                            f"(now {config.lr:g}) usually helps") from None
         except KeyboardInterrupt:
             raise Interrupted(config, out, saved.epoch, distributed.launcher(dist)) from None
+        except StorageError as exc:  # a full disk: what is saved stays, and the run continues from it
+            kept = f"{out / 'last.pt'} keeps epoch {saved.epoch}" if saved.epoch else "no epoch was saved"
+            raise StorageError(f"{exc.refused or exc}; {kept}. Free some space, then continue with: "
+                               f"{config.resume_command(out)}") from None
 
 
 def small_corpus_batch(config: TrainConfig, task: Task, train_cache: cache_format.Cache, dist: Dist) -> TrainConfig:

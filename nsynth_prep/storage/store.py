@@ -35,6 +35,9 @@ from nsynth_prep.storage.atomic import atomic_path, tmp_name
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # Any other protocol is taken for an object store: a PUT is atomic, a "folder" is a key prefix.
 FILE_PROTOCOLS = ("file", "local")  # fsspec's local filesystem: folders, and rename is atomic
+# numpy's ndarray.tofile (np.save) reports a short write without an errno: "960000 requested and
+# 518080 written" is what a full disk looks like there.
+SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
 
@@ -212,13 +215,17 @@ def storage_errors(what: str | Location) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in DISK_ERRNOS:
+        code = exc.errno
+        if code is None and SHORT_WRITE.search(str(exc)):  # numpy's tofile on a full disk: no errno
+            code = errno.ENOSPC
+        if code not in DISK_ERRNOS:
             raise
         where = exc.filename or what
         then = ("free some space, then run the same command again: it resumes"
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to")
-        raise StorageError(f"{where}: cannot write ({DISK_ERRNOS[exc.errno]}); nothing written so far is "
-                           f"lost: {then}") from None
+                if code in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to")
+        error = StorageError(f"{where}: cannot write ({DISK_ERRNOS[code]}); nothing written so far is lost: {then}")
+        error.refused = f"{where}: cannot write ({DISK_ERRNOS[code]})"  # for callers with their own advice
+        raise error from None
 
 
 def rmtree(where: Location, ignore_errors: bool = False) -> None:
