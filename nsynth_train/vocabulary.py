@@ -80,7 +80,7 @@ REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")  # the papers' models an
 # (docs/benchmarks.md: far past the reference models on held-out sample libraries).
 DEFAULT_MODEL = "mel-cnn"
 FIGURE_FORMATS = ("png", "svg", "pdf")  # --figure-format: what run figures may be written as
-DEMO_EPOCHS = 6  # nsynth demo: the default model's epochs on the demo corpus (under a minute in all)
+DEMO_EPOCHS = 5  # nsynth demo: the default model's epochs on the demo corpus (under a minute in all)
 
 # The training options a preset sets (None in a TrainConfig: the preset's)
 PRESET_OPTIONS = ("optimizer", "weight_decay", "schedule", "label_smoothing", "balance", "gain_db", "shift",
