@@ -7,7 +7,7 @@ import logging
 import math
 import pickle
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,13 +120,11 @@ def _config(caches: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
 
 
 def test_resume_reaches_the_same_result(caches: Path, tmp_path: Path) -> None:
-    full = train(_config(caches, resident="no"), tmp_path / "full", progress=False)
-    train(_config(caches, resident="no", epochs=1), tmp_path / "cut", progress=False)
-    # Pretend the run stopped after epoch 1 of 2: same settings, now asking for 2 epochs.
-    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
-    state["config"] = json.dumps(asdict(_config(caches, resident="no").resolved()))
-    torch.save(state, tmp_path / "cut" / "last.pt")
-    resumed = train(_config(caches, resident="no"), tmp_path / "cut", resume=True, progress=False)
+    # No figures: what is compared is the weights and the metrics (the figures' tests are elsewhere).
+    full = train(_config(caches, resident="no"), tmp_path / "full", progress=False, figures=False)
+    train(_config(caches, resident="no", epochs=1), tmp_path / "cut", progress=False, figures=False)
+    # A run of 1 epoch taken on to 2 (--resume --epochs 2) ends where the 2-epoch run does.
+    resumed = train(_config(caches, resident="no"), tmp_path / "cut", resume=True, progress=False, figures=False)
     a = checkpoint.load(tmp_path / "full" / "last.pt")
     b = checkpoint.load(tmp_path / "cut" / "last.pt")
     for k in a["model"]:
