@@ -17,7 +17,10 @@ each step in its own process, watched by this one:
    and one evaluation pass (``predict``) of the feature's preset, untrained, on test.
 
 Per step: wall time (for a stream or eval step, the pass itself in brackets: the rest is its
-process starting, importing torch and opening the cache), notes/s (of the pass itself), the peak RSS of every process of the step (the largest, and the sum
+process starting, importing torch and opening the cache), notes/s (of the pass itself), the CPU
+time of the step's processes (user + system: what the work costs whatever else runs), the steal
+(the share of the machine's CPU time its hypervisor gave to other guests: a wall time measured
+under steal is that much longer), the peak RSS of every process of the step (the largest, and the sum
 of the processes' peaks), the disk the caches use, the size of train's ``zarr.json`` and the
 number of files. After the resumed build, the rows that were being written at each kill (the
 first ``--recheck`` blocks of 1,024 rows without done marks) are computed again in this process
@@ -77,6 +80,21 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process so far, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of every CPU so far: steal is time the hypervisor gave to others."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
 def _kib(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -95,10 +113,13 @@ class Step:
         self.cmd, self.log = cmd, log
         self.peaks: dict[int, int] = {}  # pid -> peak RSS in KiB (VmHWM: every page, file-backed ones too)
         self.anon: dict[int, int] = {}  # pid -> the largest anonymous RSS sampled, KiB (not maps of files)
+        self.ticks: dict[int, int] = {}  # pid -> its CPU time at the last sample (a killed process's is lost after it)
         self.killed = False
 
     def run(self, until: Any = None, poll: float = 0.02) -> float:
         t = time.perf_counter()
+        self.started = time.strftime("%H:%M:%S", time.gmtime())
+        machine = _machine_ticks()
         with self.log.open("a") as out:
             proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -115,6 +136,8 @@ class Step:
             stop.set()
             sampler.join()
         self.seconds = time.perf_counter() - t
+        steal, total = (b - a for a, b in zip(machine, _machine_ticks(), strict=True))
+        self.steal = steal / total if total else 0.0
         self.returncode = proc.returncode
         if not self.killed and proc.returncode:
             sys.exit(f"bench_full: {' '.join(self.cmd)} failed ({proc.returncode}); see {self.log}")
@@ -125,7 +148,12 @@ class Step:
             for pid in _session_pids(sid):
                 self.peaks[pid] = max(self.peaks.get(pid, 0), _kib(pid, "VmHWM"))
                 self.anon[pid] = max(self.anon.get(pid, 0), _kib(pid, "RssAnon"))
+                self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
             stop.wait(0.1)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of every process of the step, as last sampled."""
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def memory(self) -> tuple[float, float, int, float]:
         """(largest peak RSS, sum of the peaks) in MiB, the number of processes seen, and the largest
@@ -287,7 +315,9 @@ def row(name: str, steps: list[Step], notes: int, caches: Path, **extra: Any) ->
     work = extra.get("inner_s", seconds)  # a stream or eval step's own time, without its process's start-up
     r = {"step": name, "seconds": seconds, "notes": notes, "notes_per_s": notes / work if work else 0.0,
          "peak_rss_mib": largest, "peak_rss_sum_mib": total, "processes": max(st.memory()[2] for st in steps),
-         "anon_rss_mib": max(st.memory()[3] for st in steps),
+         "anon_rss_mib": max(st.memory()[3] for st in steps), "started": steps[0].started,
+         "cpu_s": sum(st.cpu_seconds() for st in steps),
+         "steal": sum(st.steal * st.seconds for st in steps) / seconds if seconds else 0.0,
          **disk(caches), **extra}
     print(line(r), flush=True)
     return r
@@ -352,12 +382,12 @@ def one_size(out: Path, notes: int, workers: int, kills: list[float], trimmed: s
 def line(r: dict[str, Any]) -> str:
     inner = f" ({r['inner_s']:,.2f} s)" if "inner_s" in r else ""
     return (f"| {r['step']} | {r['seconds']:,.1f} s{inner} | {r['notes']:,} | {r['notes_per_s']:,.0f}/s | "
-            f"{r['peak_rss_mib']:,.0f} MiB | {r['anon_rss_mib']:,.0f} MiB | {r['peak_rss_sum_mib']:,.0f} MiB ({r['processes']}) | "
+            f"{r['cpu_s']:,.1f} s | {r['steal']:.0%} | {r['peak_rss_mib']:,.0f} MiB | {r['anon_rss_mib']:,.0f} MiB | {r['peak_rss_sum_mib']:,.0f} MiB ({r['processes']}) | "
             f"{r['disk_bytes'] / 2**30:,.2f} GiB | {r['zarr_json_bytes']:,} B | {r['files']:,} |")
 
 
-HEADER = ["| step | wall | notes | notes/s | peak RSS, largest | anonymous RSS, largest | peak RSS, sum (processes) "
-          "| disk | train zarr.json | files |", "|---|---|---|---|---|---|---|---|---|---|"]
+HEADER = ["| step | wall | notes | notes/s | CPU | steal | peak RSS, largest | anonymous RSS, largest | peak RSS, sum (processes) "
+          "| disk | train zarr.json | files |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def report(sizes: list[dict[str, Any]]) -> str:
@@ -383,9 +413,11 @@ def report(sizes: list[dict[str, Any]]) -> str:
         mem = max(r["peak_rss_mib"] for r in big["rows"]) / max(r["peak_rss_mib"] for r in small["rows"])
         build_mem = b1["peak_rss_mib"] / b0["peak_rss_mib"]
         rate = (b1["seconds"] / b1["notes"]) / (b0["seconds"] / b0["notes"])
+        cpu = (b1["cpu_s"] / b1["notes"]) / (b0["cpu_s"] / b0["notes"])
         text += ["", f"{big['notes']:,} against {small['notes']:,} notes: peak RSS of the largest process {mem:.2f}x "
                      f"over all steps (bound 1.5x), {build_mem:.2f}x in the train build; build time per train note "
-                     f"{rate:.2f}x (bound 1.3x)."]
+                     f"{rate:.2f}x (bound 1.3x), CPU time per train note {cpu:.2f}x (steal: {b0['steal']:.0%} and "
+                     f"{b1['steal']:.0%} of the machine's CPU time during the two builds)."]
     return "\n".join(text)
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from nsynth_prep.errors import ConfigError, SourceError
 from nsynth_prep.labels import NOTE_SAMPLES, SPLITS, LabelTable
-from nsynth_prep.readers.catalog import AudioReader, Catalog, OpenedPath, labels_from_entries
+from nsynth_prep.readers.catalog import AudioReader, Catalog, OpenedPath
+from nsynth_prep.readers.examples_json import labels_from_entries
 from nsynth_prep.readers.tones import NOTE_IDS, Instrument, iter_corpus_split, parse_notes_per_split, render_planned
 
 DESCRIPTOR_SUFFIX = ".synth.json"  # nsynth-<split>.synth.json: a split of the corpus, described, not written
@@ -69,7 +70,7 @@ def scan_descriptor(path: Path, split: str, on_error: str) -> Catalog:
     # the entries themselves (~1 KB each in Python) are never all held at once.
     tables = []
     while batch := {entry["note_str"]: entry for entry, _ in islice(plan, PLAN_BATCH)}:
-        tables.append(LabelTable.from_notes(labels_from_entries(batch, str(path), on_error, skipped)))
+        tables.append(labels_from_entries(batch, str(path), on_error, skipped))
     labels = LabelTable(**{c: np.concatenate([getattr(t, c) for t in tables]) for c in LabelTable.COLUMNS}) \
         if tables else LabelTable.from_notes([])
     if len(set(labels.note_str)) != len(labels):  # by construction never; a batch alone cannot tell

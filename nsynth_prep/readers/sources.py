@@ -33,11 +33,10 @@ from nsynth_prep.readers.catalog import (
     OpenedPath,
     first_of_each,
     first_of_each_id,
-    labels_from_entries,
-    load_examples_json,
     unlisted_audio,
 )
 from nsynth_prep.readers.descriptor import DESCRIPTOR_SUFFIX, scan_descriptor
+from nsynth_prep.readers.examples_json import labels_from_examples, read_examples_json
 from nsynth_prep.readers.fingerprint import Fingerprint
 from nsynth_prep.readers.fingerprint import take as take_fingerprint
 from nsynth_prep.readers.targz import scan_targz
@@ -198,7 +197,7 @@ def _scan_dir(folder: Path, on_error: str) -> Catalog:
     skipped: list[dict[str, str]] = []
     try:
         with open(json_path, "rb") as f:
-            entries = load_examples_json(f, str(json_path), os.fstat(f.fileno()).st_size)
+            examples = read_examples_json(f, str(json_path), os.fstat(f.fileno()).st_size)
         audio = [name[: -len(".wav")] for name in os.listdir(folder / "audio") if name.endswith(".wav")]
     except FileNotFoundError as exc:
         raise SourceError(f"{exc.filename}: missing; a split folder holds examples.json and audio/") from None
@@ -207,19 +206,19 @@ def _scan_dir(folder: Path, on_error: str) -> Catalog:
     except OSError as exc:
         raise SourceError(f"{exc.filename}: cannot read ({exc.strerror})") from None
     # Every name is validated (NOTE_STR_RE) here, before any path is built from it.
-    notes = labels_from_entries(entries, str(json_path), on_error, skipped)
-    unlisted_audio(str(folder), audio, entries, on_error, skipped)
+    labels = labels_from_examples(examples, on_error, skipped)
+    unlisted_audio(str(folder), audio, examples.listed, on_error, skipped)
+    del examples
     if on_error == "skip":  # validate every WAV now, so the row plan holds only good notes
         good = []
-        for n in notes:
-            path = folder / "audio" / f"{n.note_str}.wav"
-            reason = _check_wav(path)
+        for i, note_str in enumerate(labels.note_str):
+            reason = _check_wav(folder / "audio" / f"{note_str}.wav")
             if reason:
-                skipped.append({"note": n.note_str, "reason": reason})
+                skipped.append({"note": note_str, "reason": reason})
             else:
-                good.append(n)
-        notes = good
-    labels = LabelTable.from_notes(notes)
+                good.append(i)
+        if len(good) < len(labels):
+            labels = labels.take(np.asarray(good, np.int64))
     return Catalog(labels, WavDirReader(folder / "audio", labels.note_str), skipped)
 
 
@@ -316,7 +315,8 @@ def _scan_tfrecord(path: Path, on_error: str, progress: Callable[[int], None] | 
     if len(keep) < len(notes):
         notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
         records = [records[i] for i in keep]
-    keep = first_of_each_id(notes, str(path), lambda i: f"record {records[i]}", on_error, skipped)
+    keep = first_of_each_id([n.note for n in notes], [n.note_str for n in notes], str(path),
+                            lambda i: f"record {records[i]}", on_error, skipped)
     if len(keep) < len(notes):
         notes, audio_offsets = [notes[i] for i in keep], [audio_offsets[i] for i in keep]
     labels = LabelTable.from_notes(notes)

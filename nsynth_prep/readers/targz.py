@@ -21,17 +21,16 @@ from typing import Any
 import numpy as np
 
 from nsynth_prep.features import FeatureSpec
-from nsynth_prep.labels import NOTE_SAMPLES, LabelTable
+from nsynth_prep.labels import NOTE_SAMPLES
 from nsynth_prep.readers.catalog import (
     Catalog,
     OpenedPath,
     SourceError,
     first_of_each,
-    labels_from_entries,
-    load_examples_json,
     refuse_or_skip,
     unlisted_audio,
 )
+from nsynth_prep.readers.examples_json import ExamplesJson, labels_from_examples, read_examples_json
 from nsynth_prep.readers.wav import MAX_WAV_BYTES, WavFormatError, read_pcm16
 from nsynth_prep.storage.atomic import atomic_path, remove_stale
 from nsynth_prep.storage.store import storage_errors
@@ -136,10 +135,10 @@ def scan_targz(path: Path, specs: Sequence[FeatureSpec], on_error: str, work_dir
 
 
 def _stream(path: Path, spooler: _Spooler, done_blocks: int,
-            progress: Callable[[int], None] | None) -> dict[str, Any] | None:
+            progress: Callable[[int], None] | None) -> ExamplesJson | None:
     """Read the archive once: its examples.json (returned; None when it has none) and every WAV
     after the first ``done_blocks`` blocks' worth, handed to ``spooler``."""
-    entries: dict[str, Any] | None = None
+    entries: ExamplesJson | None = None
     wav_members = 0
     elsewhere: list[str] = []  # WAVs outside <top>/audio/: not notes
     try:
@@ -153,7 +152,7 @@ def _stream(path: Path, spooler: _Spooler, done_blocks: int,
                             raise SourceError(f"{where}: a second examples.json in the archive")
                         handle = archive.extractfile(member)
                         assert handle is not None
-                        entries = load_examples_json(handle, where, member.size)
+                        entries = read_examples_json(handle, where, member.size)
                     elif member.name.endswith(".wav"):
                         elsewhere.append(member.name)
                     continue
@@ -295,18 +294,16 @@ def _write_block(spool: Path, index: int, buffers: dict[str, np.ndarray], rows: 
         tmp.write_text(json.dumps({"names": names, "skipped": skipped}))
 
 
-def _join(path: Path, spool: Path, spooled: dict[str, int], entries: dict[str, Any],
+def _join(path: Path, spool: Path, spooled: dict[str, int], entries: ExamplesJson,
           skipped: list[dict[str, str]], on_error: str) -> Catalog:
     """Match examples.json entries with spooled audio; unmatched notes raise or are skipped."""
-    name = f"{path}:examples.json"
-    notes = labels_from_entries(entries, name, on_error, skipped)
+    notes = labels_from_examples(entries, on_error, skipped)
     bad_audio = {s["note"] for s in skipped}  # already recorded with the WAV's own problem
-    missing = [(n.note_str, f"{path}: WAV missing for note {n.note_str}")
-               for n in notes if n.note_str not in spooled and n.note_str not in bad_audio]
+    missing = [(n, f"{path}: WAV missing for note {n}") for n in notes.note_str if n not in spooled and n not in bad_audio]
     if missing and on_error != "skip":
         raise SourceError(missing[0][1] + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     skipped.extend({"note": k, "reason": r} for k, r in missing)
-    unlisted_audio(str(path), spooled, entries, on_error, skipped)
-    labels = LabelTable.from_notes([n for n in notes if n.note_str in spooled])
+    unlisted_audio(str(path), spooled, entries.listed, on_error, skipped)
+    labels = notes.take(np.flatnonzero([n in spooled for n in notes.note_str]))
     positions = np.array([spooled[n] for n in labels.note_str], np.int64)
     return Catalog(labels, SpoolReader(spool, positions), skipped)

@@ -52,6 +52,9 @@ def test_bench_full_small(tmp_path: Path) -> None:
     left = [True] + [any(k["unmarked"].values()) for k in size["kills"]]
     assert all(x is not None and x > 0 for x, todo in zip(build["first_mark_s"], left, strict=True) if todo)
     assert all(r["anon_rss_mib"] > 10 for r in steps.values())
+    # CPU time of the step's processes: the build's workers too, more than the watched process alone
+    assert all(r["cpu_s"] > 0.2 and 0 <= r["steal"] < 1 for r in steps.values())
+    assert build["cpu_s"] > steps["verify"]["cpu_s"]
     ident = size["identity"]
     assert ident["chunks_recomputed"] >= 1 and ident["differ"] == [] and ident["reference_identical"] is True
     caches = tmp_path / "notes-300" / "caches"

@@ -29,7 +29,7 @@ from nsynth_prep.cache.verify import verify_cache
 from nsynth_prep.corpus.synth import tf_features
 from nsynth_prep.errors import NsynthError, SourceError, StorageError
 from nsynth_prep.features import feature_spec
-from nsynth_prep.readers import catalog
+from nsynth_prep.readers import examples_json
 from nsynth_prep.readers.catalog import Catalog
 from nsynth_prep.readers.sources import discover
 from nsynth_prep.readers.tfrecord import encode_example, frame_record
@@ -158,7 +158,7 @@ def test_json_types_and_repeated_keys_in_an_archive(corpus: Path, tmp_path: Path
     name = sorted(entries)[5]
     entries[name] = {**entries[name], "instrument": 70000}
     archive = make_targz(src, tmp_path / "nsynth-test.jsonwav.tar.gz", _json_text(entries).encode())
-    with pytest.raises(SourceError, match=rf"nsynth-test.jsonwav.tar.gz:examples.json: note '{name}' has instrument 70000"):
+    with pytest.raises(SourceError, match=rf"nsynth-test.jsonwav.tar.gz:nsynth-test/examples.json: note '{name}' has instrument 70000"):
         scan(archive, "fail", tmp_path / "w1")
     cat = scan(archive, "skip", tmp_path / "w2")
     assert [s["note"] for s in cat.skipped] == [name] and len(cat.labels) == len(entries) - 1
@@ -203,7 +203,7 @@ def test_examples_json_over_the_bound_is_refused_unread(corpus: Path, tmp_path: 
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     src = copy_split(corpus, tmp_path)
     size = (src / "examples.json").stat().st_size
-    monkeypatch.setattr(catalog, "MAX_EXAMPLES_JSON_BYTES", size - 1)
+    monkeypatch.setattr(examples_json, "MAX_EXAMPLES_JSON_BYTES", size - 1)
     with pytest.raises(SourceError, match=rf"examples.json: {size:,} bytes; refused"):
         scan(src, "skip", tmp_path / "w")
     archive = make_targz(src, tmp_path / "nsynth-test.jsonwav.tar.gz")
