@@ -84,6 +84,21 @@ def _entry_labels(key: str, entry: Any, name: str) -> NoteLabels:
     return parse_example(key, entry, name)
 
 
+def _add_entry(read: ExamplesJson, position: int, key: str, entry: Any, notes: list[NoteLabels],
+               positions: list[int]) -> None:
+    """Entry ``position`` of the file: a note named before is marked repeated; a good one joins
+    ``notes`` (its position ``positions``), a bad one ``read.problems``."""
+    if key in read.listed:
+        read.repeated.add(key)
+        return
+    read.listed.add(key)
+    try:
+        notes.append(_entry_labels(key, entry, read.name))
+        positions.append(position)
+    except LabelError as exc:
+        read.problems.append((position, key, str(exc)))
+
+
 class _Text:
     """The file's text, decoded from UTF-8 a block at a time; never more than ``size`` bytes."""
 
@@ -207,7 +222,10 @@ def read_examples_json(f: BinaryIO, name: str, size: int) -> ExamplesJson:
         return _parse_whole(scan, name)
     scan.pos += 1
     out = ExamplesJson(name, LabelTable.from_notes([]))
-    tables, batch, at, at_parts = [], [], [], []
+    tables: list[LabelTable] = []
+    batch: list[NoteLabels] = []
+    at: list[int] = []
+    at_parts: list[np.ndarray] = []
     position = 0
     while True:
         c = scan.expect('"}' if position == 0 else '"', "Expecting property name enclosed in double quotes")
@@ -217,16 +235,7 @@ def read_examples_json(f: BinaryIO, name: str, size: int) -> ExamplesJson:
         key = scan.value()
         scan.expect(":", "Expecting ':' delimiter")
         scan.peek()
-        entry = scan.value()
-        if key in out.listed:
-            out.repeated.add(key)
-        else:
-            out.listed.add(key)
-            try:
-                batch.append(_entry_labels(key, entry, name))
-                at.append(position)
-            except LabelError as exc:
-                out.problems.append((position, key, str(exc)))
+        _add_entry(out, position, key, scan.value(), batch, at)
         if len(batch) == LABEL_BATCH:
             tables.append(LabelTable.from_notes(batch))
             at_parts.append(np.asarray(at, np.int64))
@@ -284,14 +293,9 @@ def labels_from_entries(entries: dict[str, Any], name: str, on_error: str,
     """The good notes of entries already parsed (a described corpus's planned notes), as
     :func:`labels_from_examples` would find them in an examples.json."""
     read = ExamplesJson(name, LabelTable.from_notes([]))
-    notes = []
-    positions = []
+    notes: list[NoteLabels] = []
+    positions: list[int] = []
     for position, (key, entry) in enumerate(entries.items()):
-        read.listed.add(key)
-        try:
-            notes.append(_entry_labels(key, entry, name))
-            positions.append(position)
-        except LabelError as exc:
-            read.problems.append((position, key, str(exc)))
+        _add_entry(read, position, key, entry, notes, positions)
     read.labels, read.positions = LabelTable.from_notes(notes), np.asarray(positions, np.int64)
     return labels_from_examples(read, on_error, skipped)
