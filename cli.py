@@ -276,14 +276,10 @@ def prep_verify(caches: tuple[Location, ...]) -> None:
 
 def _figure_formats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     """``png,svg,pdf`` -> a tuple, checked here: a wrong format is an option error (exit 2)."""
-    if value is None:
-        return None
-    formats = tuple(f.strip().lower() for f in value.split(",") if f.strip())
-    bad = [f for f in formats if f not in vocab.FIGURE_FORMATS]
-    if bad or not formats:
-        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: expected one or more of png, svg, pdf, "
-                                 "comma-separated (e.g. png,svg)")
-    return formats
+    try:
+        return None if value is None else vocab.figure_formats_of(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 FIGURE_FORMAT_OPTION = click.option(

@@ -29,7 +29,7 @@ from nsynth_prep.display.waveform import time_axis
 from nsynth_prep.errors import ConfigError
 from nsynth_train.run_dir import atomic
 from nsynth_train.tasks import Task
-from nsynth_train.vocabulary import FIGURE_FORMATS
+from nsynth_train.vocabulary import figure_formats_of
 
 if TYPE_CHECKING:  # drawing is display's: only the type here
     from matplotlib.figure import Figure
@@ -46,11 +46,11 @@ _formats: ContextVar[tuple[str, ...]] = ContextVar("figure_formats", default=("p
 @contextlib.contextmanager
 def figure_formats(formats: tuple[str, ...] | None) -> Iterator[None]:
     """Write the figures made inside the block in each of ``formats`` (None: PNG)."""
-    formats = tuple(dict.fromkeys(formats or ("png",)))
-    bad = [f for f in formats if f not in FIGURE_FORMATS]
-    if bad or not formats:
-        raise ConfigError(f"figure format {', '.join(bad) or '(none)'}: expected png, svg or pdf, comma-separated")
-    token = _formats.set(formats)
+    try:
+        checked = figure_formats_of(formats)
+    except ValueError as exc:
+        raise ConfigError(f"figure format {exc}") from None
+    token = _formats.set(checked)
     try:
         yield
     finally:

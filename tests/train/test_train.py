@@ -298,3 +298,17 @@ def test_a_both_runs_first_head_is_named_family() -> None:
               "consistency": {"pairs": [], "fraction_in_train": 1.0}}
     lines = report(result, Path("run")).splitlines()
     assert lines[1].startswith("  family head: accuracy 50.00%") and lines[3].startswith("  source head: accuracy")
+
+
+def test_figure_formats_are_checked_in_one_place() -> None:
+    from nsynth_train import plots
+    from nsynth_train.vocabulary import figure_formats_of
+
+    assert figure_formats_of(None) == ("png",)
+    assert figure_formats_of(" SVG, png,svg ") == ("svg", "png")  # each once, in order
+    assert figure_formats_of(("pdf",)) == ("pdf",)
+    for bad in ("png,gif", ",", ()):
+        with pytest.raises(ValueError, match="expected one or more of png, svg, pdf"):
+            figure_formats_of(bad)
+    with pytest.raises(ConfigError, match="figure format gif"), plots.figure_formats(("gif",)):
+        pass
