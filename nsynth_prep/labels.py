@@ -17,6 +17,7 @@ from nsynth_prep.errors import ConfigError, LabelError
 
 SAMPLE_RATE = 16_000  # Hz, every NSynth note
 NOTE_SAMPLES = 64_000  # samples in a 4-second note
+PIANO_RANGE = (21, 108)  # MIDI pitches of an 88-key piano, where NSynth's notes mostly lie
 
 FAMILIES: tuple[str, ...] = (
     "bass", "brass", "flute", "guitar", "keyboard", "mallet",

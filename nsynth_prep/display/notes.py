@@ -23,6 +23,7 @@ from nsynth_prep.display.waveform import (
     time_axis,
     waveform_cells,
 )
+from nsynth_prep.labels import PIANO_RANGE as PIANO
 from nsynth_prep.labels import LabelTable
 
 PER_ROW = 4  # example waveforms per family or source
@@ -119,9 +120,6 @@ def pitch_figure(labels: LabelTable, families: list[str]) -> Figure:
             ax.axvline(edge, color="#4a7fb0", lw=0.8, ls="--", zorder=0.5)
     fig.suptitle(f"Pitch per family (shaded, dashed edges: the piano range {PIANO[0]}-{PIANO[1]})")
     return fig
-
-
-PIANO = (21, 108)  # MIDI pitches of an 88-key piano: NSynth's pitch range
 
 
 def write_overview(c: cache_format.Cache, out: Path) -> list[Path]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cache.checked import CheckedArray
+from nsynth_prep.labels import PIANO_RANGE
 from nsynth_prep.storage.store import Where
 from nsynth_prep.tools.noise import SAMPLE_RATE, SUSTAIN_FROM, SUSTAIN_TO, spectral_flatness, sustained_spectrum
 
@@ -31,7 +32,7 @@ class AuditConfig:
     silent_peak: float = 1e-3  # peak |x| below this (-60 dBFS; 32 int16 steps) is near-silent
     clip_level: float = 0.999  # |x| at or above this (32,736 int16 steps) counts as full scale
     clip_samples: int = 16  # this many full-scale samples make a note clipped
-    pitch_range: tuple[int, int] = (21, 108)  # NSynth notes are mostly within the piano's range
+    pitch_range: tuple[int, int] = PIANO_RANGE
     # Spectral flatness of the sustained part above this: noise, not a note (white noise ~1, tones
     # ~0; 10,965 notes of a General MIDI SoundFont measured at most 0.092: docs/cli.md#noise-notes)
     noise_flatness: float = 0.5
