@@ -180,11 +180,19 @@ def done_marks(work: Path) -> int:
     return sum(1 for _ in (work / "done").glob("*/*.json")) if (work / "done").exists() else 0
 
 
-def newest_mark(work: Path) -> float:
-    """The modification time of the newest done mark (0 without any): a resumed run rewrites the
-    chunks of a block that were marked before the kill, so its first write need not add a mark."""
-    return max((p.stat().st_mtime for p in (work / "done").glob("*/*.json")), default=0.0) \
-        if (work / "done").exists() else 0.0
+def first_new_chunk(caches: Path, features: tuple[str, ...], started_ns: int) -> float | None:
+    """Seconds from ``started_ns`` (wall clock) to the oldest feature chunk of the train cache
+    written since, or None.
+
+    Read from the chunk files' modification times once the run has ended: the done marks are
+    gone once a build finishes (its work folder is removed), and a run that writes its last chunks
+    and exits between two looks of a poll loop would not be timed. A resumed run rewrites the
+    chunks of a block that was partly written before the kill, so its first write may be such a
+    chunk: that counts too."""
+    root = caches / "train.zarr"
+    times = (p.stat().st_mtime_ns for f in features for p in (root / f / "c").rglob("*") if p.is_file())
+    new = [ns for ns in times if ns >= started_ns]
+    return (min(new) - started_ns) / 1e9 if new else None
 
 
 def build_train(corpus: Path, caches: Path, features: tuple[str, ...], workers: int, kills: list[float],
@@ -200,25 +208,16 @@ def build_train(corpus: Path, caches: Path, features: tuple[str, ...], workers: 
            "--cache", str(caches), "--workers", str(workers)] + [a for f in features for a in ("--feature", f)]
     steps: list[Step] = []
     at_kill: list[dict[str, Any]] = []
-    first_marks: list[float | None] = []  # per segment: seconds to its first new done mark (a resume's start-up)
+    first_marks: list[float | None] = []  # per segment: seconds to its first chunk written (a resume's start-up)
     for goal in [max(1, int(f * total)) for f in kills] + [None]:
-        before, t = done_marks(work), time.perf_counter()
-        first: list[float] = []
 
-        started, looked = time.time(), [0.0]
+        def until(goal: int | None = goal) -> bool:
+            return goal is not None and done_marks(work) >= goal
 
-        def until(goal: int | None = goal, before: int = before, t: float = t, first: list[float] = first,
-                  started: float = started, looked: list[float] = looked) -> bool:
-            marks = done_marks(work)
-            if not first and (marks > before or (time.time() - looked[0] > 0.25 and newest_mark(work) >= started)):
-                first.append(time.perf_counter() - t)  # a chunk written by this run (marks' times: 4 looks a second)
-            looked[0] = time.time() if not first and time.time() - looked[0] > 0.25 else looked[0]
-            return goal is not None and marks >= goal
-
-        step = Step(cmd, log)
+        step, started_ns = Step(cmd, log), time.time_ns()
         step.run(until=until)
         steps.append(step)
-        first_marks.append(first[0] if first else None)
+        first_marks.append(first_new_chunk(caches, features, started_ns))
         if not step.killed:
             break  # finished (a kill point it reached before this process could see it is skipped)
         marked = {d.name: {int(q.stem) for q in d.glob("*.json")} for d in (work / "done").iterdir() if d.is_dir()}
