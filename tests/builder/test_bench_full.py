@@ -31,12 +31,17 @@ def test_split_sizes_keep_nsynths_proportions() -> None:
 @pytest.mark.bench
 @pytest.mark.slow
 def test_bench_full_small(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "bench/bench_full.py", "--notes", "300", "--workers", "2", "--trimmed", "no",
+    # 560 notes: train's 521 rows are framed chunks ending at rows 256, 512 and 521 (pooled's one
+    # chunk at 521), so between the first kill point (the first chunk marked) and the next mark
+    # lie 256 notes to render: time for the bench's poll loop to see it on a loaded machine. With
+    # 268 train rows that gap was 12 notes, and a late look found every chunk already marked.
+    assert split_sizes(560)["train"] == 521
+    proc = subprocess.run([sys.executable, "bench/bench_full.py", "--notes", "560", "--workers", "2", "--trimmed", "no",
                            "--reference", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (size,) = json.loads((tmp_path / "results.json").read_text())["sizes"]
-    assert size["notes"] == 300 and size["features"] == ["pooled", "framed"]
+    assert size["notes"] == 560 and size["features"] == ["pooled", "framed"]
     steps = {r["step"]: r for r in size["rows"]}
     assert list(steps) == ["build train", "build valid", "build test", "verify", "audit", "stream pooled (loader)",
                            "eval pooled (cnn)", "stream framed (loader)", "eval framed (lstm)"]
@@ -57,9 +62,9 @@ def test_bench_full_small(tmp_path: Path) -> None:
     assert build["cpu_s"] > steps["verify"]["cpu_s"]
     ident = size["identity"]
     assert ident["chunks_recomputed"] >= 1 and ident["differ"] == [] and ident["reference_identical"] is True
-    caches = tmp_path / "notes-300" / "caches"
+    caches = tmp_path / "notes-560" / "caches"
     train = open_cache(caches / "train.zarr")
-    assert len(train) == 268 and train.meta.build.source.format == "synth"
+    assert len(train) == 521 and train.meta.build.source.format == "synth"
     assert all(verify_cache(caches / f"{s}.zarr") == [] for s in ("train", "valid", "test"))
     in_task = int((train.label("family") != 9).sum())  # the family task leaves synth_lead out
     assert steps["stream pooled (loader)"]["notes"] == steps["stream framed (loader)"]["notes"] == in_task
