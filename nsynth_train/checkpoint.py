@@ -14,7 +14,7 @@ of ours holds (deep nesting, huge containers, overlapping tensor views, too many
 
 from __future__ import annotations
 
-import errno
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,12 @@ MAX_ELEMENTS = 1 << 31  # tensor elements in all, each tensor counted once
 def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, epoch: int,
          config: dict[str, Any], task: dict[str, Any], extra: dict[str, Any]) -> None:
     """Write ``path`` via a temporary file and an atomic rename: never half a checkpoint (a run
-    folder's next writer removes the temporary file of a killed process)."""
+    folder's next writer removes the temporary file of a killed process).
+
+    The checkpoint is serialized in memory first (a few MB to tens of MB) and written with one
+    plain file write, so a failed write is the OS's own error with its errno (a full disk is
+    ENOSPC, a failing device EIO): torch's zip writer reports both as the same RuntimeError.
+    """
     state = {
         "format": FORMAT, "version": VERSION, "epoch": epoch,
         "config": json.dumps(config), "task": json.dumps(task), "extra": json.dumps(extra),
@@ -52,13 +57,10 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "torch_rng": torch.get_rng_state(),
     }
-    with storage_errors(path), atomic_path(path) as tmp:
-        try:
-            torch.save(state, tmp)
-        except RuntimeError as exc:  # torch's zip writer on a full disk: "unexpected pos N vs M"
-            if "unexpected pos" not in str(exc) and "write" not in str(exc).lower():
-                raise
-            raise OSError(errno.ENOSPC, "short write of a checkpoint", str(path)) from None
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with storage_errors(path), atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def load(path: Path, check_finite: bool = True) -> dict[str, Any]:
