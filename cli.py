@@ -563,8 +563,11 @@ def inspect_cmd(cache: Location, plot_dir: Path | None, note_str: str | None, as
                    "a tone ~0).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the figure of the most noise-like note found (noise_like.png) here.")
-def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_peak: float, clip_samples: int,
-              pitch_range: str, noise_flatness: float, plot_dir: Path | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes checking chunks (the report is the same for any number).")
+@click.pass_obj
+def audit_cmd(obj: dict, caches: tuple[Location, ...], as_json: bool, strict: bool, silent_peak: float,
+              clip_samples: int, pitch_range: str, noise_flatness: float, plot_dir: Path | None, workers: int) -> None:
     """Data-quality checks on CACHES: silent, clipped, noise-like and identical notes, odd
     pitches, NaN/inf, and (given several splits) instruments that leak between splits."""
     import json
@@ -573,7 +576,8 @@ def audit_cmd(caches: tuple[Location, ...], as_json: bool, strict: bool, silent_
 
     low, high = _int_pair(pitch_range, "--pitch-range")
     report = audit(list(caches), AuditConfig(silent_peak=silent_peak, clip_samples=clip_samples,
-                                             pitch_range=(low, high), noise_flatness=noise_flatness))
+                                             pitch_range=(low, high), noise_flatness=noise_flatness),
+                   workers, obj["progress"])
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if plot_dir is not None:
         written = plot_noise_like(report, plot_dir)

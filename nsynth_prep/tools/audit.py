@@ -10,8 +10,9 @@ only ``pooled`` gets the other checks and says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import numpy as np
 
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cache.checked import CheckedArray
+from nsynth_prep.cpus import process_map
 from nsynth_prep.labels import PIANO_RANGE
+from nsynth_prep.progress import Progress
 from nsynth_prep.storage.store import Where
 from nsynth_prep.tools.noise import SAMPLE_RATE, SUSTAIN_FROM, SUSTAIN_TO, spectral_flatness, sustained_spectrum
 
@@ -59,8 +62,12 @@ class CacheAudit:
                 + len(self.pitch_out_of_range) + len(self.non_finite))
 
 
-def audit_cache(path: Where, config: AuditConfig = AuditConfig()) -> CacheAudit:
-    """Every per-cache check of one cache (one pass over its chunks)."""
+def audit_cache(path: Where, config: AuditConfig = AuditConfig(), workers: int = 1,
+                progress: bool = False) -> CacheAudit:
+    """Every per-cache check of one cache (one pass over its chunks, in ``workers`` processes).
+
+    The report does not depend on ``workers``: the chunks' findings are merged in chunk order.
+    """
     c = cache_format.open_cache(path)
     labels = c.labels()
     names = labels.note_str  # (N,) Python strings, as read: a copy as a numpy str array costs ~120 B a note
@@ -76,43 +83,109 @@ def audit_cache(path: Where, config: AuditConfig = AuditConfig()) -> CacheAudit:
     # A 16-byte digest per note, side by side (a dict of bytes -> list of rows took ~190 B a note:
     # 55 MB at NSynth train's size, most of the audit's memory)
     digests = np.zeros((len(c), 16), np.uint8)
-    for name in feats:
-        feature = CheckedArray(c, name)  # a chunk that fails its build-time checksum stops the audit
-        buf = feature.buffer(1)
-        for chunk in range(feature.num_chunks):
-            start = chunk * feature.chunk_rows
-            data = buf[: feature.read_into(chunk, buf)]
-            data = data.reshape(len(data), -1)  # (rows, values per note), as stored
-            if data.dtype.kind == "f":  # int16 audio cannot hold NaN or inf
-                for r in np.flatnonzero(~np.isfinite(data).all(axis=1)):
-                    report.non_finite.append({"note": names[start + r], "row": int(start + r), "feature": name})
-            if name == audio:
-                # The thresholds are in [-1, 1] terms; int16 samples are compared in their own units
-                # (widened first: |-32768| does not fit int16).
-                magnitude = np.abs(np.nan_to_num(data).astype(np.float32 if data.dtype.kind == "f" else np.int32))
-                peak = magnitude.max(axis=1) * feature.scale
-                full = (magnitude >= config.clip_level / feature.scale).sum(axis=1)
-                for r in np.flatnonzero(peak < config.silent_peak):
-                    report.silent.append({"note": names[start + r], "row": int(start + r), "peak": float(peak[r])})
-                for r in np.flatnonzero(full >= config.clip_samples):
-                    report.clipped.append({"note": names[start + r], "row": int(start + r),
-                                           "full_scale_samples": int(full[r])})
-                sounding = np.flatnonzero(peak >= config.silent_peak)  # silence is reported as silence
-                flatness = _flatness(data[sounding], feature.scale)
-                if len(flatness) and (report.flattest is None or flatness.max() > report.flattest["flatness"]):
-                    top = start + int(sounding[int(np.argmax(flatness))])
-                    report.flattest = {"note": names[top], "row": top, "flatness": float(flatness.max())}
-                for r, f in zip(sounding[flatness > config.noise_flatness].tolist(),
-                                flatness[flatness > config.noise_flatness].tolist(), strict=True):
-                    report.noise_like.append({"note": names[start + r], "row": int(start + r), "flatness": float(f)})
-            if name == hashed:
-                for k in range(len(data)):
-                    digests[start + k] = np.frombuffer(hashlib.blake2b(data[k].tobytes(), digest_size=16).digest(),
-                                                       np.uint8)
+    jobs = [(name, chunk) for name in feats for chunk in range(len(c.feature(name).checksums))]
+    checker = _ChunkChecker(c.path, audio, hashed, config)
+    with Progress(len(jobs), f"audit {c.split}", unit="chunks", enabled=progress) as bar, \
+            contextlib.closing(_check_all(checker, jobs, workers)) as found:
+        for (name, _), f in zip(jobs, found, strict=True):
+            bar.update(1)
+            report.non_finite += [{"note": names[r], "row": r, "feature": name} for r in f.non_finite]
+            report.silent += [{"note": names[r], "row": r, "peak": peak} for r, peak in f.silent]
+            report.clipped += [{"note": names[r], "row": r, "full_scale_samples": n} for r, n in f.clipped]
+            report.noise_like += [{"note": names[r], "row": r, "flatness": flat} for r, flat in f.noise_like]
+            if f.flattest is not None and (report.flattest is None or f.flattest[1] > report.flattest["flatness"]):
+                report.flattest = {"note": names[f.flattest[0]], "row": f.flattest[0], "flatness": f.flattest[1]}
+            if f.digests is not None:
+                digests[f.first_row : f.first_row + len(f.digests)] = f.digests
     silent_rows = {s["row"] for s in report.silent}
     groups = _same_rows(digests) if hashed else []
     report.duplicates = [[str(names[r]) for r in group] for group in groups if not all(r in silent_rows for r in group)]
     return report
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """What one chunk of one feature holds for the audit; rows are the cache's."""
+
+    first_row: int
+    non_finite: list[int]
+    silent: list[tuple[int, float]]  # (row, peak)
+    clipped: list[tuple[int, int]]  # (row, full-scale samples)
+    noise_like: list[tuple[int, float]]  # (row, flatness)
+    flattest: tuple[int, float] | None  # the chunk's sounding row of highest flatness
+    digests: np.ndarray | None  # (rows, 16) uint8, for the feature duplicates are found in
+
+
+class _ChunkChecker:
+    """Checks one chunk of one feature (``(name, chunk)``), in whichever process calls it: the
+    arrays are opened there, on first use, not pickled."""
+
+    def __init__(self, path: Where, audio: str | None, hashed: str | None, config: AuditConfig) -> None:
+        self.path, self.audio, self.hashed, self.config = path, audio, hashed, config
+        self._open: dict[str, tuple[CheckedArray, np.ndarray]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_open": {}}
+
+    def __call__(self, job: tuple[str, int]) -> _Findings:
+        name, chunk = job
+        if name not in self._open:
+            feature = CheckedArray(cache_format.open_cache(self.path, (name,)), name)
+            self._open[name] = feature, feature.buffer(1)
+        feature, buf = self._open[name]
+        start, config = chunk * feature.chunk_rows, self.config
+        data = buf[: feature.read_into(chunk, buf)]  # a chunk that fails its build-time checksum stops the audit
+        data = data.reshape(len(data), -1)  # (rows, values per note), as stored
+        non_finite: list[int] = []
+        if data.dtype.kind == "f":  # int16 audio cannot hold NaN or inf
+            non_finite = (start + np.flatnonzero(~np.isfinite(data).all(axis=1))).tolist()
+        silent: list[tuple[int, float]] = []
+        clipped: list[tuple[int, int]] = []
+        noise_like: list[tuple[int, float]] = []
+        flattest = None
+        if name == self.audio:
+            # The thresholds are in [-1, 1] terms; int16 samples are compared in their own units
+            # (widened first: |-32768| does not fit int16).
+            floats = data.dtype.kind == "f"
+            magnitude = np.abs(np.nan_to_num(data).astype(np.float32) if floats else data.astype(np.int32))
+            peak = magnitude.max(axis=1) * feature.scale
+            full = (magnitude >= config.clip_level / feature.scale).sum(axis=1)
+            silent = [(start + r, float(peak[r])) for r in np.flatnonzero(peak < config.silent_peak).tolist()]
+            clipped = [(start + r, int(full[r])) for r in np.flatnonzero(full >= config.clip_samples).tolist()]
+            sounding = np.flatnonzero(peak >= config.silent_peak)  # silence is reported as silence
+            flatness = _flatness(data[sounding], feature.scale, floats)
+            if len(flatness):
+                flattest = start + int(sounding[int(np.argmax(flatness))]), float(flatness.max())
+            noisy = flatness > config.noise_flatness
+            noise_like = [(start + r, float(f)) for r, f in zip(sounding[noisy].tolist(), flatness[noisy].tolist(),
+                                                                strict=True)]
+        digests = None
+        if name == self.hashed:
+            digests = np.array([np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), np.uint8)
+                                for row in data], np.uint8).reshape(len(data), 16)
+        return _Findings(start, non_finite, silent, clipped, noise_like, flattest, digests)
+
+
+# In a pool process: the checker it was started with (set once per process by the initializer,
+# inherited at fork), so that each job pickles only its (feature, chunk).
+_POOL_CHECKER: list[_ChunkChecker] = []
+
+
+def _set_pool_checker(checker: _ChunkChecker) -> None:
+    _POOL_CHECKER[:] = [checker]
+
+
+def _pool_check(job: tuple[str, int]) -> _Findings:
+    return _POOL_CHECKER[0](job)
+
+
+def _check_all(checker: _ChunkChecker, jobs: list[tuple[str, int]], workers: int
+               ) -> Generator[_Findings, None, None]:
+    """Each job's findings, in job order: here, or in ``workers`` forked processes."""
+    if min(workers, len(jobs)) <= 1:
+        return (checker(job) for job in jobs)
+    return process_map(_pool_check, jobs, min(workers, len(jobs)), initializer=_set_pool_checker,
+                       initargs=(checker,))
 
 
 def _same_rows(digests: np.ndarray) -> list[list[int]]:
@@ -125,12 +198,14 @@ def _same_rows(digests: np.ndarray) -> list[list[int]]:
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def _flatness(data: np.ndarray, scale: float, block: int = 32) -> np.ndarray:
+def _flatness(data: np.ndarray, scale: float, floats: bool, block: int = 32) -> np.ndarray:
     """(rows,) spectral flatness of stored audio rows (rows, samples), ``block`` rows at a time
-    (each row's frames are held as float64 while its spectrum is made)."""
+    (each row's frames are held as float64 while its spectrum is made). ``floats``: the rows are
+    floats, whose NaN and inf are made finite first (int16 rows have none: a pass saved)."""
     out = np.zeros(len(data))
     for b in range(0, len(data), block):
-        out[b : b + block] = spectral_flatness(np.nan_to_num(data[b : b + block].astype(np.float64) * scale))
+        rows = data[b : b + block].astype(np.float64) * scale
+        out[b : b + block] = spectral_flatness(np.nan_to_num(rows) if floats else rows)
     return out
 
 
@@ -195,9 +270,12 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def audit(paths: Sequence[Where], config: AuditConfig = AuditConfig()) -> AuditReport:
-    """Audit each cache, and look for instrument leaks between them."""
-    return AuditReport([audit_cache(p, config) for p in paths], find_leaks(paths) if len(paths) > 1 else [], config)
+def audit(paths: Sequence[Where], config: AuditConfig = AuditConfig(), workers: int = 1,
+          progress: bool = False) -> AuditReport:
+    """Audit each cache (its chunks checked in ``workers`` processes), and look for instrument
+    leaks between them."""
+    return AuditReport([audit_cache(p, config, workers, progress) for p in paths],
+                       find_leaks(paths) if len(paths) > 1 else [], config)
 
 
 def plot_noise_like(report: AuditReport, out_dir: Path) -> list[Path]:

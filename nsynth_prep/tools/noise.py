@@ -13,6 +13,7 @@ Plain numpy on (rows, samples) float audio in [-1, 1]; :mod:`.audit` reads the c
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 SAMPLE_RATE = 16_000
 FRAME = 512  # 32 ms frames, Hann window, hop of half a frame
@@ -35,14 +36,16 @@ def sustained_spectrum(audio: np.ndarray, rate: int = SAMPLE_RATE, frame: int = 
     count = max(0, (stop - start - frame) // hop + 1)
     if count == 0:
         return np.zeros((len(x), frame // 2))
-    index = start + np.arange(count)[:, None] * hop + np.arange(frame)[None, :]  # (frames, frame)
-    frames = x[:, index] * np.hanning(frame)  # (rows, frames, frame)
-    power = np.abs(np.fft.rfft(frames, axis=-1))[..., 1 : frame // 2 + 1] ** 2  # (rows, frames, bins)
+    # (rows, frames, frame): windows over a view (no copy of the overlapping frames before the window)
+    frames = sliding_window_view(x[:, start:stop], frame, axis=1)[:, : count * hop : hop] * np.hanning(frame)
+    spectrum = np.fft.rfft(frames, axis=-1)[..., 1 : frame // 2 + 1]
+    power = spectrum.real**2 + spectrum.imag**2  # (rows, frames, bins); |z|**2 without the square root
     energy = power.sum(-1)  # (rows, frames)
     loud = energy >= energy.max(1, keepdims=True) * 10 ** (-SUSTAIN_DB / 10)
     loud &= energy > 0
     used = np.maximum(loud.sum(1), 1)[:, None]
-    return (power * loud[..., None]).sum(1) / used
+    # the loud frames' power summed per row: (rows, 1, frames) @ (rows, frames, bins), no masked copy
+    return (loud[:, None, :].astype(np.float64) @ power)[:, 0] / used
 
 
 def spectral_flatness(audio: np.ndarray, rate: int = SAMPLE_RATE, frame: int = FRAME) -> np.ndarray:

@@ -16,7 +16,7 @@ from nsynth_prep.errors import ConfigError
 from nsynth_prep.exclusions import known_list_path, read_note_list
 from nsynth_prep.tools.audit import audit, plot_noise_like
 from nsynth_prep.tools.inspect import describe
-from nsynth_prep.tools.noise import spectral_flatness
+from nsynth_prep.tools.noise import SUSTAIN_FROM, SUSTAIN_TO, spectral_flatness, sustained_spectrum
 
 PLANTED = ["keyboard_acoustic_006-060-075", "guitar_acoustic_007-067-127"]
 
@@ -35,6 +35,31 @@ def test_spectral_flatness_by_hand() -> None:
     flatness = spectral_flatness(notes)
     assert flatness[0] > 0.95
     assert (flatness[1:4] < 0.05).all() and flatness[4] == 0.0
+
+
+def reference_spectrum(audio: np.ndarray) -> np.ndarray:
+    """sustained_spectrum written the plain way: every frame indexed out, |FFT|**2, masked sum."""
+    x = np.asarray(audio, np.float64)
+    start, stop = int(SUSTAIN_FROM * 16_000), min(x.shape[1], int(SUSTAIN_TO * 16_000))
+    count = max(0, (stop - start - 512) // 256 + 1)
+    if count == 0:
+        return np.zeros((len(x), 256))
+    index = start + np.arange(count)[:, None] * 256 + np.arange(512)[None, :]
+    power = np.abs(np.fft.rfft(x[:, index] * np.hanning(512), axis=-1))[..., 1:257] ** 2
+    energy = power.sum(-1)
+    loud = (energy >= energy.max(1, keepdims=True) * 10 ** (-30 / 10)) & (energy > 0)
+    return (power * loud[..., None]).sum(1) / np.maximum(loud.sum(1), 1)[:, None]
+
+
+@pytest.mark.parametrize("samples", [51_200, 16_000, 4_000 + 512, 4_000 + 511, 100])
+def test_sustained_spectrum_matches_the_plain_reference(samples: int) -> None:
+    rng = np.random.default_rng(samples)
+    t = np.arange(samples) / 16_000
+    notes = np.stack([rng.uniform(-1, 1, samples), 0.5 * np.sin(2 * np.pi * 330 * t) * np.exp(-t / 0.05),
+                      np.zeros(samples), np.full(samples, 0.25)])
+    got, want = sustained_spectrum(notes), reference_spectrum(notes)
+    assert got.shape == want.shape == (4, 256)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
 
 
 @pytest.fixture(scope="module")
