@@ -256,14 +256,15 @@ def prep_build_cache(obj: dict, sources: tuple[Path, ...], cache_dir: Location, 
 
 @prep.command("verify")
 @click.argument("caches", nargs=-1, required=True, type=CACHE)
-def prep_verify(caches: tuple[Location, ...]) -> None:
+@click.pass_obj
+def prep_verify(obj: dict, caches: tuple[Location, ...]) -> None:
     """Check CACHES (<split>.zarr): completeness, metadata, shapes, dtypes, label ranges, and
     every chunk against the CRC-32C recorded at build time. Lists every problem; exit 1 if any."""
     from nsynth_prep.cache.verify import verify_cache
 
     failed = False
     for path in caches:
-        problems = verify_cache(path)
+        problems = verify_cache(path, progress=obj["progress"])
         if problems:
             failed = True
             click.secho(f"{path}: {len(problems)} problem(s)", fg="red")
