@@ -283,9 +283,9 @@ def stream_step(caches: Path, feature: str, evaluate: bool, result: Path) -> Non
 
     from nsynth_prep.cache.format import cache_path
     from nsynth_train.config import TrainConfig
-    from nsynth_train.data import Split
     from nsynth_train.evaluate import predict
     from nsynth_train.models import build_model
+    from nsynth_train.splits import Split
     from nsynth_train.tasks import get_task
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -81,9 +81,9 @@ def time_preset(caches: Path, preset: str, resident: str, device: Any, batch_siz
 
     from nsynth_prep.cache.format import cache_path
     from nsynth_train.config import TrainConfig, amp_dtype
-    from nsynth_train.data import Split
     from nsynth_train.loop import run_epoch
     from nsynth_train.models import build_model
+    from nsynth_train.splits import Split
     from nsynth_train.tasks import get_task
 
     def sync() -> None:

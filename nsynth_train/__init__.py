@@ -33,7 +33,7 @@ _WHERE = {
     "TrainConfig": "config", "train": "loop", "evaluate_run": "evaluate", "write_report": "report",
     "export_model": "export_onnx",
     "predict_files": "predict", "format_results": "predict", "predict_audio": "predict", "Predictor": "predict",
-    "Split": "data", "ChunkStream": "data", "loader": "data", "batches": "data",
+    "Split": "splits", "ChunkStream": "data", "loader": "data", "batches": "data",
     "build_model": "models", "PRESETS": "vocabulary", "get_task": "tasks", "TASKS": "tasks",
 }
 
@@ -65,13 +65,14 @@ assert set(_WHERE) == set(__all__)  # one list of names, two uses
 if TYPE_CHECKING:
     from nsynth_train.api import demo_run, eval_run, train_run, train_seeds
     from nsynth_train.config import TrainConfig
-    from nsynth_train.data import ChunkStream, Split, batches, loader
+    from nsynth_train.data import ChunkStream, batches, loader
     from nsynth_train.evaluate import evaluate_run
     from nsynth_train.export_onnx import export_model
     from nsynth_train.loop import train
     from nsynth_train.models import build_model
     from nsynth_train.predict import Predictor, format_results, predict_audio, predict_files
     from nsynth_train.report import write_report
+    from nsynth_train.splits import Split
     from nsynth_train.tasks import TASKS, get_task
     from nsynth_train.vocabulary import PRESETS
 

@@ -212,7 +212,7 @@ def step_weights(sizes: list[list[int]], rank: int) -> list[float]:
 
 def uneven_warning(shares: list[int], split: Any) -> str | None:
     """The warning line when some rank's share of an epoch is under half another's (a streamed
-    split of few chunks: whole chunks are shared out), else None. ``split``: a :class:`.data.Split`."""
+    split of few chunks: whole chunks are shared out), else None. ``split``: a :class:`.splits.Split`."""
     if len(shares) < 2 or min(shares) * 2 >= max(shares):
         return None
     rows = getattr(split.data, "chunk_rows", None)

@@ -18,11 +18,11 @@ from nsynth_prep.cache import format as cache_format
 from nsynth_prep.errors import RunError
 from nsynth_prep.progress import Progress
 from nsynth_train.config import TrainConfig
-from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep, lockstep_sizes, step_weights, unwrap
 from nsynth_train.models import CNN, forward
 from nsynth_train.options import augment, class_weights, lr_factor, positive_weights
 from nsynth_train.recipe import mixed_cross_entropy, mixed_flags, mixup, robust
+from nsynth_train.splits import Split
 from nsynth_train.tasks import Task
 
 SYNC_SECONDS = 0.5  # read the running loss back from the device (and check it) at most this often

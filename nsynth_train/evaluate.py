@@ -17,10 +17,17 @@ from nsynth_prep.labels import FAMILIES
 from nsynth_prep.storage.store import Where
 from nsynth_train import checkpoint, run_dir
 from nsynth_train.config import TrainConfig, amp_dtype, pick_device
-from nsynth_train.data import Split
-from nsynth_train.head_metrics import breakdown, multilabel_confusion, multilabel_summary, note_counts, pitch_summary
+from nsynth_train.head_metrics import (
+    HeadScores,
+    breakdown,
+    multilabel_confusion,
+    multilabel_summary,
+    note_counts,
+    pitch_summary,
+)
 from nsynth_train.metrics import confusion_matrix, summarize
 from nsynth_train.models import build_model, forward
+from nsynth_train.splits import Split
 from nsynth_train.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -62,18 +69,6 @@ def evaluate_run(ckpt_path: Path, cache_dir: Where | None, split: str, out: Path
     ckpt_path = resolve_checkpoint(ckpt_path)
     with run_dir.locked(Path(out) if out else ckpt_path.parent):
         return write_scores(score(ckpt_path, cache_dir, split, device), out, figures)
-
-
-@dataclass(frozen=True)
-class HeadScores:
-    """One head's share of a scored split: its probabilities (N, classes), true classes (N,)
-    (-1: a note the head does not score, e.g. a pitch absent from train) and confusion matrix
-    (C, C) of the scored notes; for a multi-label head (N, L) flags and (L, 2, 2) matrices."""
-
-    head: Task
-    probs: np.ndarray
-    y: np.ndarray
-    cm: np.ndarray
 
 
 @dataclass(frozen=True)

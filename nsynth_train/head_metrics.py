@@ -1,5 +1,6 @@
 """The metrics of the heads beyond a confusion matrix: multi-label (qualities) average precision
-and F1, pitch's near misses, and every head's breakdown by pitch range and by velocity.
+and F1, pitch's near misses, and every head's breakdown by pitch range and by velocity; and
+:class:`HeadScores`, one head's share of a scored split, which the figures and the report draw.
 
 Plain numpy on predictions and labels; :mod:`nsynth_train.evaluate` puts the results in
 ``metrics.json``.
@@ -7,12 +8,27 @@ Plain numpy on predictions and labels; :mod:`nsynth_train.evaluate` puts the res
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nsynth_train.tasks import Task
+
 THRESHOLD = 0.5  # a quality is predicted present at p >= 0.5 (no threshold tuned on the scored split)
 OCTAVE = 12  # semitones
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """One head's share of a scored split: its probabilities (N, classes), true classes (N,)
+    (-1: a note the head does not score, e.g. a pitch absent from train) and confusion matrix
+    (C, C) of the scored notes; for a multi-label head (N, L) flags and (L, 2, 2) matrices."""
+
+    head: Task
+    probs: np.ndarray
+    y: np.ndarray
+    cm: np.ndarray
 
 
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float | None:

@@ -30,13 +30,13 @@ from nsynth_prep.storage.store import Where, location
 from nsynth_train import checkpoint, distributed, recipe, resume_state, run_dir
 from nsynth_train.batch_size import auto_batch_line, fitting_batch, small_corpus_warning
 from nsynth_train.config import TrainConfig, amp_dtype
-from nsynth_train.data import Split
 from nsynth_train.distributed import Dist, lockstep_sizes
 from nsynth_train.epoch import Diverged, Objective, make_scaler, objective_for, run_epoch, train_pairs
 from nsynth_train.evaluate import score, write_scores
 from nsynth_train.init_weights import load_init
 from nsynth_train.models import build_model, count_parameters
 from nsynth_train.options import make_optimizer
+from nsynth_train.splits import Split
 from nsynth_train.tasks import Task, head_names, make_task
 
 __all__ = ["Diverged", "Interrupted", "Objective", "TrainConfig", "run_epoch", "train"]

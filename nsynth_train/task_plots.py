@@ -17,7 +17,7 @@ from nsynth_prep.display.training import Context
 from nsynth_train import plots
 
 if TYPE_CHECKING:
-    from nsynth_train.evaluate import HeadScores
+    from nsynth_train.head_metrics import HeadScores
 
 
 def chance(h: HeadScores) -> float:

@@ -30,8 +30,8 @@ from nsynth_prep.labels import SAMPLE_RATE
 from nsynth_prep.readers.wav_any import read_wav_any
 from nsynth_prep.storage.store import Where
 from nsynth_train import run_dir
-from nsynth_train.evaluate import HeadScores, Scores, _full_history, resolve_checkpoint, score
-from nsynth_train.head_metrics import THRESHOLD, multilabel_summary
+from nsynth_train.evaluate import Scores, _full_history, resolve_checkpoint, score
+from nsynth_train.head_metrics import THRESHOLD, HeadScores, multilabel_summary
 from nsynth_train.metrics import summarize
 
 log = logging.getLogger(__name__)

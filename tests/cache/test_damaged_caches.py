@@ -22,7 +22,8 @@ from nsynth_prep.errors import CacheError, SourceError, StorageError
 from nsynth_prep.tools.audit import audit
 from nsynth_prep.tools.export import export_hdf5
 from nsynth_prep.tools.inspect import describe
-from nsynth_train.data import ChunkStream, DeviceSplit, batches, loader
+from nsynth_train.data import ChunkStream, batches, loader
+from nsynth_train.splits import DeviceSplit
 from nsynth_train.tasks import get_task
 
 

@@ -164,9 +164,9 @@ def test_batchnorm_ranks_validate_the_weights_rank_0_saves(caches_of: Callable[.
     assert epoch["valid_accuracy"] == valid["accuracy"]
     # The loss is continuous, so it shows other running statistics where the accuracy may not.
     from nsynth_train.config import TrainConfig
-    from nsynth_train.data import Split
     from nsynth_train.evaluate import predict
     from nsynth_train.models import build_model
+    from nsynth_train.splits import Split
     from nsynth_train.tasks import get_task
 
     config, task = TrainConfig.from_dict(last["config"]), get_task("family")
@@ -217,7 +217,7 @@ def test_chunk_stream_shards_cover_every_row_once(small_chunks: Path) -> None:
 
 
 def test_resident_split_shards_cover_every_row_once(small_chunks: Path) -> None:
-    from nsynth_train.data import DeviceSplit
+    from nsynth_train.splits import DeviceSplit
     from nsynth_train.tasks import get_task
 
     rows = _task_rows(small_chunks)
@@ -299,15 +299,15 @@ def _worker() -> None:
     """
     sys.path.insert(0, str(ROOT))
     import cli
-    from nsynth_train import data, loop, plots, run_dir
+    from nsynth_train import loop, plots, run_dir, splits
 
     record = Path(os.environ["NSYNTH_TEST_RECORD"])
     rank = os.environ.get("RANK", "0")
     stop_after = int(os.environ.get("NSYNTH_TEST_STOP_AFTER") or 0)
-    batches, run_epoch, write_history = data.Split.batches, loop.run_epoch, run_dir.write_history
+    batches, run_epoch, write_history = splits.Split.batches, loop.run_epoch, run_dir.write_history
     counts: dict[int, int] = {}
 
-    def recording_batches(self: data.Split, epoch: int, drop_last: bool):  # type: ignore[no-untyped-def]
+    def recording_batches(self: splits.Split, epoch: int, drop_last: bool):  # type: ignore[no-untyped-def]
         seen = []
         for batch in batches(self, epoch, drop_last):
             seen.append(batch[2].cpu().numpy())
@@ -334,7 +334,7 @@ def _worker() -> None:
         (record / f"figures-r{rank}").write_text(str(fig_dir))
 
     plots.write_all = figures_at
-    data.Split.batches = recording_batches  # type: ignore[method-assign]
+    splits.Split.batches = recording_batches  # type: ignore[method-assign]
     loop.run_epoch = counting_epoch
     run_dir.write_history = stopping_history
     sys.argv = ["nsynth", *sys.argv[1:]]

@@ -23,7 +23,8 @@ from nsynth_prep.cache.format import open_cache
 from nsynth_prep.errors import CacheError
 from nsynth_prep.features import Framed
 from nsynth_train.config import TrainConfig
-from nsynth_train.data import ChunkStream, DeviceSplit, Split, batches, loader, to_float
+from nsynth_train.data import ChunkStream, batches, loader, to_float
+from nsynth_train.splits import DeviceSplit, Split
 from nsynth_train.tasks import get_task
 
 

@@ -20,11 +20,12 @@ from nsynth_prep.cache.format import open_cache
 from nsynth_prep.errors import ConfigError
 from nsynth_prep.features import Trimmed
 from nsynth_train.checkpoint import load
-from nsynth_train.data import ChunkStream, DeviceSplit, batches, loader
+from nsynth_train.data import ChunkStream, batches, loader
 from nsynth_train.loop import TrainConfig, train
 from nsynth_train.mel_models import CHANNELS2
 from nsynth_train.models import build_model, count_parameters
 from nsynth_train.recipe import balanced_counts, mixed_cross_entropy, mixup, robust, spec_augment
+from nsynth_train.splits import DeviceSplit
 from nsynth_train.tasks import get_task
 from nsynth_train.vocabulary import PRESET_OPTIONS, PRESETS, REFERENCE_OPTIONS
 
