@@ -12,9 +12,10 @@ features stream.
 
 What an epoch of a small split pays before its first batch is most of it (a 4,000-note pooled
 epoch is one group of four chunks), so the stream keeps what it can from one epoch to the next:
-the reader threads, the maps of unencoded chunks, the group buffers of encoded ones, and which
-mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`): from the second epoch on,
-an unchanged unencoded chunk costs no reader and no check, only the gather.
+the reader threads, the maps of unencoded chunks, the group buffers of encoded ones, which
+mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`), and the batch buffers
+(reused once the consumer has let go of a batch, see :class:`_BatchMemory`): from the second
+epoch on, an unchanged unencoded chunk costs no reader and no check, only the gather.
 
 Under torchrun each rank takes a disjoint share of every epoch's chunk order (``rank::world`` of
 the same seeded permutation, before the DataLoader workers split it again), so across the ranks
