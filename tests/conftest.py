@@ -47,6 +47,33 @@ def caches_of(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Callabl
     return caches
 
 
+@pytest.fixture(scope="session")
+def train_in_chunks_of(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``train_in_chunks_of(pooled=8)``: the session corpus's train split (60 notes) built with
+    those features in chunks of that many rows (the format's own sizes would make one chunk of
+    each), once per session for each choice; returns its ``train.zarr`` (read-only for the tests)."""
+    from nsynth_prep.builder.pipeline import BuildConfig, build_cache
+    from nsynth_prep.cache.format import open_cache
+    from nsynth_prep.features import FEATURES
+
+    built: dict[tuple[tuple[str, int], ...], Path] = {}
+
+    def train(**chunk_rows: int) -> Path:
+        key = tuple(sorted(chunk_rows.items()))
+        if key not in built:
+            out = tmp_path_factory.mktemp("chunks-" + "-".join(f"{f}{n}" for f, n in key))
+            with pytest.MonkeyPatch.context() as mp:
+                for feature, rows in key:
+                    mp.setattr(FEATURES[feature], "chunk_rows", rows)
+                build_cache(corpus / "nsynth-train", out, BuildConfig(features=tuple(chunk_rows)), progress=False)
+            features = open_cache(out / "train.zarr").meta.features
+            assert all(features[f].chunk_rows == n for f, n in key)
+            built[key] = out / "train.zarr"
+        return built[key]
+
+    return train
+
+
 @pytest.fixture
 def edit_attrs() -> Callable[..., None]:
     """A function that rewrites keys of a cache's raw ``attrs['nsynth']``, as a hand edit or a

@@ -3,28 +3,23 @@ anything holds it: the consumer, a list of batches, autograd's saved input, a Da
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nsynth_prep.builder.pipeline import BuildConfig, build_cache
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cache.format import open_cache
-from nsynth_prep.features import Pooled
 from nsynth_train.data import ChunkStream, _BatchMemory, batches, loader
 from nsynth_train.tasks import get_task
 
 
 @pytest.fixture(scope="module")
-def pooled(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pooled(train_in_chunks_of: Callable[..., Path]) -> Path:
     """The train split (60 notes) with pooled in chunks of 8 rows: 8 chunks, batches of 5 rows."""
-    out = tmp_path_factory.mktemp("batch-memory")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Pooled, "chunk_rows", 8)
-        build_cache(corpus / "nsynth-train", out, BuildConfig(features=("pooled",)), progress=False)
-    return out / "train.zarr"
+    return train_in_chunks_of(pooled=8)
 
 
 def whole(path: Path) -> np.ndarray:

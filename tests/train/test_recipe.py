@@ -15,10 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nsynth_prep.builder.pipeline import BuildConfig, build_cache
-from nsynth_prep.cache.format import open_cache
 from nsynth_prep.errors import ConfigError
-from nsynth_prep.features import Trimmed
 from nsynth_train.checkpoint import load
 from nsynth_train.data import ChunkStream, batches, loader
 from nsynth_train.loop import TrainConfig, train
@@ -98,14 +95,9 @@ def test_balanced_draw() -> None:
 
 
 @pytest.fixture(scope="module")
-def path(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def path(train_in_chunks_of: Callable[..., Path]) -> Path:
     """The train split (60 notes) with trimmed in chunks of 8 rows: 8 chunks to share out."""
-    out = tmp_path_factory.mktemp("recipe")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Trimmed, "chunk_rows", 8)
-        build_cache(corpus / "nsynth-train", out, BuildConfig(features=("trimmed",)), progress=False)
-    assert open_cache(out / "train.zarr").meta.features["trimmed"].chunk_rows == 8
-    return out / "train.zarr"
+    return train_in_chunks_of(trimmed=8)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
