@@ -14,7 +14,7 @@ What an epoch of a small split pays before its first batch is most of it (a 4,00
 epoch is one group of four chunks), so the stream keeps what it can from one epoch to the next:
 the reader threads, the maps of unencoded chunks, the group buffers of encoded ones, which
 mapped chunks passed their check (see :meth:`.CheckedArray.read_rows`), and the batch buffers
-(reused once the consumer has let go of a batch, see :class:`_BatchMemory`): from the second
+(reused once the consumer has let go of a batch, see :class:`.batching.BatchMemory`): from the second
 epoch on, an unchanged unencoded chunk costs no reader and no check, only the gather.
 
 Under torchrun each rank takes a disjoint share of every epoch's chunk order (``rank::world`` of
@@ -37,7 +37,6 @@ numbers (see :mod:`nsynth_prep.cache.checked`).
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -51,10 +50,9 @@ from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cpus import cpu_threads
 from nsynth_prep.errors import NsynthError
 from nsynth_prep.storage.store import Where
+from nsynth_train.batching import Batch, BatchBuilder, BatchMemory
 from nsynth_train.recipe import balanced_counts
 from nsynth_train.tasks import Task
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features (B, ...), classes (B,), rows (B,)
 
 
 def to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -131,7 +129,7 @@ class ChunkStream(IterableDataset):
                                                minlength=self.num_chunks)
         self._array: CheckedArray | None = None  # opened lazily in each worker process
         self._spare: list[np.ndarray] = []  # group buffers of the last epoch (see _take_buffers)
-        self._batch_memory = _BatchMemory()  # batch buffers, reused once the consumer has let go of them
+        self._batch_memory = BatchMemory()  # batch buffers, reused once the consumer has let go of them
         # The reader threads, kept across epochs: (pool, threads, the pid of the process that made it)
         self._pool: tuple[ThreadPoolExecutor, int, int] | None = None
 
@@ -196,7 +194,7 @@ class ChunkStream(IterableDataset):
         pool = self._reader_pool(threads)
         pending: deque[list[tuple[Future[np.ndarray], int, np.ndarray | None]]] = deque()
         reads: list[tuple[Future[np.ndarray], int, np.ndarray | None]] = []
-        batch = _BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows, self._batch_memory)
+        batch = BatchBuilder(self.batch_size, self.row_shape, self.dtype, self.chunk_rows, self._batch_memory)
         try:
             for k in range(len(groups)):
                 while len(pending) < slots and k + len(pending) < len(groups):
@@ -238,7 +236,7 @@ class ChunkStream(IterableDataset):
 
     def __getstate__(self) -> dict[str, object]:
         """What a DataLoader worker gets: no threads, maps or buffers (each process opens its own)."""
-        return {**self.__dict__, "_pool": None, "_array": None, "_spare": [], "_batch_memory": _BatchMemory()}
+        return {**self.__dict__, "_pool": None, "_array": None, "_spare": []}  # BatchMemory pickles empty
 
     def _take_buffers(self, array: CheckedArray, count: int) -> list[np.ndarray]:
         """Group buffers, kept from the last epoch when they are free: new memory is paid for in page
@@ -276,89 +274,6 @@ def _finish(array: CheckedArray, reads: list[tuple[Future[np.ndarray], int, np.n
     """The rows of a group's chunks, checked: a chunk no reader has started yet is read here (this
     thread helps the readers) rather than waited for. A damaged chunk raises ``CacheError``."""
     return [array.read_rows(c, out) if fut.cancel() else fut.result() for fut, c, out in reads]
-
-
-class _BatchMemory:
-    """Batch buffers (features, classes, rows) that a stream hands out and takes back.
-
-    New memory is paid for in page faults on its first write: a 1,024-row pooled batch (8 MiB) is
-    2,048 of them, about a third of the time of a 4,000-note pooled epoch (measured), and the
-    consumer usually still holds the last batch while the next is gathered, so the allocator
-    cannot reuse its memory. A buffer is reused once nothing else refers to it: a batch's tensors
-    keep their numpy arrays alive (``torch.from_numpy``), as do autograd's saved tensors and a
-    DataLoader's queue until the batch is pickled, so a batch still held anywhere is never
-    written. At most ``keep`` sets are kept; a consumer holding more batches gets new memory.
-    """
-
-    # References to a free buffer while it is looked at: the kept tuple, the loop's name, and
-    # getrefcount's own argument.
-    FREE = 3
-
-    def __init__(self, keep: int = 4) -> None:
-        self.keep = keep
-        self.sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def get(self, size: int, row_shape: tuple[int, ...], dtype: np.dtype
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(size, *row_shape) features, (size,) classes and (size,) rows: a free kept set, or new."""
-        for kept in self.sets:
-            if kept[0].shape == (size, *row_shape) and kept[0].dtype == dtype and all(
-                    sys.getrefcount(a) == self.FREE for a in kept):
-                return kept[0], kept[1], kept[2]  # a tuple of its own: held, it holds the arrays
-        new = np.empty((size, *row_shape), dtype), np.empty(size, np.int64), np.empty(size, np.int64)
-        if len(self.sets) < self.keep:
-            self.sets.append(new)
-        return new[0], new[1], new[2]
-
-
-class _BatchBuilder:
-    """Gathers rows from successive groups of chunks into batches of exactly ``size`` rows."""
-
-    def __init__(self, size: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
-                 memory: _BatchMemory | None = None) -> None:
-        self.size, self.row_shape, self.dtype, self.chunk_rows = size, row_shape, dtype, chunk_rows
-        self.memory = memory or _BatchMemory(keep=0)
-        self.filled = 0
-        self._new()
-
-    def _new(self) -> None:
-        # (B, *row_shape) as stored; (B,) classes; (B,) cache rows
-        self.x, self.y, self.rows = self.memory.get(self.size, self.row_shape, self.dtype)
-        self.filled = 0
-
-    def take(self) -> Batch:
-        """The batch so far (full, or the epoch's last, partial) as tensors; a fresh one begins."""
-        n = self.filled
-        out = torch.from_numpy(self.x[:n]), torch.from_numpy(self.y[:n]), torch.from_numpy(self.rows[:n])
-        self._new()
-        return out
-
-    def fill(self, parts: list[np.ndarray], local: np.ndarray, rows: np.ndarray, classes: np.ndarray
-             ) -> Iterator[Batch]:
-        """Yield every batch that the rows ``local`` of a group complete (``parts``: each chunk's rows,
-        (n_i, *row_shape)); the rest stay for the next group.
-
-        Which rows make a batch is the shuffle's; within a batch they are taken chunk by chunk,
-        each chunk's in row order (one ``np.take`` per chunk, reading it front to back).
-        """
-        start = 0
-        while start < len(local):
-            n = min(self.size - self.filled, len(local) - start)
-            seg = slice(start, start + n)
-            order = np.argsort(local[seg], kind="stable")
-            sel = local[seg][order]
-            edges = np.searchsorted(sel // self.chunk_rows, np.arange(len(parts) + 1))
-            for i, part in enumerate(parts):
-                a, z = int(edges[i]), int(edges[i + 1])
-                if z > a:  # mode="clip" gathers straight into ``out`` (the default buffers a copy);
-                    # the indices are in range by construction. numpy releases the GIL here.
-                    np.take(part, sel[a:z] - i * self.chunk_rows, axis=0, out=self.x[self.filled + a : self.filled + z],
-                            mode="clip")
-            self.y[self.filled : self.filled + n] = classes[seg][order]
-            self.rows[self.filled : self.filled + n] = rows[seg][order]
-            self.filled, start = self.filled + n, start + n
-            if self.filled == self.size:
-                yield self.take()
 
 
 def loader(stream: ChunkStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:

@@ -18,8 +18,9 @@ import torch
 from nsynth_prep.cache import format as cache_format
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.storage.store import Where
+from nsynth_train.batching import Batch
 from nsynth_train.config import TrainConfig
-from nsynth_train.data import Batch, ChunkStream, batches, loader, to_float
+from nsynth_train.data import ChunkStream, batches, loader, to_float
 from nsynth_train.recipe import balanced_counts
 from nsynth_train.tasks import Task
 

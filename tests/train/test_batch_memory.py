@@ -12,7 +12,8 @@ import torch
 
 from nsynth_prep.cache.checked import CheckedArray
 from nsynth_prep.cache.format import open_cache
-from nsynth_train.data import ChunkStream, _BatchMemory, batches, loader
+from nsynth_train.batching import BatchMemory
+from nsynth_train.data import ChunkStream, batches, loader
 from nsynth_train.tasks import get_task
 
 
@@ -40,7 +41,7 @@ def test_a_dropped_batch_is_reused_and_every_batch_is_right_when_it_arrives(pool
             seen.add(x.data_ptr())
             count += 1
     # the one being consumed, the one being gathered, and the builder's next: a few sets in all
-    assert count == 3 * 12 and len(seen) <= _BatchMemory().keep
+    assert count == 3 * 12 and len(seen) <= BatchMemory().keep
 
 
 def test_held_batches_are_never_written_again(pooled: Path) -> None:
@@ -82,7 +83,7 @@ def test_with_dataloader_workers_every_batch_is_right(pooled: Path) -> None:
 
 
 def test_memory_keeps_at_most_its_sets_and_matches_shapes() -> None:
-    memory = _BatchMemory(keep=2)
+    memory = BatchMemory(keep=2)
     a = memory.get(4, (3,), np.dtype(np.float32))
     b = memory.get(4, (3,), np.dtype(np.float32))
     c = memory.get(4, (3,), np.dtype(np.float32))  # both kept sets are held: new memory, not kept
@@ -92,3 +93,14 @@ def test_memory_keeps_at_most_its_sets_and_matches_shapes() -> None:
     assert again[0] is memory.sets[0][0]  # the first set, let go of, is reused
     other = memory.get(4, (5,), np.dtype(np.float32))  # another shape never takes a kept set
     assert other[0].shape == (4, 5) and all(other[0] is not kept[0] for kept in memory.sets)
+
+
+def test_memory_pickles_empty_with_a_lock_of_its_own() -> None:
+    """What a DataLoader worker gets with the stream: the same limit, nothing kept."""
+    import pickle
+
+    memory = BatchMemory(keep=3)
+    memory.get(4, (3,), np.dtype(np.float32))
+    copy = pickle.loads(pickle.dumps(memory))
+    assert copy.keep == 3 and copy.sets == [] and copy._lock is not memory._lock
+    assert copy.get(4, (3,), np.dtype(np.float32))[0].shape == (4, 3)
