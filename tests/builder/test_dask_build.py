@@ -305,9 +305,12 @@ def test_a_scheduler_lost_mid_build_is_one_line(descriptor: Path, descriptor_loc
 
 def _cli(*args: object) -> subprocess.Popen[str]:
     # Its own session, so that the test can kill the client with every process of its LocalCluster.
+    # Ctrl-C at its default: a suite started in the background by a shell without job control
+    # (`(make check &)`) runs with SIGINT ignored, which its children would inherit.
     return subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "-q", *map(str, args)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_chunks(proc: subprocess.Popen[str], done: Path, at_least: int = 1) -> None:

@@ -60,6 +60,13 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 180
         time.sleep(0.1)
 
 
+def _ctrl_c_default() -> None:
+    """In the child before it starts: SIGINT at its default. A suite started in the background by
+    a shell without job control (``(make check &)``) runs with SIGINT ignored, which children
+    inherit, and Ctrl-C would then not reach the training."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path, cli: Callable[..., Result]) -> None:
     """A real process holds the folder: a second train (and an eval writing there), from this
     process, is refused; Ctrl-C stops the first with status 130 and the exact command that
@@ -67,7 +74,8 @@ def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path, 
     run = tmp_path / "run"
     args = ["train", "--model", "cnn", "--cache", str(caches), "--epochs", "100000", "--batch-size", "16", "--device", "cpu",
             "--lr", "0.0005", "--out", str(run)]
-    with subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as first:
+    with subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=_ctrl_c_default) as first:
         try:
             _wait_for(lambda: (run / "history.csv").exists(), "the first epoch was saved", first)
             second = cli("-q", *args)
@@ -90,7 +98,7 @@ def test_two_trainings_into_one_folder_and_ctrl_c(caches: Path, tmp_path: Path, 
     assert re.search(r"last\.pt holds epoch \d+ of 100000", err)
     # The printed command resumes that run (same settings); stop it once it has.
     with subprocess.Popen([*CLI, *shlex.split(command)[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as resumed:
+                          text=True, preexec_fn=_ctrl_c_default) as resumed:
         try:
             _wait_for(lambda: "resumed" in (run / "config.json").read_text(), "the resume started", resumed)
             resumed.send_signal(signal.SIGINT)
