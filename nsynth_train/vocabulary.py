@@ -80,25 +80,6 @@ REFERENCE_PRESETS = ("cnn", "cnn-reg", "lstm", "blstm")  # the papers' models an
 # (docs/benchmarks.md: far past the reference models on held-out sample libraries).
 DEFAULT_MODEL = "mel-cnn"
 FIGURE_FORMATS = ("png", "svg", "pdf")  # --figure-format: what run figures may be written as
-
-
-def figure_formats_of(formats: tuple[str, ...] | str | None) -> tuple[str, ...]:
-    """``"png,svg"`` or ``("png", "svg")`` as checked formats, each once, in order (None: PNG).
-
-    Raises
-    ------
-    ValueError
-        A format not in :data:`FIGURE_FORMATS`, or none at all.
-    """
-    if formats is None:
-        return ("png",)
-    items = formats.split(",") if isinstance(formats, str) else formats
-    out = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
-    bad = [f for f in out if f not in FIGURE_FORMATS]
-    if bad or not out:
-        raise ValueError(f"{', '.join(bad) or 'nothing'}: expected one or more of png, svg, pdf, comma-separated "
-                         "(e.g. png,svg)")
-    return out
 DEMO_EPOCHS = 5  # nsynth demo: the default model's epochs on the demo corpus (under a minute in all)
 
 # The training options a preset sets (None in a TrainConfig: the preset's)
@@ -166,3 +147,22 @@ def head_weights(text: str, heads: int) -> tuple[tuple[float, ...], str | None]:
     if any(not (v >= 0 and v != float("inf")) for v in values) or not any(values):
         return (), f"--head-weights must be finite numbers >= 0, at least one above 0, not {text!r}"
     return values, None
+
+
+def figure_formats_of(formats: tuple[str, ...] | str | None) -> tuple[str, ...]:
+    """``"png,svg"`` or ``("png", "svg")`` as checked formats, each once, in order (None: PNG).
+
+    Raises
+    ------
+    ValueError
+        A format not in :data:`FIGURE_FORMATS`, or none at all.
+    """
+    if formats is None:
+        return ("png",)
+    items = formats.split(",") if isinstance(formats, str) else formats
+    out = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
+    bad = [f for f in out if f not in FIGURE_FORMATS]
+    if bad or not out:
+        raise ValueError(f"{', '.join(bad) or 'nothing'}: expected one or more of png, svg, pdf, comma-separated "
+                         "(e.g. png,svg)")
+    return out
